@@ -34,6 +34,8 @@ public struct BrokerConfiguration: Sendable {
         /// Longest keep-alive a client may ask for, in seconds; clients asking for more (or for
         /// none) are told this value in CONNACK (MQTT 5). 0 means no limit.
         public var maximumKeepAlive: UInt16 = 0
+        /// Seconds a new connection has to send CONNECT before it is closed.
+        public var connectTimeout: Int = 10
         /// Longest session expiry interval granted, in seconds. Also the expiry of MQTT 3.1.1
         /// persistent sessions (clean session = 0). `UInt32.max` means never.
         public var maximumSessionExpiryInterval: UInt32 = UInt32.max

@@ -1,0 +1,847 @@
+import Atomics
+import Logging
+import MQTTCore
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// One client connection: decodes packets, runs them through the ``ConnectionStateMachine``,
+/// and carries out its actions against the session, the router and the hooks.
+///
+/// Output is coalesced: packets are encoded into one buffer per connection and flushed once per
+/// event-loop iteration by the ``LoopContext``. The handler is used for every transport (TCP,
+/// TLS and WebSocket put their own handlers in front of it) and belongs to its event loop.
+final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = Never
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let broker: BrokerCore
+    let loop: LoopContext
+    private let transport: MQTTTransport
+    private var context: ChannelHandlerContext?
+    private var decoder: MQTTPacketDecoder
+    private var cumulation: ByteBuffer?
+    private var machine: ConnectionStateMachine
+    private(set) var session: Session?
+    private var principal: MQTTPrincipal?
+    private var clientIdentifier: String?
+    private var remoteAddress: String = "?"
+    private var output: ByteBuffer
+    private var isDirty = false
+    private var isWritable = true
+    private var started = false
+    private var finished = false
+    private var overLimit = false
+    private var keepAliveTask: Scheduled<Void>?
+    private var connectTimeoutTask: Scheduled<Void>?
+    private var closeReason: String = "connection closed"
+    private var publishWillOnClose = true
+    private var clientMaximumPacketSize = Int.max
+    private var clientTopicAliasMaximum: UInt16 = 0
+    private var outboundAliases: [String: UInt16] = [:]
+    private var sendReasonStrings = true
+    private var refusedPublishLogged = false
+    /// The verified client certificate, set by the TLS layer before CONNECT.
+    var peerCertificate: MQTTPeerCertificate?
+
+    private var version: MQTTProtocolVersion { machine.version }
+    /// Completes when the connection's channel has closed.
+    var closeFuture: EventLoopFuture<Void>? { context?.channel.closeFuture }
+    private var limits: BrokerConfiguration.Limits { broker.configuration.limits }
+
+    init(broker: BrokerCore, loop: LoopContext, transport: MQTTTransport) {
+        self.broker = broker
+        self.loop = loop
+        self.transport = transport
+        self.decoder = MQTTPacketDecoder(maximumPacketSize: broker.configuration.limits.maximumPacketSize)
+        let features = broker.configuration.features
+        self.machine = ConnectionStateMachine(
+            announced: .init(
+                topicAliasMaximum: broker.configuration.limits.topicAliasMaximum,
+                maximumQoS: features.maximumQoS,
+                retainAvailable: features.retainAvailable,
+                subscriptionIdentifiersAvailable: features.subscriptionIdentifiersAvailable
+            ),
+            now: loop.eventLoop.now
+        )
+        self.output = ByteBuffer()
+    }
+
+    private var logMetadata: Logger.Metadata {
+        [
+            "mqtt.client_id": "\(clientIdentifier ?? "-")",
+            "mqtt.remote": "\(remoteAddress)",
+            "mqtt.transport": "\(transport.rawValue)",
+        ]
+    }
+
+    // MARK: channel lifecycle
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        self.output = context.channel.allocator.buffer(capacity: 256)
+        if context.channel.isActive { start(context: context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        start(context: context)
+        context.fireChannelActive()
+    }
+
+    private func start(context: ChannelHandlerContext) {
+        guard !started else { return }
+        started = true
+        if let address = context.channel.remoteAddress {
+            remoteAddress = "\(address.ipAddress ?? "?"):\(address.port ?? 0)"
+        }
+        isWritable = context.channel.isWritable
+        loop.connections[ObjectIdentifier(self)] = self
+        broker.metrics.connectionOpened()
+        if broker.metrics.connections.load(ordering: .relaxed) > limits.maximumConnections {
+            overLimit = true
+        }
+        let timeout = limits.connectTimeout
+        if timeout > 0 {
+            connectTimeoutTask = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(Int64(timeout))) { [self] in
+                guard self.machine.phase == .awaitingConnect || self.machine.phase == .authenticating else { return }
+                self.broker.logger.debug("no CONNECT in time, closing", metadata: self.logMetadata)
+                self.publishWillOnClose = false
+                self.closeReason = "no CONNECT within \(timeout) s"
+                self.machine.closing()
+                self.context?.close(promise: nil)
+            }
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        finish()
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        finish()
+        self.context = nil
+    }
+
+    private func finish() {
+        guard started, !finished else { return }
+        finished = true
+        keepAliveTask?.cancel()
+        connectTimeoutTask?.cancel()
+        loop.connections[ObjectIdentifier(self)] = nil
+        broker.metrics.connectionClosed()
+        let wasConnected = session != nil
+        if let session {
+            session.connectionLost(self, publishWill: publishWillOnClose)
+            self.session = nil
+        }
+        machine.closing()
+        if wasConnected {
+            var metadata = logMetadata
+            metadata["mqtt.reason"] = "\(closeReason)"
+            broker.logger.info("client disconnected", metadata: metadata)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        broker.logger.debug("connection error", metadata: logMetadata.merging(["error": "\(error)"]) { $1 })
+        closeReason = "network error"
+        context.close(promise: nil)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        isWritable = context.channel.isWritable
+        if isWritable && output.readableBytes > 0 { flushOutput() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    // MARK: reading
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = unwrapInboundIn(data)
+        loop.stats.bytesReceived &+= buffer.readableBytes
+        machine.touch(context.eventLoop.now)
+        if var pending = cumulation {
+            cumulation = nil
+            pending.writeBuffer(&buffer)
+            buffer = pending
+        }
+        process(&buffer)
+        if buffer.readableBytes > 0 && machine.phase != .closed { keep(buffer) }
+    }
+
+    /// Keeps the unprocessed rest of a read without pinning a large read buffer.
+    private func keep(_ buffer: ByteBuffer) {
+        if buffer.storageCapacity > 4 * buffer.readableBytes + 4096 {
+            var copy = ByteBufferAllocator().buffer(capacity: buffer.readableBytes)
+            copy.writeImmutableBuffer(buffer)
+            cumulation = copy
+        } else {
+            cumulation = buffer
+        }
+    }
+
+    private func process(_ buffer: inout ByteBuffer) {
+        while machine.acceptsPackets {
+            let frame: (firstByte: UInt8, body: ByteBuffer)
+            do {
+                guard let next = try decoder.nextFrame(buffer: &buffer) else { return }
+                frame = next
+            } catch {
+                violation(error, firstByte: buffer.getInteger(at: buffer.readerIndex, as: UInt8.self) ?? 0, body: nil)
+                return
+            }
+            loop.stats.packetIn(frame.firstByte >> 4)
+            var body = frame.body
+            let packet: MQTTPacket
+            do {
+                packet = try MQTTPacket.decode(firstByte: frame.firstByte, body: &body, version: decoder.protocolVersion ?? .v3_1_1)
+            } catch {
+                violation(error, firstByte: frame.firstByte, body: frame.body)
+                return
+            }
+            if case .connect(let connect) = packet, decoder.protocolVersion == nil {
+                decoder.protocolVersion = connect.protocolVersion
+            }
+            handle(packet)
+        }
+    }
+
+    /// A packet broke the protocol. Before CONNECT was accepted, an MQTT 5 client gets a CONNACK
+    /// with the reason (an MQTT 3.1.1 client only for an unsupported protocol version); after,
+    /// an MQTT 5 client gets a DISCONNECT. Then the connection closes.
+    private func violation(_ error: MQTTError, firstByte: UInt8, body: ByteBuffer?) {
+        if machine.phase == .awaitingConnect {
+            if firstByte >> 4 == MQTTPacketType.connect.rawValue, let body, let level = Self.peekProtocolLevel(body) {
+                if level == MQTTProtocolVersion.v5.rawValue {
+                    machine = machine.with(version: .v5)
+                    refuse(error.reasonCode, reason: error.message, metric: "protocol")
+                    return
+                }
+                if error.code == .unsupportedProtocolVersion {
+                    refuse(.unsupportedProtocolVersion, reason: error.message, metric: "protocol")
+                    return
+                }
+            }
+            broker.metrics.connectionRefused("protocol")
+            var metadata = logMetadata
+            metadata["mqtt.reason"] = "\(error.message)"
+            broker.logger.info("connection refused", metadata: metadata)
+            publishWillOnClose = false
+            machine.closing()
+            context?.close(promise: nil)
+            return
+        }
+        close(error.reasonCode, reason: error.message)
+    }
+
+    /// The protocol level byte of a CONNECT body, if present.
+    private static func peekProtocolLevel(_ body: ByteBuffer) -> UInt8? {
+        guard let nameLength = body.getInteger(at: body.readerIndex, as: UInt16.self) else { return nil }
+        return body.getInteger(at: body.readerIndex + 2 + Int(nameLength), as: UInt8.self)
+    }
+
+    private func handle(_ packet: MQTTPacket) {
+        switch machine.receive(packet) {
+        case .connect(let connect):
+            handleConnect(connect)
+        case .publish(let publish, let topic):
+            handlePublish(publish, topic: topic)
+        case .puback(let ack):
+            session?.acknowledged(ack.packetIdentifier)
+        case .pubrec(let ack):
+            session?.received(ack.packetIdentifier, reasonCode: ack.reasonCode)
+        case .pubrel(let ack):
+            handlePubRel(ack)
+        case .pubcomp(let ack):
+            session?.completed(ack.packetIdentifier)
+        case .subscribe(let subscribe):
+            handleSubscribe(subscribe)
+        case .unsubscribe(let unsubscribe):
+            handleUnsubscribe(unsubscribe)
+        case .pingreq:
+            sendPacket(.pingresp)
+        case .disconnect(let disconnect):
+            handleDisconnect(disconnect)
+        case .close(let reasonCode, let reason):
+            close(reasonCode, reason: reason)
+        case .ignore:
+            break
+        }
+    }
+
+    // MARK: CONNECT
+
+    private func handleConnect(_ connect: ConnectPacket) {
+        connectTimeoutTask?.cancel()
+        connectTimeoutTask = nil
+        clientIdentifier = connect.clientIdentifier.isEmpty ? nil : connect.clientIdentifier
+        if overLimit {
+            refuse(.serverBusy, reason: "maximum connections (\(limits.maximumConnections)) reached", metric: "limit")
+            return
+        }
+        if !broker.acceptingConnections.withLockedValue({ $0 }) {
+            refuse(.serverUnavailable, reason: "server is shutting down", metric: "limit")
+            return
+        }
+        var identifier = connect.clientIdentifier
+        var assigned: String?
+        if identifier.isEmpty {
+            if connect.protocolVersion != .v5 && !connect.cleanStart {
+                refuse(.clientIdentifierNotValid, reason: "an empty client identifier needs clean session", metric: "protocol")
+                return
+            }
+            identifier = broker.assignClientIdentifier()
+            if connect.protocolVersion == .v5 { assigned = identifier }
+            clientIdentifier = identifier
+        }
+        if identifier.utf8.count > limits.maximumClientIdLength {
+            refuse(.clientIdentifierNotValid, reason: "client identifier longer than \(limits.maximumClientIdLength) bytes", metric: "limit")
+            return
+        }
+        if connect.properties.authenticationMethod != nil {
+            refuse(.badAuthenticationMethod, reason: "extended authentication is not supported", metric: "auth")
+            return
+        }
+        if let will = connect.will {
+            if let problem = topicLimitProblem(will.topic) {
+                refuse(.topicNameInvalid, reason: "will topic: \(problem)", metric: "limit")
+                return
+            }
+            if will.topic.hasPrefix("$SYS") {
+                refuse(.notAuthorized, reason: "will topic is reserved", metric: "auth")
+                return
+            }
+            if will.qos > broker.configuration.features.maximumQoS {
+                refuse(.qosNotSupported, reason: "will QoS is not supported", metric: "protocol")
+                return
+            }
+            if will.retain && !broker.configuration.features.retainAvailable {
+                refuse(.retainNotSupported, reason: "retained wills are not supported", metric: "protocol")
+                return
+            }
+        }
+        if connect.protocolVersion == .v5 {
+            clientMaximumPacketSize = connect.properties.maximumPacketSize.map { Int($0) } ?? Int.max
+            clientTopicAliasMaximum = connect.properties.topicAliasMaximum ?? 0
+            sendReasonStrings = connect.properties.requestProblemInformation != 0
+        }
+        guard let context else { return }
+        context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
+        let request = MQTTAuthenticationRequest(
+            clientIdentifier: identifier,
+            username: connect.username,
+            password: connect.password,
+            protocolVersion: connect.protocolVersion,
+            remoteAddress: context.channel.remoteAddress,
+            transport: transport,
+            certificate: peerCertificate,
+            properties: connect.properties
+        )
+        let authenticator = broker.authenticator
+        let promise = context.eventLoop.makePromise(of: MQTTAuthenticationResult.self)
+        promise.completeWithTask { await authenticator.authenticate(request) }
+        let clientIdentifier = identifier
+        let assignedIdentifier = assigned
+        promise.futureResult.assumeIsolated().whenSuccess { [self] result in
+            self.authenticated(result, connect: connect, identifier: clientIdentifier, assigned: assignedIdentifier)
+        }
+    }
+
+    private func authenticated(_ result: MQTTAuthenticationResult, connect: ConnectPacket, identifier: String, assigned: String?) {
+        guard machine.phase == .authenticating, let context, context.channel.isActive else { return }
+        var principal: MQTTPrincipal
+        switch result {
+        case .refuse(let reasonCode, let reason):
+            refuse(reasonCode, reason: reason ?? "authentication failed", metric: "auth")
+            return
+        case .accept(let accepted):
+            principal = accepted
+        }
+        principal.clientIdentifier = identifier
+        if let will = connect.will, !broker.authorizer.allowsEverything,
+            broker.authorizer.authorize(principal, .publish, topic: will.topic) == .deny
+        {
+            refuse(.notAuthorized, reason: "will topic not authorized", metric: "auth")
+            return
+        }
+        let v5 = connect.protocolVersion == .v5
+        let requestedExpiry: UInt32 = v5 ? (connect.properties.sessionExpiryInterval ?? 0) : (connect.cleanStart ? 0 : UInt32.max)
+        let expiry = min(requestedExpiry, limits.maximumSessionExpiryInterval)
+        var keepAlive = connect.keepAlive
+        var serverKeepAlive: UInt16?
+        if limits.maximumKeepAlive > 0 && (keepAlive == 0 || keepAlive > limits.maximumKeepAlive) {
+            keepAlive = limits.maximumKeepAlive
+            if v5 { serverKeepAlive = keepAlive } else { keepAlive = connect.keepAlive }
+        }
+        let session = Session(clientIdentifier: identifier, principal: principal, loop: loop, broker: broker)
+        session.expiryInterval = expiry
+        if let will = connect.will {
+            let message = BrokerMessage(
+                publish: PublishPacket(topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain, properties: will.properties),
+                topic: will.topic,
+                origin: identifier,
+                now: context.eventLoop.now
+            )
+            session.will = PendingWill(message: message.compacted(), delay: v5 ? (will.properties.willDelayInterval ?? 0) : 0)
+        }
+        self.principal = principal
+        let grantedKeepAlive = keepAlive
+        let announcedKeepAlive = serverKeepAlive
+        broker.registry.open(session, cleanStart: connect.cleanStart).assumeIsolated().whenComplete { [self] result in
+            self.broker.metrics.sessionsChanged(to: self.broker.registry.count)
+            switch result {
+            case .success(let resumed):
+                self.established(
+                    session, resumed: resumed, connect: connect, requestedExpiry: requestedExpiry,
+                    keepAlive: grantedKeepAlive, serverKeepAlive: announcedKeepAlive, assigned: assigned
+                )
+            case .failure(let error):
+                self.broker.logger.error("session setup failed", metadata: self.logMetadata.merging(["error": "\(error)"]) { $1 })
+                session.attach(self, sendQuota: 1)
+                session.connectionLost(self, publishWill: false)
+                self.refuse(.unspecifiedError, reason: "session setup failed", metric: "protocol")
+            }
+        }
+    }
+
+    private func established(
+        _ session: Session, resumed: Bool, connect: ConnectPacket, requestedExpiry: UInt32,
+        keepAlive: UInt16, serverKeepAlive: UInt16?, assigned: String?
+    ) {
+        guard machine.phase == .authenticating, let context, context.channel.isActive else {
+            // The client went away while its session was being set up: treat it as a lost connection.
+            session.attach(self, sendQuota: 1)
+            session.connectionLost(self, publishWill: true)
+            return
+        }
+        self.session = session
+        machine.connectAccepted(version: connect.protocolVersion, keepAlive: keepAlive, sessionExpiryInterval: session.expiryInterval, now: context.eventLoop.now)
+        var properties = MQTTProperties()
+        if connect.protocolVersion == .v5 {
+            let features = broker.configuration.features
+            if let assigned { properties.assignedClientIdentifier = assigned }
+            if session.expiryInterval != requestedExpiry { properties.sessionExpiryInterval = session.expiryInterval }
+            if let serverKeepAlive { properties.serverKeepAlive = serverKeepAlive }
+            properties.receiveMaximum = limits.receiveMaximum
+            if limits.topicAliasMaximum > 0 { properties.topicAliasMaximum = limits.topicAliasMaximum }
+            properties.maximumPacketSize = UInt32(clamping: limits.maximumPacketSize)
+            if features.maximumQoS != .exactlyOnce { properties.maximumQoS = features.maximumQoS.rawValue }
+            if !features.retainAvailable { properties.retainAvailable = 0 }
+            if !features.wildcardSubscriptionsAvailable { properties.wildcardSubscriptionAvailable = 0 }
+            if !features.subscriptionIdentifiersAvailable { properties.subscriptionIdentifierAvailable = 0 }
+            if !features.sharedSubscriptionsAvailable { properties.sharedSubscriptionAvailable = 0 }
+        }
+        sendPacket(.connack(ConnAckPacket(sessionPresent: resumed, reasonCode: .success, properties: properties)))
+        var metadata = logMetadata
+        metadata["mqtt.protocol"] = "\(connect.protocolVersion)"
+        metadata["mqtt.clean_start"] = "\(connect.cleanStart)"
+        metadata["mqtt.keep_alive"] = "\(keepAlive)"
+        metadata["mqtt.session_present"] = "\(resumed)"
+        if let username = connect.username { metadata["mqtt.username"] = "\(username)" }
+        broker.logger.info("client connected", metadata: metadata)
+        loop.forgetQueueFull(clientIdentifier: session.clientIdentifier)
+        scheduleKeepAliveCheck()
+        let clientReceiveMaximum = connect.protocolVersion == .v5 ? Int(connect.properties.receiveMaximum ?? UInt16.max) : Int.max
+        session.attach(self, sendQuota: min(limits.maximumInflight, clientReceiveMaximum))
+        resumeReading()
+    }
+
+    private func resumeReading() {
+        guard let context else { return }
+        if var pending = cumulation {
+            cumulation = nil
+            process(&pending)
+            if pending.readableBytes > 0 && machine.phase != .closed { keep(pending) }
+        }
+        if machine.phase != .closed {
+            context.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+        }
+    }
+
+    private func scheduleKeepAliveCheck() {
+        guard machine.keepAlive > 0, let context else { return }
+        let deadline = machine.lastActivity + .milliseconds(Int64(machine.keepAlive) * 1500)
+        keepAliveTask = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+            guard self.machine.phase == .connected else { return }
+            if self.machine.keepAliveExpired(now: self.loop.eventLoop.now) {
+                self.close(.keepAliveTimeout, reason: "keep alive timeout (\(self.machine.keepAlive) s × 1.5)")
+            } else {
+                self.scheduleKeepAliveCheck()
+            }
+        }
+    }
+
+    // MARK: PUBLISH
+
+    private func topicLimitProblem(_ topic: String) -> String? {
+        if topic.utf8.count > limits.maximumTopicLength { return "longer than \(limits.maximumTopicLength) bytes" }
+        if MQTTTopic.levelCount(topic) > limits.maximumTopicLevels { return "more than \(limits.maximumTopicLevels) levels" }
+        return nil
+    }
+
+    private func handlePublish(_ publish: PublishPacket, topic: String) {
+        guard let session, let principal else { return }
+        loop.stats.messagesReceived &+= 1
+        if topic.utf8.count > limits.maximumTopicLength || MQTTTopic.levelCount(topic) > limits.maximumTopicLevels {
+            rejectPublish(publish, .topicNameInvalid, reason: "topic exceeds the broker's limits", topic: topic)
+            return
+        }
+        if topic.hasPrefix("$SYS") {
+            rejectPublish(publish, .notAuthorized, reason: "$SYS topics are reserved for the broker", topic: topic)
+            return
+        }
+        if !broker.authorizer.allowsEverything && broker.authorizer.authorize(principal, .publish, topic: topic) == .deny {
+            rejectPublish(publish, .notAuthorized, reason: "not authorized to publish to this topic", topic: topic)
+            return
+        }
+        if version == .v5, publish.properties.payloadFormatIndicator == 1, !mqttIsValidUTF8(publish.payload) {
+            rejectPublish(publish, .payloadFormatInvalid, reason: "payload is marked UTF-8 but is not", topic: topic)
+            return
+        }
+        if publish.qos == .exactlyOnce, let identifier = publish.packetIdentifier {
+            if session.awaitingRelease.contains(identifier) {
+                sendPacket(.pubrec(PublishAckPacket(packetIdentifier: identifier)))
+                return
+            }
+            if session.awaitingRelease.count >= Int(limits.receiveMaximum) {
+                close(.receiveMaximumExceeded, reason: "more than \(limits.receiveMaximum) QoS 2 messages awaiting release")
+                return
+            }
+        }
+        let tapped = MQTTTapMessage(
+            topic: topic, payload: publish.payload, qos: publish.qos, retain: publish.retain,
+            properties: publish.properties, protocolVersion: version
+        )
+        if case .reject(let reasonCode, let reason) = broker.messageTap.inspect(tapped, from: principal) {
+            rejectPublish(publish, reasonCode, reason: reason ?? "rejected", topic: topic)
+            return
+        }
+        let message = BrokerMessage(
+            publish: publish,
+            topic: topic,
+            origin: session.clientIdentifier,
+            now: publish.properties.isEmpty ? NIODeadline.uptimeNanoseconds(0) : loop.eventLoop.now
+        )
+        if publish.retain && broker.configuration.features.retainAvailable {
+            broker.metrics.retainedCount(broker.retained.set(message))
+        }
+        loop.route(message)
+        switch publish.qos {
+        case .atMostOnce:
+            break
+        case .atLeastOnce:
+            sendPacket(.puback(PublishAckPacket(packetIdentifier: publish.packetIdentifier!)))
+        case .exactlyOnce:
+            session.awaitingRelease.insert(publish.packetIdentifier!)
+            sendPacket(.pubrec(PublishAckPacket(packetIdentifier: publish.packetIdentifier!)))
+        }
+    }
+
+    /// A PUBLISH the broker will not route. MQTT 5 publishers learn why from the PUBACK/PUBREC
+    /// reason code; MQTT 3.1.1 has no way to say so, so they get a normal acknowledgement
+    /// (MQTT 3.1.1 §3.3.5 allows this).
+    private func rejectPublish(_ publish: PublishPacket, _ reasonCode: ReasonCode, reason: String, topic: String) {
+        var metadata = logMetadata
+        metadata["mqtt.topic"] = "\(topic)"
+        metadata["mqtt.reason"] = "\(reasonCode): \(reason)"
+        if !refusedPublishLogged {
+            refusedPublishLogged = true
+            broker.logger.info("publish refused", metadata: metadata)
+        } else {
+            broker.logger.debug("publish refused", metadata: metadata)
+        }
+        guard let identifier = publish.packetIdentifier else { return }
+        let code = version == .v5 ? reasonCode : .success
+        var properties = MQTTProperties()
+        if version == .v5 && sendReasonStrings { properties.reasonString = reason }
+        let ack = PublishAckPacket(packetIdentifier: identifier, reasonCode: code, properties: properties)
+        sendPacket(publish.qos == .atLeastOnce ? .puback(ack) : .pubrec(ack))
+    }
+
+    private func handlePubRel(_ ack: PublishAckPacket) {
+        let known = session?.awaitingRelease.remove(ack.packetIdentifier) != nil
+        let code: ReasonCode = known || version != .v5 ? .success : .packetIdentifierNotFound
+        sendPacket(.pubcomp(PublishAckPacket(packetIdentifier: ack.packetIdentifier, reasonCode: code)))
+    }
+
+    // MARK: SUBSCRIBE / UNSUBSCRIBE
+
+    private func handleSubscribe(_ subscribe: SubscribePacket) {
+        guard let session, let principal else { return }
+        let features = broker.configuration.features
+        let identifier = subscribe.properties.subscriptionIdentifiers.first
+        var codes: [ReasonCode] = []
+        var changes: [IndexChange] = []
+        var retainedRequests: [(TopicFilter, SubscriptionOptions, Bool)] = []
+        for subscription in subscribe.subscriptions {
+            let filter: TopicFilter
+            do {
+                filter = try TopicFilter(subscription.topicFilter)
+            } catch {
+                codes.append(.topicFilterInvalid)
+                logRefusedSubscription(subscription.topicFilter, error.message)
+                continue
+            }
+            if let problem = topicLimitProblem(filter.filter) {
+                codes.append(.topicFilterInvalid)
+                logRefusedSubscription(subscription.topicFilter, problem)
+                continue
+            }
+            if filter.isShared {
+                if !features.sharedSubscriptionsAvailable {
+                    codes.append(.sharedSubscriptionsNotSupported)
+                    continue
+                }
+                if subscription.options.noLocal && version == .v5 {
+                    close(.protocolError, reason: "no local is not allowed on a shared subscription")
+                    return
+                }
+            }
+            if !features.wildcardSubscriptionsAvailable && MQTTTopic.hasWildcard(filter.filter) {
+                codes.append(.wildcardSubscriptionsNotSupported)
+                continue
+            }
+            if !broker.authorizer.allowsEverything && broker.authorizer.authorize(principal, .subscribe, topic: filter.filter) == .deny {
+                codes.append(.notAuthorized)
+                logRefusedSubscription(subscription.topicFilter, "not authorized")
+                continue
+            }
+            let isNew = session.subscriptions[subscription.topicFilter] == nil
+            if isNew && session.subscriptions.count >= limits.maximumSubscriptionsPerClient {
+                codes.append(.quotaExceeded)
+                logRefusedSubscription(subscription.topicFilter, "more than \(limits.maximumSubscriptionsPerClient) subscriptions")
+                continue
+            }
+            var options = subscription.options
+            options.qos = min(options.qos, features.maximumQoS)
+            session.subscriptions[subscription.topicFilter] = StoredSubscription(filter: filter, options: options, identifier: identifier)
+            changes.append(.add(filter: filter, entry: SubscriberEntry(session: session, options: options, identifier: identifier)))
+            codes.append(.granted(options.qos))
+            if !filter.isShared { retainedRequests.append((filter, options, isNew)) }
+        }
+        let packetIdentifier = subscribe.packetIdentifier
+        let done = changes.isEmpty ? loop.eventLoop.makeSucceededVoidFuture() : broker.applyIndexChanges(from: loop, changes)
+        let reasonCodes = codes
+        let retained = retainedRequests
+        done.assumeIsolated().whenComplete { [self] _ in
+            self.sendPacket(.suback(SubAckPacket(packetIdentifier: packetIdentifier, reasonCodes: reasonCodes)))
+            self.sendRetained(retained, identifier: identifier, to: session)
+        }
+    }
+
+    private func sendRetained(_ requests: [(TopicFilter, SubscriptionOptions, Bool)], identifier: Int?, to session: Session) {
+        guard broker.configuration.features.retainAvailable else { return }
+        let now = loop.eventLoop.now
+        for (filter, options, isNew) in requests {
+            switch options.retainHandling {
+            case .doNotSend: continue
+            case .sendIfNew where !isNew: continue
+            default: break
+            }
+            for message in broker.retained.matching(filter.filter, now: now) {
+                session.deliver(Delivery(message: message, qos: min(message.qos, options.qos), retain: true, identifiers: identifier.map { [$0] } ?? []))
+            }
+        }
+    }
+
+    private func logRefusedSubscription(_ filter: String, _ reason: String) {
+        var metadata = logMetadata
+        metadata["mqtt.topic_filter"] = "\(filter)"
+        metadata["mqtt.reason"] = "\(reason)"
+        broker.logger.info("subscription refused", metadata: metadata)
+    }
+
+    private func handleUnsubscribe(_ unsubscribe: UnsubscribePacket) {
+        guard let session else { return }
+        var codes: [ReasonCode] = []
+        var changes: [IndexChange] = []
+        for raw in unsubscribe.topicFilters {
+            guard let filter = try? TopicFilter(raw) else {
+                codes.append(.topicFilterInvalid)
+                continue
+            }
+            if session.subscriptions.removeValue(forKey: raw) != nil {
+                changes.append(.remove(filter: filter, clientIdentifier: session.clientIdentifier))
+                codes.append(.success)
+            } else {
+                codes.append(.noSubscriptionExisted)
+            }
+        }
+        let packetIdentifier = unsubscribe.packetIdentifier
+        let done = changes.isEmpty ? loop.eventLoop.makeSucceededVoidFuture() : broker.applyIndexChanges(from: loop, changes)
+        let reasonCodes = codes
+        done.assumeIsolated().whenComplete { [self] _ in
+            self.sendPacket(.unsuback(UnsubAckPacket(packetIdentifier: packetIdentifier, reasonCodes: reasonCodes)))
+        }
+    }
+
+    // MARK: DISCONNECT and closing
+
+    private func handleDisconnect(_ disconnect: DisconnectPacket) {
+        publishWillOnClose = version == .v5 && disconnect.reasonCode == .disconnectWithWillMessage
+        if let requested = disconnect.properties.sessionExpiryInterval, let session {
+            session.expiryInterval = min(requested, limits.maximumSessionExpiryInterval)
+        }
+        closeReason = disconnect.reasonCode == .normalDisconnection ? "client disconnected" : "client disconnected: \(disconnect.reasonCode)"
+        closeAfterFlush()
+    }
+
+    /// Closes because of a protocol violation or limit (server-initiated, will published).
+    func close(_ reasonCode: ReasonCode, reason: String) {
+        guard machine.phase != .closed else { return }
+        if machine.phase == .connected && version == .v5 {
+            var properties = MQTTProperties()
+            if sendReasonStrings { properties.reasonString = reason }
+            sendPacket(.disconnect(DisconnectPacket(reasonCode: reasonCode, properties: properties)))
+        }
+        closeReason = "\(reasonCode): \(reason)"
+        if session == nil {
+            broker.metrics.connectionRefused("protocol")
+            var metadata = logMetadata
+            metadata["mqtt.reason"] = "\(closeReason)"
+            broker.logger.info("connection refused", metadata: metadata)
+        }
+        machine.closing()
+        closeAfterFlush()
+    }
+
+    /// Refuses a CONNECT with a CONNACK carrying the reason, then closes.
+    private func refuse(_ reasonCode: ReasonCode, reason: String, metric: String) {
+        broker.metrics.connectionRefused(metric)
+        var metadata = logMetadata
+        metadata["mqtt.reason"] = "\(reasonCode): \(reason)"
+        broker.logger.info("connection refused", metadata: metadata)
+        var properties = MQTTProperties()
+        if version == .v5 { properties.reasonString = reason }
+        sendPacket(.connack(ConnAckPacket(sessionPresent: false, reasonCode: reasonCode, properties: properties)))
+        publishWillOnClose = false
+        closeReason = "refused: \(reason)"
+        machine.closing()
+        closeAfterFlush()
+    }
+
+    /// The session was taken over by a new connection with the same client identifier.
+    func takenOver() {
+        session = nil
+        publishWillOnClose = false
+        closeReason = "session taken over"
+        if version == .v5 && machine.phase == .connected {
+            sendPacket(.disconnect(DisconnectPacket(reasonCode: .sessionTakenOver)))
+        }
+        var metadata = logMetadata
+        metadata["mqtt.reason"] = "session taken over"
+        broker.logger.info("client disconnected", metadata: metadata)
+        machine.closing()
+        closeAfterFlush()
+    }
+
+    /// The broker is shutting down: MQTT 5 clients are told so (0x8B).
+    func shutdown() {
+        guard machine.phase != .closed else { return }
+        publishWillOnClose = false
+        closeReason = "server shutting down"
+        if version == .v5 && machine.phase == .connected {
+            sendPacket(.disconnect(DisconnectPacket(reasonCode: .serverShuttingDown)))
+        }
+        machine.closing()
+        closeAfterFlush()
+    }
+
+    private func closeAfterFlush() {
+        guard let context else { return }
+        isDirty = false
+        if output.readableBytes > 0 {
+            let buffer = output
+            output = context.channel.allocator.buffer(capacity: 0)
+            loop.stats.bytesSent &+= buffer.readableBytes
+            context.writeAndFlush(wrapOutboundOut(buffer)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        } else {
+            context.close(promise: nil)
+        }
+    }
+
+    // MARK: writing
+
+    /// Encodes a control packet into the connection's output.
+    func sendPacket(_ packet: MQTTPacket) {
+        packet.write(to: &output, version: version)
+        loop.stats.packetOut(packet.type)
+        markDirty()
+    }
+
+    /// Encodes a PUBLISH for a delivery. Returns false when the message was dropped: larger than
+    /// the client's maximum packet size, or QoS 0 to a client that is not reading fast enough.
+    func sendPublish(_ delivery: Delivery, packetIdentifier: UInt16?, dup: Bool, now: NIODeadline) -> Bool {
+        if packetIdentifier == nil && !isWritable && output.readableBytes >= limits.maximumPendingBytes {
+            loop.stats.drop(.slowConsumer)
+            return false
+        }
+        let message = delivery.message
+        var topic = message.topic
+        var remaining = 2 + message.payload.readableBytes + (packetIdentifier == nil ? 0 : 2)
+        var properties = MQTTProperties()
+        var newAlias: UInt16 = 0
+        if version == .v5 {
+            properties = message.properties
+            if let expiry = message.remainingExpiry(at: now) { properties.messageExpiryInterval = expiry }
+            for identifier in delivery.identifiers { properties.append(.subscriptionIdentifier(identifier)) }
+            if clientTopicAliasMaximum > 0 {
+                if let alias = outboundAliases[topic] {
+                    properties.append(.topicAlias(alias))
+                    topic = ""
+                } else if outboundAliases.count < Int(clientTopicAliasMaximum) {
+                    newAlias = UInt16(outboundAliases.count + 1)
+                    properties.append(.topicAlias(newAlias))
+                }
+            }
+            remaining += properties.encodedSize
+        }
+        remaining += topic.utf8.count
+        let total = 1 + ByteBuffer.mqttVariableByteIntegerSize(remaining) + remaining
+        if total > clientMaximumPacketSize {
+            loop.stats.drop(.packetTooLarge)
+            return false
+        }
+        if newAlias != 0 { outboundAliases[topic] = newAlias }
+        let firstByte: UInt8 = 0x30 | (dup ? 0x08 : 0) | (delivery.qos.rawValue << 1) | (delivery.retain ? 0x01 : 0)
+        output.writeInteger(firstByte)
+        output.writeMQTTVariableByteInteger(remaining)
+        output.writeMQTTString(topic)
+        if let packetIdentifier { output.writeInteger(packetIdentifier) }
+        if version == .v5 { properties.write(to: &output) }
+        output.writeImmutableBuffer(message.payload)
+        loop.stats.messagesSent &+= 1
+        loop.stats.packetOut(.publish)
+        markDirty()
+        return true
+    }
+
+    @inline(__always)
+    private func markDirty() {
+        if !isDirty {
+            isDirty = true
+            loop.markDirty(self)
+        }
+    }
+
+    /// Writes and flushes the output gathered in this loop iteration (called by ``LoopContext``).
+    func flushOutput() {
+        isDirty = false
+        guard isWritable, output.readableBytes > 0, let context, context.channel.isActive else { return }
+        let buffer = output
+        output = context.channel.allocator.buffer(capacity: min(max(buffer.readableBytes, 256), 65_536))
+        loop.stats.bytesSent &+= buffer.readableBytes
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+    }
+}
+
+extension ConnectionStateMachine {
+    /// A copy that encodes replies for `version` (used to answer a malformed MQTT 5 CONNECT).
+    func with(version: MQTTProtocolVersion) -> ConnectionStateMachine {
+        var copy = self
+        copy.overrideVersion(version)
+        return copy
+    }
+}

@@ -1,0 +1,44 @@
+import MQTTCore
+import NIOCore
+
+/// An accepted PUBLISH as the platform's ingress sees it.
+public struct MQTTTapMessage: Sendable {
+    public var topic: String
+    public var payload: ByteBuffer
+    public var qos: QoS
+    public var retain: Bool
+    /// MQTT 5 properties (content type, user properties, ...); empty for 3.1.1.
+    public var properties: MQTTProperties
+    public var protocolVersion: MQTTProtocolVersion
+
+    public init(topic: String, payload: ByteBuffer, qos: QoS, retain: Bool, properties: MQTTProperties, protocolVersion: MQTTProtocolVersion) {
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.retain = retain
+        self.properties = properties
+        self.protocolVersion = protocolVersion
+    }
+}
+
+/// The tap's decision about a message.
+public enum MQTTTapDecision: Sendable {
+    /// Route the message to subscribers as usual.
+    case accept
+    /// Do not route it; MQTT 5 publishers receive this reason code (e.g.
+    /// ``ReasonCode/payloadFormatInvalid``) and reason string in PUBACK/PUBREC.
+    case reject(ReasonCode, reason: String?)
+}
+
+/// Sees every PUBLISH the broker accepts from a client, after authorization and before routing:
+/// the platform's ingress. Called on the publisher's event loop; must not block.
+public protocol MQTTMessageTap: Sendable {
+    func inspect(_ message: MQTTTapMessage, from principal: MQTTPrincipal) -> MQTTTapDecision
+}
+
+/// A tap that accepts everything and looks at nothing.
+public struct NoMessageTap: MQTTMessageTap {
+    public init() {}
+
+    public func inspect(_ message: MQTTTapMessage, from principal: MQTTPrincipal) -> MQTTTapDecision { .accept }
+}

@@ -1,0 +1,179 @@
+import Atomics
+import Logging
+import MQTTCore
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import NIOSSL
+import ServiceLifecycle
+
+/// A point-in-time view of the broker's counters.
+public struct MQTTBrokerStatistics: Sendable {
+    public var connections: Int
+    public var sessions: Int
+    public var subscriptions: Int
+    public var retainedMessages: Int
+    public var messagesReceived: Int
+    public var messagesSent: Int
+    public var messagesDropped: Int
+    public var bytesReceived: Int
+    public var bytesSent: Int
+}
+
+/// A bound listener socket.
+public struct MQTTListener: Sendable {
+    /// The address the listener is bound to (with the chosen port when 0 was asked for).
+    public let localAddress: SocketAddress
+    let channel: any Channel
+
+    /// The bound port.
+    public var port: Int { localAddress.port ?? 0 }
+
+    /// Stops accepting new connections on this listener.
+    public func close() async {
+        try? await channel.close()
+    }
+}
+
+/// The MQTT 3.1.1 / 5.0 broker.
+///
+/// Connections run on the event loops of the group given at creation; each loop keeps its own
+/// replica of the subscription index, so publishing takes no global lock. Sessions stay on the
+/// loop of the connection that opened them. Platform behaviour plugs in through the
+/// ``MQTTAuthenticator``, ``MQTTAuthorizer`` and ``MQTTMessageTap`` hooks.
+///
+/// Run it as a swift-service-lifecycle `Service`: `run()` publishes `$SYS` topics until
+/// graceful shutdown, then disconnects every client (MQTT 5 clients with 0x8B).
+public final class MQTTBroker: Service, Sendable {
+    let core: BrokerCore
+    /// The event loops connections run on.
+    public let eventLoopGroup: any EventLoopGroup
+    private let listeners = NIOLockedValueBox<[any Channel]>([])
+    private let sysTask = NIOLockedValueBox<RepeatedTask?>(nil)
+
+    /// Creates a broker. Call ``bind(host:port:tlsContext:)`` to listen, or
+    /// ``addConnectionHandler(to:transport:)`` to serve channels set up elsewhere (WebSocket).
+    public init(
+        configuration: BrokerConfiguration = .init(),
+        eventLoopGroup: any EventLoopGroup,
+        authenticator: any MQTTAuthenticator = AllowAllAuthenticator(),
+        authorizer: any MQTTAuthorizer = AllowAllAuthorizer(),
+        messageTap: any MQTTMessageTap = NoMessageTap(),
+        logger: Logger
+    ) {
+        self.eventLoopGroup = eventLoopGroup
+        self.core = BrokerCore(
+            configuration: configuration,
+            eventLoopGroup: eventLoopGroup,
+            authenticator: authenticator,
+            authorizer: authorizer,
+            messageTap: messageTap,
+            logger: logger
+        )
+    }
+
+    /// The configuration the broker runs with.
+    public var configuration: BrokerConfiguration { core.configuration }
+
+    /// Adds the MQTT connection handler to `channel`, after whatever transport handlers
+    /// (TLS, WebSocket) are already in its pipeline. Call it on the channel's event loop.
+    public func addConnectionHandler(to channel: any Channel, transport: MQTTTransport, peerCertificate: MQTTPeerCertificate? = nil) throws {
+        guard let loop = core.loopContext(for: channel.eventLoop) else {
+            throw ChannelError.operationUnsupported
+        }
+        let handler = MQTTConnectionHandler(broker: core, loop: loop, transport: transport)
+        handler.peerCertificate = peerCertificate
+        try channel.pipeline.syncOperations.addHandler(handler)
+    }
+
+    /// Listens for MQTT over TCP (or TLS when `tlsContext` is given) on `host:port`; port 0
+    /// picks a free port.
+    public func bind(host: String, port: Int, tlsContext: NIOSSLContext? = nil) async throws -> MQTTListener {
+        let transport: MQTTTransport = tlsContext == nil ? .tcp : .tls
+        let channel = try await ServerBootstrap(group: eventLoopGroup)
+            .serverChannelOption(ChannelOptions.backlog, value: 4096)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let tlsContext {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tlsContext))
+                    }
+                    try self.addConnectionHandler(to: channel, transport: transport)
+                }
+            }
+            .bind(host: host, port: port)
+            .get()
+        listeners.withLockedValue { $0.append(channel) }
+        guard let address = channel.localAddress else { throw ChannelError.unknownLocalAddress }
+        return MQTTListener(localAddress: address, channel: channel)
+    }
+
+    /// Counters as they are now.
+    public var statistics: MQTTBrokerStatistics {
+        let metrics = core.metrics
+        return MQTTBrokerStatistics(
+            connections: metrics.connections.load(ordering: .relaxed),
+            sessions: core.registry.count,
+            subscriptions: metrics.subscriptions.load(ordering: .relaxed),
+            retainedMessages: core.retained.count,
+            messagesReceived: metrics.messagesReceived.load(ordering: .relaxed),
+            messagesSent: metrics.messagesSent.load(ordering: .relaxed),
+            messagesDropped: metrics.messagesDropped.load(ordering: .relaxed),
+            bytesReceived: metrics.bytesReceived.load(ordering: .relaxed),
+            bytesSent: metrics.bytesSent.load(ordering: .relaxed)
+        )
+    }
+
+    /// Starts periodic work (`$SYS` topics). Called by ``run()``; call it yourself when not
+    /// running the broker as a service.
+    public func start() {
+        let interval = core.configuration.sysInterval
+        guard interval > 0, let loop = core.loops.first else { return }
+        let sys = SysTopics(core: core)
+        let task = loop.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: .seconds(Int64(interval))) { _ in
+            sys.publish(on: loop)
+        }
+        sysTask.withLockedValue { $0 = task }
+    }
+
+    /// Runs until graceful shutdown is requested, then shuts the broker down.
+    public func run() async throws {
+        start()
+        try? await gracefulShutdown()
+        await shutdown()
+    }
+
+    /// Stops accepting connections, disconnects every client (MQTT 5 clients with "server
+    /// shutting down") and waits up to `timeout` for the connections to close.
+    public func shutdown(timeout: TimeAmount = .seconds(5)) async {
+        core.acceptingConnections.withLockedValue { $0 = false }
+        sysTask.withLockedValue { task in
+            task?.cancel()
+            task = nil
+        }
+        let servers = listeners.withLockedValue { channels -> [any Channel] in
+            defer { channels.removeAll() }
+            return channels
+        }
+        for server in servers { try? await server.close() }
+        var closing: [EventLoopFuture<Void>] = []
+        for loop in core.loops {
+            let futures = try? await loop.eventLoop.submit { () -> [EventLoopFuture<Void>] in
+                var futures: [EventLoopFuture<Void>] = []
+                for connection in loop.connections.values {
+                    if let future = connection.closeFuture { futures.append(future) }
+                    connection.shutdown()
+                }
+                loop.flush()
+                return futures
+            }.get()
+            closing.append(contentsOf: futures ?? [])
+        }
+        guard let first = core.loops.first?.eventLoop, !closing.isEmpty else { return }
+        let deadline = first.scheduleTask(in: timeout) {}
+        EventLoopFuture.andAllComplete(closing, on: first).whenComplete { _ in deadline.cancel() }
+        _ = try? await deadline.futureResult.get()
+    }
+}

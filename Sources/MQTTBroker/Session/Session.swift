@@ -1,0 +1,328 @@
+import Atomics
+import DequeModule
+import Logging
+import MQTTCore
+import NIOCore
+
+/// A subscription as the session remembers it (to restore it on resume and answer UNSUBSCRIBE).
+struct StoredSubscription {
+    var filter: TopicFilter
+    var options: SubscriptionOptions
+    var identifier: Int?
+}
+
+/// What a session hands to its successor when a client resumes it on another connection.
+struct SessionState {
+    var subscriptions: [String: StoredSubscription]
+    var inflight: [(UInt16, InflightWindow.Entry)]
+    var queue: Deque<Delivery>
+    var awaitingRelease: Set<UInt16>
+}
+
+/// The will a session publishes if its connection ends without a normal DISCONNECT.
+struct PendingWill {
+    var message: BrokerMessage
+    var delay: UInt32
+}
+
+/// An MQTT session: subscriptions, queued and in-flight messages, inbound QoS 2 state, will
+/// and expiry. It outlives connections when the client asked for a persistent session.
+///
+/// A session lives on one event loop (the loop of the connection that created it) and all its
+/// mutable state is touched only there; other loops hand it deliveries in batches. When a
+/// client resumes its session from a connection on another loop, a new `Session` on that loop
+/// adopts the state and the old one forwards whatever still reaches it.
+final class Session: @unchecked Sendable {
+    enum State {
+        case active
+        /// Taken over by a newer session of the same client; forward deliveries to it.
+        case moved(Session)
+        case ended
+    }
+
+    let clientIdentifier: String
+    let loop: LoopContext
+    var eventLoop: any EventLoop { loop.eventLoop }
+    private unowned let broker: BrokerCore
+
+    private let online = ManagedAtomic<Bool>(false)
+    /// Whether a connection is attached (readable from any loop; used by shared subscriptions).
+    var isOnline: Bool { online.load(ordering: .relaxed) }
+
+    private(set) var connection: MQTTConnectionHandler?
+    private(set) var state: State = .active
+    var subscriptions: [String: StoredSubscription] = [:]
+    private var inflight = InflightWindow()
+    private var queue: Deque<Delivery> = []
+    /// Inbound QoS 2 packet identifiers received and not yet released by PUBREL.
+    var awaitingRelease: Set<UInt16> = []
+    /// Seconds the session outlives its connection; `UInt32.max` = forever.
+    var expiryInterval: UInt32 = 0
+    var principal: MQTTPrincipal
+    var will: PendingWill?
+    private var willTask: Scheduled<Void>?
+    private var expiryTask: Scheduled<Void>?
+    /// How many QoS 1/2 messages may be in flight to the current connection.
+    private var sendQuota = 1
+
+    init(clientIdentifier: String, principal: MQTTPrincipal, loop: LoopContext, broker: BrokerCore) {
+        self.clientIdentifier = clientIdentifier
+        self.principal = principal
+        self.loop = loop
+        self.broker = broker
+    }
+
+    var queuedCount: Int { queue.count }
+    var inflightCount: Int { inflight.count }
+    var isEnded: Bool { if case .ended = state { return true } else { return false } }
+
+    // MARK: connection lifecycle
+
+    /// Attaches a connection and sends what the session holds: in-flight messages again (DUP),
+    /// PUBRELs for QoS 2 messages awaiting completion, then the queue.
+    func attach(_ connection: MQTTConnectionHandler, sendQuota: Int) {
+        eventLoop.assertInEventLoop()
+        willTask?.cancel()
+        willTask = nil
+        expiryTask?.cancel()
+        expiryTask = nil
+        self.connection = connection
+        self.sendQuota = max(1, sendQuota)
+        online.store(true, ordering: .relaxed)
+        let now = eventLoop.now
+        for (identifier, entry) in inflight.inOrder {
+            switch entry.phase {
+            case .awaitingAcknowledgement:
+                let delivered = connection.sendPublish(entry.delivery, packetIdentifier: identifier, dup: true, now: now)
+                if !delivered { inflight.remove(identifier) }
+            case .awaitingCompletion:
+                connection.sendPacket(.pubrel(PublishAckPacket(packetIdentifier: identifier)))
+            }
+        }
+        pump()
+    }
+
+    /// Detaches the connection when it closes. `publishWill` is false after a normal DISCONNECT.
+    func connectionLost(_ connection: MQTTConnectionHandler, publishWill: Bool) {
+        eventLoop.assertInEventLoop()
+        guard self.connection === connection else { return }
+        self.connection = nil
+        online.store(false, ordering: .relaxed)
+        guard case .active = state else { return }
+        if !publishWill { will = nil }
+        if expiryInterval == 0 {
+            publishWillNow()
+            end()
+            return
+        }
+        if let will {
+            let delay = min(will.delay, expiryInterval)
+            if delay == 0 {
+                publishWillNow()
+            } else {
+                willTask = eventLoop.scheduleTask(in: .seconds(Int64(delay))) { [self] in
+                    self.willTask = nil
+                    self.publishWillNow()
+                }
+            }
+        }
+        if expiryInterval != UInt32.max {
+            expiryTask = eventLoop.scheduleTask(in: .seconds(Int64(expiryInterval))) { [self] in
+                self.expiryTask = nil
+                guard self.connection == nil else { return }
+                self.broker.logger.debug("session expired", metadata: ["mqtt.client_id": "\(clientIdentifier)"])
+                self.publishWillNow()
+                self.end()
+            }
+        }
+    }
+
+    /// Publishes the pending will, if any, once.
+    func publishWillNow() {
+        guard let will else { return }
+        self.will = nil
+        willTask?.cancel()
+        willTask = nil
+        loop.publishWill(will.message, principal: principal)
+    }
+
+    /// Ends the session: it leaves the registry and the subscription index, and its queue goes.
+    func end() {
+        eventLoop.assertInEventLoop()
+        if case .ended = state { return }
+        state = .ended
+        willTask?.cancel()
+        expiryTask?.cancel()
+        if broker.registry.remove(self) { broker.metrics.sessionsChanged(to: broker.registry.count) }
+        let filters = subscriptions.values.map(\.filter)
+        subscriptions.removeAll()
+        if !filters.isEmpty {
+            _ = broker.applyIndexChanges(from: loop, [.removeAll(clientIdentifier: clientIdentifier, filters: filters)])
+        }
+        let dropped = queue.count
+        queue.removeAll()
+        inflight = InflightWindow()
+        awaitingRelease.removeAll()
+        _ = dropped
+    }
+
+    /// Called on this session's loop when a newer connection of the same client takes it over.
+    /// Disconnects the current connection (MQTT 5: 0x8E), settles the will, and either hands
+    /// the state over (`discard == false`) or ends the session.
+    func takeOver(by successor: Session, discard: Bool) -> EventLoopFuture<SessionState?> {
+        eventLoop.assertInEventLoop()
+        if let connection {
+            self.connection = nil
+            online.store(false, ordering: .relaxed)
+            connection.takenOver()
+        }
+        willTask?.cancel()
+        willTask = nil
+        expiryTask?.cancel()
+        expiryTask = nil
+        guard case .active = state else { return eventLoop.makeSucceededFuture(nil) }
+        if discard {
+            // The old session ends now, so its will goes now (MQTT 5 §3.1.3.2.2).
+            publishWillNow()
+            state = .ended
+            let filters = subscriptions.values.map(\.filter)
+            subscriptions.removeAll()
+            queue.removeAll()
+            inflight = InflightWindow()
+            awaitingRelease.removeAll()
+            guard !filters.isEmpty else { return eventLoop.makeSucceededFuture(nil) }
+            return broker.applyIndexChanges(from: loop, [.removeAll(clientIdentifier: clientIdentifier, filters: filters)])
+                .map { nil }
+        }
+        // A new connection to the session arrived in time: the will is not sent.
+        will = nil
+        state = .moved(successor)
+        let handed = SessionState(subscriptions: subscriptions, inflight: inflight.inOrder, queue: queue, awaitingRelease: awaitingRelease)
+        subscriptions.removeAll()
+        queue.removeAll()
+        inflight = InflightWindow()
+        awaitingRelease.removeAll()
+        return eventLoop.makeSucceededFuture(handed)
+    }
+
+    /// Takes over a predecessor's state and points its subscriptions at this session.
+    func adopt(_ handed: SessionState) -> EventLoopFuture<Void> {
+        eventLoop.assertInEventLoop()
+        subscriptions = handed.subscriptions
+        for (identifier, entry) in handed.inflight { inflight.restore(identifier, entry) }
+        var merged = handed.queue
+        merged.append(contentsOf: queue)
+        queue = merged
+        awaitingRelease = handed.awaitingRelease
+        let changes = subscriptions.values.map { stored in
+            IndexChange.add(filter: stored.filter, entry: SubscriberEntry(session: self, options: stored.options, identifier: stored.identifier))
+        }
+        if changes.isEmpty { return eventLoop.makeSucceededVoidFuture() }
+        return broker.applyIndexChanges(from: loop, changes)
+    }
+
+    // MARK: delivery
+
+    /// Delivers a message to this session (on its loop): sent now if the client is connected
+    /// and the in-flight window allows, queued otherwise (QoS 1/2 only).
+    func deliver(_ delivery: Delivery) {
+        switch state {
+        case .active:
+            break
+        case .moved(let successor):
+            if successor.loop === loop {
+                successor.deliver(delivery)
+            } else {
+                successor.eventLoop.execute { successor.deliver(delivery) }
+            }
+            return
+        case .ended:
+            return
+        }
+        let now = eventLoop.now
+        if delivery.message.isExpired(at: now) {
+            loop.stats.drop(.expired)
+            return
+        }
+        if delivery.qos == .atMostOnce {
+            guard let connection else { return }  // QoS 0 is not queued for offline clients
+            _ = connection.sendPublish(delivery, packetIdentifier: nil, dup: false, now: now)
+            return
+        }
+        if let connection, queue.isEmpty, inflight.count < sendQuota {
+            let identifier = inflight.add(delivery)
+            if !connection.sendPublish(delivery, packetIdentifier: identifier, dup: false, now: now) {
+                inflight.remove(identifier)
+            }
+            return
+        }
+        enqueue(delivery)
+    }
+
+    private func enqueue(_ delivery: Delivery) {
+        let limit = broker.configuration.limits.maximumQueuedMessages
+        if queue.count >= limit {
+            if limit == 0 {
+                loop.stats.drop(.queueFull)
+                return
+            }
+            queue.removeFirst()
+            loop.stats.drop(.queueFull)
+            loop.noteQueueFull(clientIdentifier: clientIdentifier)
+        }
+        var stored = delivery
+        stored.message = delivery.message.compacted()
+        queue.append(stored)
+    }
+
+    /// Sends queued messages while the in-flight window has room.
+    private func pump() {
+        guard let connection else { return }
+        let now = eventLoop.now
+        while inflight.count < sendQuota, let delivery = queue.popFirst() {
+            if delivery.message.isExpired(at: now) {
+                loop.stats.drop(.expired)
+                continue
+            }
+            if delivery.qos == .atMostOnce {
+                _ = connection.sendPublish(delivery, packetIdentifier: nil, dup: false, now: now)
+                continue
+            }
+            let identifier = inflight.add(delivery)
+            if !connection.sendPublish(delivery, packetIdentifier: identifier, dup: false, now: now) {
+                inflight.remove(identifier)
+            }
+        }
+    }
+
+    // MARK: acknowledgements from the client
+
+    /// PUBACK for a QoS 1 message.
+    func acknowledged(_ identifier: UInt16) {
+        guard inflight.remove(identifier) != nil else { return }
+        pump()
+    }
+
+    /// PUBREC for a QoS 2 message: answer PUBREL (or end the exchange on an error code).
+    func received(_ identifier: UInt16, reasonCode: ReasonCode) {
+        guard let entry = inflight[identifier] else {
+            connection?.sendPacket(.pubrel(PublishAckPacket(packetIdentifier: identifier, reasonCode: .packetIdentifierNotFound)))
+            return
+        }
+        if reasonCode.isFailure {
+            inflight.remove(identifier)
+            pump()
+            return
+        }
+        if case .awaitingAcknowledgement = entry.phase {
+            inflight.setPhase(identifier, .awaitingCompletion)
+        }
+        connection?.sendPacket(.pubrel(PublishAckPacket(packetIdentifier: identifier)))
+    }
+
+    /// PUBCOMP for a QoS 2 message.
+    func completed(_ identifier: UInt16) {
+        guard inflight.remove(identifier) != nil else { return }
+        pump()
+    }
+}

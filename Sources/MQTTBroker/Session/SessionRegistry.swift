@@ -1,0 +1,63 @@
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// Client identifier → current session, shared by all event loops. Touched at connect and at
+/// session end only, never per message.
+final class SessionRegistry: Sendable {
+    private struct Entry {
+        var session: Session
+        /// Completes when the session has settled (taken over its predecessor); the next
+        /// connection with the same client identifier waits for it.
+        var settled: EventLoopFuture<Void>
+    }
+
+    private let entries = NIOLockedValueBox<[String: Entry]>([:])
+
+    var count: Int { entries.withLockedValue { $0.count } }
+
+    /// Registers `session` as the client's current session. If an earlier session exists, it
+    /// is taken over on its own loop (its connection disconnected with "session taken over")
+    /// and either handed to `session` or discarded (`cleanStart`). Completes on `session`'s
+    /// loop with whether a previous session was resumed.
+    func open(_ session: Session, cleanStart: Bool) -> EventLoopFuture<Bool> {
+        let eventLoop = session.eventLoop
+        let settled = eventLoop.makePromise(of: Void.self)
+        let previous: Entry? = entries.withLockedValue { entries in
+            let previous = entries[session.clientIdentifier]
+            entries[session.clientIdentifier] = Entry(session: session, settled: settled.futureResult)
+            return previous
+        }
+        guard let previous else {
+            settled.succeed()
+            return eventLoop.makeSucceededFuture(false)
+        }
+        let old = previous.session
+        let result = previous.settled
+            .hop(to: old.eventLoop)
+            .flatMap { old.takeOver(by: session, discard: cleanStart) }
+            .hop(to: eventLoop)
+            .flatMap { handed -> EventLoopFuture<Bool> in
+                guard let handed else { return eventLoop.makeSucceededFuture(false) }
+                return session.adopt(handed).map { true }
+            }
+        result.whenComplete { _ in settled.succeed() }
+        return result
+    }
+
+    /// Removes `session` if it is still the client's current one; returns whether it was.
+    func remove(_ session: Session) -> Bool {
+        entries.withLockedValue { entries in
+            guard let entry = entries[session.clientIdentifier], entry.session === session else { return false }
+            entries[session.clientIdentifier] = nil
+            return true
+        }
+    }
+
+    /// The current session of a client, if any.
+    func session(for clientIdentifier: String) -> Session? {
+        entries.withLockedValue { $0[clientIdentifier]?.session }
+    }
+
+    /// All sessions (for shutdown and statistics).
+    var all: [Session] { entries.withLockedValue { $0.values.map(\.session) } }
+}

@@ -1,0 +1,139 @@
+import Atomics
+import Foundation
+import Hummingbird
+import HummingbirdCore
+import Logging
+import MQTTBroker
+import NIOCore
+import NIOPosix
+import Prometheus
+import ServiceLifecycle
+import UnixSignals
+
+/// The `meridian serve` process: the MQTT broker (TCP, and WebSocket on the HTTP port) and the
+/// HTTP server, on one shared event-loop group, run by one `ServiceGroup` that shuts everything
+/// down gracefully on SIGTERM/SIGINT.
+public struct MeridianApplication: Sendable {
+    public let configuration: MeridianConfiguration
+    public let logger: Logger
+
+    public init(configuration: MeridianConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// The addresses the server ended up listening on.
+    public struct Endpoints: Sendable {
+        public var mqttPort: Int
+        public var httpPort: Int
+
+        /// The start-up line scripts read: `listening mqtt=… http=…`.
+        public var listeningLine: String { "listening mqtt=\(mqttPort) http=\(httpPort)" }
+    }
+
+    /// Runs until SIGTERM/SIGINT, printing the `listening` line on stdout once every listener
+    /// is bound.
+    public func run() async throws {
+        try await run(gracefulShutdownSignals: [.sigterm, .sigint]) { endpoints in
+            // Unbuffered, so scripts reading a pipe see it at once.
+            FileHandle.standardOutput.write(Data((endpoints.listeningLine + "\n").utf8))
+        }
+    }
+
+    /// Runs the server; `onListening` is called once every listener is bound.
+    public func run(
+        gracefulShutdownSignals: [UnixSignal],
+        onListening: @escaping @Sendable (Endpoints) async -> Void
+    ) async throws {
+        let registry = MeridianMetrics.bootstrap()
+        try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        do {
+            try await serve(group: group, registry: registry, gracefulShutdownSignals: gracefulShutdownSignals, onListening: onListening)
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        try await group.shutdownGracefully()
+    }
+
+    private func serve(
+        group: MultiThreadedEventLoopGroup,
+        registry: PrometheusCollectorRegistry,
+        gracefulShutdownSignals: [UnixSignal],
+        onListening: @escaping @Sendable (Endpoints) async -> Void
+    ) async throws {
+        var brokerConfiguration = configuration.broker
+        brokerConfiguration.version = "meridian \(MeridianVersion.current)"
+        let broker = MQTTBroker(configuration: brokerConfiguration, eventLoopGroup: group, logger: logger)
+        let network = configuration.network
+        let mqttListener: MQTTListener
+        do {
+            mqttListener = try await broker.bind(host: network.bind, port: network.mqttPort)
+        } catch {
+            throw MeridianStartupError("cannot listen for MQTT on \(network.bind):\(network.mqttPort): \(error)")
+        }
+        let readiness = ManagedAtomic(false)
+        let router = Router()
+        ServerRoutes.add(to: router, readiness: readiness, registry: registry, mqttPath: network.webSocketPath)
+        let path = network.webSocketPath
+        let mqttPort = mqttListener.port
+        let logger = self.logger
+        let app = Application(
+            router: router,
+            server: HTTPServerBuilder { responder in
+                MQTTWebSocketChannel(responder: responder, broker: broker, path: path)
+            },
+            configuration: .init(address: .hostname(network.bind, port: network.httpPort), serverName: "meridian"),
+            onServerRunning: { channel in
+                let httpPort = channel.localAddress?.port ?? network.httpPort
+                readiness.store(true, ordering: .relaxed)
+                logger.info(
+                    "meridian started",
+                    metadata: ["mqtt.port": "\(mqttPort)", "http.port": "\(httpPort)", "data_dir": "\(configuration.dataDirectory)"]
+                )
+                await onListening(Endpoints(mqttPort: mqttPort, httpPort: httpPort))
+            },
+            eventLoopGroupProvider: .shared(group),
+            logger: logger
+        )
+        let shutdownNotice = ShutdownNotice(readiness: readiness, logger: logger)
+        let serviceGroup = ServiceGroup(
+            configuration: .init(
+                services: [
+                    .init(service: shutdownNotice),
+                    .init(service: broker),
+                    .init(service: app),
+                ],
+                gracefulShutdownSignals: gracefulShutdownSignals,
+                cancellationSignals: [],
+                logger: logger
+            )
+        )
+        try await serviceGroup.run()
+        logger.info("meridian stopped")
+    }
+}
+
+/// Marks the server not ready as soon as shutdown begins, so load balancers stop routing to it.
+private struct ShutdownNotice: Service {
+    let readiness: ManagedAtomic<Bool>
+    let logger: Logger
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        readiness.store(false, ordering: .relaxed)
+        logger.info("shutting down: no new connections, disconnecting clients")
+    }
+}
+
+/// A start-up failure with a message for the operator.
+public struct MeridianStartupError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The version of this build.
+public enum MeridianVersion {
+    public static let current = "0.1.0"
+}

@@ -10,7 +10,8 @@ final class BrokerMessage: Sendable {
     let retain: Bool
     /// Properties forwarded to subscribers (MQTT 5): payload format, content type, response
     /// topic, correlation data, user properties. Topic alias, subscription identifiers and
-    /// message expiry are not kept here: they are per delivery.
+    /// message expiry are not kept here: they are per delivery (and a will's delay interval is
+    /// not a PUBLISH property at all).
     let properties: MQTTProperties
     /// Client identifier of the publisher, for no-local; empty for broker-generated messages.
     let origin: String
@@ -37,7 +38,7 @@ final class BrokerMessage: Sendable {
             }
             properties.storage.removeAll {
                 switch $0.identifier {
-                case .topicAlias, .subscriptionIdentifier, .messageExpiryInterval: return true
+                case .topicAlias, .subscriptionIdentifier, .messageExpiryInterval, .willDelayInterval: return true
                 default: return false
                 }
             }

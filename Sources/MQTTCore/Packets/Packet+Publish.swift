@@ -46,8 +46,10 @@ public struct PublishPacket: Sendable, Hashable {
         }
         let properties = version == .v5 ? try MQTTProperties.read(from: &buffer, allowed: .publish) : MQTTProperties()
         if topic.isEmpty {
-            guard version == .v5, properties.topicAlias != nil else {
-                throw MQTTError.topicNameInvalid("PUBLISH topic name is empty")
+            guard version == .v5 else { throw MQTTError.topicNameInvalid("PUBLISH topic name is empty") }
+            // MQTT 5 §3.3.2.1: an empty topic name without a topic alias is a protocol error.
+            guard properties.topicAlias != nil else {
+                throw MQTTError.protocolError("PUBLISH topic name is empty and there is no topic alias")
             }
         } else {
             try MQTTTopic.validateName(topic)

@@ -62,6 +62,12 @@ public enum MQTTTopic {
         var nByte = n.next()
         if nByte == dollar && (fByte == plus || fByte == hash) { return false }
         while true {
+            // "a/#" matches "a" and "a/+/#" matches "a/b": '#' also stands for its parent level
+            // (MQTT 5 §4.7.1.2), so a name that ends where the filter has only "/#" left matches.
+            if nByte == nil, fByte == slash {
+                var rest = f
+                if rest.next() == hash && rest.next() == nil { return true }
+            }
             switch (fByte, nByte) {
             case (nil, nil):
                 return true
@@ -74,11 +80,6 @@ public enum MQTTTopic {
             case (let fb?, let nb?) where fb == nb:
                 fByte = f.next()
                 nByte = n.next()
-                // "a/#" matches "a": the filter has "/#" left after the name ended.
-                if nByte == nil, fByte == slash {
-                    var rest = f
-                    if rest.next() == hash && rest.next() == nil { return true }
-                }
             default:
                 return false
             }

@@ -1,0 +1,42 @@
+import Foundation
+
+/// A broker the client tests talk to. Today it is Mosquitto (``MosquittoFixture``); later our
+/// own in-process broker conforms too, and ``TestBrokers/start(_:)`` picks it.
+protocol TestBrokerFixture: Sendable {
+    /// The host to connect to.
+    var host: String { get }
+    /// The plain MQTT (TCP) port.
+    var mqttPort: Int { get }
+    /// The MQTT-over-WebSocket port (path `/mqtt`).
+    var wsPort: Int { get }
+    /// Stops the broker.
+    func stop() async
+}
+
+/// What a test needs from its broker beyond the plain anonymous listeners.
+struct BrokerOptions: Sendable {
+    /// Whether clients without credentials are accepted.
+    var allowAnonymous = true
+    /// Add a TLS listener with these PEM files.
+    var tls: TLSFiles?
+    /// Also add a WebSocket-over-TLS listener (needs ``tls``).
+    var tlsWebSocket = false
+    /// Largest packet the broker accepts (announced in its MQTT 5 CONNACK).
+    var maximumPacketSize: Int?
+    /// QoS 1/2 messages in flight towards each client.
+    var maximumInflightMessages: Int?
+
+    struct TLSFiles: Sendable {
+        var caFile: String
+        var certificateFile: String
+        var keyFile: String
+    }
+}
+
+/// Where the client tests get their brokers.
+enum TestBrokers {
+    /// Starts a fresh broker for one test.
+    static func start(_ options: BrokerOptions = BrokerOptions()) async throws -> MosquittoFixture {
+        try await MosquittoFixture.start(options)
+    }
+}

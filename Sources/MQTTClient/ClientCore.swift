@@ -349,8 +349,11 @@ final class ClientCore {
                             )
                         }
                     )
+                    var pipelineConfiguration = NIOUpgradableHTTPClientPipelineConfiguration(upgradeConfiguration: upgrade)
+                    // Bytes that arrive with the 101 response belong to the WebSocket stream.
+                    pipelineConfiguration.leftOverBytesStrategy = .forwardBytes
                     let upgraded = try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(
-                        configuration: .init(upgradeConfiguration: upgrade)
+                        configuration: pipelineConfiguration
                     )
                     upgraded.whenComplete { result in
                         switch result {

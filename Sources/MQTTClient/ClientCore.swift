@@ -147,12 +147,18 @@ final class ClientCore {
         }
     }
 
-    func subscribe(_ subscriptions: [SubscribePacket.Subscription], properties: MQTTProperties, promise: EventLoopPromise<SubAckPacket>) {
+    func subscribe(
+        _ subscriptions: [SubscribePacket.Subscription],
+        properties: MQTTProperties,
+        promise: EventLoopPromise<SubAckPacket>
+    ) {
         guard let connection = connected else { return promise.fail(MQTTClientError.notConnected()) }
         guard let identifier = session.allocateRequestIdentifier() else {
             return promise.fail(MQTTClientError.packetIdentifiersExhausted())
         }
-        let packet = MQTTPacket.subscribe(SubscribePacket(packetIdentifier: identifier, subscriptions: subscriptions, properties: properties))
+        let packet = MQTTPacket.subscribe(
+            SubscribePacket(packetIdentifier: identifier, subscriptions: subscriptions, properties: properties)
+        )
         if let error = checkSize(packet) {
             session.releaseRequestIdentifier(identifier)
             return promise.fail(error)
@@ -166,7 +172,9 @@ final class ClientCore {
         guard let identifier = session.allocateRequestIdentifier() else {
             return promise.fail(MQTTClientError.packetIdentifiersExhausted())
         }
-        let packet = MQTTPacket.unsubscribe(UnsubscribePacket(packetIdentifier: identifier, topicFilters: filters, properties: properties))
+        let packet = MQTTPacket.unsubscribe(
+            UnsubscribePacket(packetIdentifier: identifier, topicFilters: filters, properties: properties)
+        )
         if let error = checkSize(packet) {
             session.releaseRequestIdentifier(identifier)
             return promise.fail(error)
@@ -175,7 +183,12 @@ final class ClientCore {
         connection.handler?.write(packet)
     }
 
-    func acknowledge(packetIdentifier: UInt16, reasonCode: ReasonCode, properties: MQTTProperties, promise: EventLoopPromise<Void>) {
+    func acknowledge(
+        packetIdentifier: UInt16,
+        reasonCode: ReasonCode,
+        properties: MQTTProperties,
+        promise: EventLoopPromise<Void>
+    ) {
         guard let connection = connected, let handler = connection.handler else {
             return promise.fail(MQTTClientError.notConnected())
         }
@@ -241,9 +254,19 @@ final class ClientCore {
 
     // MARK: - connecting
 
-    private func startConnection(connectPacket: ConnectPacket, rawConnect: ByteBuffer?, reconnectAttempt: Int, promise: EventLoopPromise<ConnAckPacket>?) {
+    private func startConnection(
+        connectPacket: ConnectPacket,
+        rawConnect: ByteBuffer?,
+        reconnectAttempt: Int,
+        promise: EventLoopPromise<ConnAckPacket>?
+    ) {
         nextConnectionID += 1
-        let connection = Connection(id: nextConnectionID, connectPacket: connectPacket, rawConnect: rawConnect, reconnectAttempt: reconnectAttempt)
+        let connection = Connection(
+            id: nextConnectionID,
+            connectPacket: connectPacket,
+            rawConnect: rawConnect,
+            reconnectAttempt: reconnectAttempt
+        )
         connection.connectPromise = promise
         current = connection
         let loopBoundSelf = NIOLoopBound(self, eventLoop: eventLoop)
@@ -257,9 +280,15 @@ final class ClientCore {
         )
         let channelFuture: EventLoopFuture<any Channel>
         do {
-            channelFuture = try makeBootstrap(connectionID: connection.id).connect(host: configuration.host, port: configuration.port)
+            channelFuture = try makeBootstrap(connectionID: connection.id).connect(
+                host: configuration.host,
+                port: configuration.port
+            )
         } catch {
-            finish(connection, error: MQTTClientError.connectionFailed("could not set up the connection", underlying: error))
+            finish(
+                connection,
+                error: MQTTClientError.connectionFailed("could not set up the connection", underlying: error)
+            )
             return
         }
         channelFuture.assumeIsolated().whenComplete { result in
@@ -290,7 +319,8 @@ final class ClientCore {
 
     private func makeBootstrap(connectionID: Int) throws -> ClientBootstrap {
         let tlsContext = try makeSSLContext()
-        let serverName = configuration.tlsServerName ?? (Self.isIPAddress(configuration.host) ? nil : configuration.host)
+        let serverName =
+            configuration.tlsServerName ?? (Self.isIPAddress(configuration.host) ? nil : configuration.host)
         let configuration = self.configuration
         let loopBoundSelf = NIOLoopBound(self, eventLoop: eventLoop)
         let maximumPacketSize = configuration.inboundMaximumPacketSize
@@ -298,7 +328,9 @@ final class ClientCore {
 
         @Sendable func addMQTTHandlers(to channel: any Channel, awaitsUpgrade: Bool) throws {
             let sync = channel.pipeline.syncOperations
-            try sync.addHandler(ByteToMessageHandler(ClientPacketDecoder(version: version, maximumPacketSize: maximumPacketSize)))
+            try sync.addHandler(
+                ByteToMessageHandler(ClientPacketDecoder(version: version, maximumPacketSize: maximumPacketSize))
+            )
             let handler = MQTTClientChannelHandler(
                 core: loopBoundSelf.value,
                 connectionID: connectionID,
@@ -345,11 +377,15 @@ final class ClientCore {
                         upgraders: [upgrader],
                         notUpgradingCompletionHandler: { channel in
                             channel.eventLoop.makeFailedFuture(
-                                MQTTClientError.webSocketUpgradeFailed("the server did not switch to WebSocket at \(path)")
+                                MQTTClientError.webSocketUpgradeFailed(
+                                    "the server did not switch to WebSocket at \(path)"
+                                )
                             )
                         }
                     )
-                    var pipelineConfiguration = NIOUpgradableHTTPClientPipelineConfiguration(upgradeConfiguration: upgrade)
+                    var pipelineConfiguration = NIOUpgradableHTTPClientPipelineConfiguration(
+                        upgradeConfiguration: upgrade
+                    )
                     // Bytes that arrive with the 101 response belong to the WebSocket stream.
                     pipelineConfiguration.leftOverBytesStrategy = .forwardBytes
                     let upgraded = try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(
@@ -363,7 +399,10 @@ final class ClientCore {
                         case .failure(let error):
                             let wrapped =
                                 error as? MQTTClientError
-                                ?? MQTTClientError.webSocketUpgradeFailed("the WebSocket upgrade failed", underlying: error)
+                                ?? MQTTClientError.webSocketUpgradeFailed(
+                                    "the WebSocket upgrade failed",
+                                    underlying: error
+                                )
                             loopBoundSelf.value.transportSetupFailed(connectionID, error: wrapped)
                             channel.close(promise: nil)
                         }
@@ -498,7 +537,11 @@ final class ClientCore {
         case .puback(let ack):
             switch session.receivedPuback(ack) {
             case .completed(let result): complete(ack.packetIdentifier, with: result)
-            case .sendPubrel, .unknown: logger.trace("PUBACK for an unknown packet identifier", metadata: ["mqtt.packet_id": "\(ack.packetIdentifier)"])
+            case .sendPubrel, .unknown:
+                logger.trace(
+                    "PUBACK for an unknown packet identifier",
+                    metadata: ["mqtt.packet_id": "\(ack.packetIdentifier)"]
+                )
             }
         case .pubrec(let ack):
             switch session.receivedPubrec(ack) {
@@ -507,7 +550,11 @@ final class ClientCore {
             case .sendPubrel(let identifier):
                 handler.write(.pubrel(PublishAckPacket(packetIdentifier: identifier)))
             case .unknown:
-                handler.write(.pubrel(PublishAckPacket(packetIdentifier: ack.packetIdentifier, reasonCode: .packetIdentifierNotFound)))
+                handler.write(
+                    .pubrel(
+                        PublishAckPacket(packetIdentifier: ack.packetIdentifier, reasonCode: .packetIdentifierNotFound)
+                    )
+                )
             }
         case .pubrel(let ack):
             session.receivedPubrel(ack.packetIdentifier)
@@ -515,7 +562,11 @@ final class ClientCore {
         case .pubcomp(let ack):
             switch session.receivedPubcomp(ack) {
             case .completed(let result): complete(ack.packetIdentifier, with: result)
-            case .sendPubrel, .unknown: logger.trace("PUBCOMP for an unknown packet identifier", metadata: ["mqtt.packet_id": "\(ack.packetIdentifier)"])
+            case .sendPubrel, .unknown:
+                logger.trace(
+                    "PUBCOMP for an unknown packet identifier",
+                    metadata: ["mqtt.packet_id": "\(ack.packetIdentifier)"]
+                )
             }
         case .suback(let ack):
             session.releaseRequestIdentifier(ack.packetIdentifier)
@@ -534,12 +585,16 @@ final class ClientCore {
         }
     }
 
-    private func receivedConnAck(_ connAck: ConnAckPacket, on connection: Connection, handler: MQTTClientChannelHandler) {
+    private func receivedConnAck(_ connAck: ConnAckPacket, on connection: Connection, handler: MQTTClientChannelHandler)
+    {
         connection.timeout?.cancel()
         connection.timeout = nil
         guard !connAck.reasonCode.isFailure else {
             logger.debug("connection refused", metadata: ["mqtt.reason_code": "\(connAck.reasonCode)"])
-            connection.error = MQTTClientError.connectionRefused(connAck.reasonCode, reasonString: connAck.properties.reasonString)
+            connection.error = MQTTClientError.connectionRefused(
+                connAck.reasonCode,
+                reasonString: connAck.properties.reasonString
+            )
             close(connection)
             return
         }
@@ -581,7 +636,10 @@ final class ClientCore {
         }
         logger.debug(
             "connected",
-            metadata: ["mqtt.client_id": "\(connection.connectPacket.clientIdentifier)", "mqtt.session_present": "\(connAck.sessionPresent)"]
+            metadata: [
+                "mqtt.client_id": "\(connection.connectPacket.clientIdentifier)",
+                "mqtt.session_present": "\(connAck.sessionPresent)",
+            ]
         )
         events.yield(.connected(connAck))
         connection.connectPromise?.succeed(connAck)
@@ -592,15 +650,27 @@ final class ClientCore {
     private func receivedDisconnect(_ disconnect: DisconnectPacket, on connection: Connection) {
         logger.debug("server sent DISCONNECT", metadata: ["mqtt.reason_code": "\(disconnect.reasonCode)"])
         connection.serverDisconnect = disconnect
-        connection.error = connection.error ?? MQTTClientError.serverDisconnected(disconnect.reasonCode, reasonString: disconnect.properties.reasonString)
+        connection.error =
+            connection.error
+            ?? MQTTClientError.serverDisconnected(
+                disconnect.reasonCode,
+                reasonString: disconnect.properties.reasonString
+            )
         close(connection)
     }
 
-    private func receivedPublish(_ publish: PublishPacket, on connection: Connection, handler: MQTTClientChannelHandler) {
+    private func receivedPublish(_ publish: PublishPacket, on connection: Connection, handler: MQTTClientChannelHandler)
+    {
         var message = publish
         if version == .v5 {
             guard aliases.resolveInbound(&message) else {
-                abort(connection, MQTTClientError.protocolViolation("the server used an invalid topic alias", reasonCode: .topicAliasInvalid))
+                abort(
+                    connection,
+                    MQTTClientError.protocolViolation(
+                        "the server used an invalid topic alias",
+                        reasonCode: .topicAliasInvalid
+                    )
+                )
                 return
             }
         }
@@ -649,7 +719,12 @@ final class ClientCore {
         return wire
     }
 
-    private func sendUntracked(_ packet: PublishPacket, on connection: Connection, useTopicAlias: Bool, promise: EventLoopPromise<PublishAckPacket?>) {
+    private func sendUntracked(
+        _ packet: PublishPacket,
+        on connection: Connection,
+        useTopicAlias: Bool,
+        promise: EventLoopPromise<PublishAckPacket?>
+    ) {
         let wire: PublishPacket
         do {
             wire = try wireForm(of: packet, useTopicAlias: useTopicAlias)
@@ -661,7 +736,8 @@ final class ClientCore {
         connection.handler?.write(.publish(wire), promise: written) ?? written.fail(MQTTClientError.notConnected())
     }
 
-    private func sendTracked(_ packet: PublishPacket, useTopicAlias: Bool, promise: EventLoopPromise<PublishAckPacket?>) {
+    private func sendTracked(_ packet: PublishPacket, useTopicAlias: Bool, promise: EventLoopPromise<PublishAckPacket?>)
+    {
         guard let connection = connected, let handler = connection.handler else {
             return promise.fail(MQTTClientError.notConnected())
         }
@@ -700,7 +776,9 @@ final class ClientCore {
     private func abort(_ connection: Connection, _ error: MQTTClientError) {
         logger.debug("closing after protocol error", metadata: ["mqtt.error": "\(error)"])
         connection.error = connection.error ?? error
-        if version == .v5, connection.phase != .transport, let reasonCode = error.reasonCode, let handler = connection.handler {
+        if version == .v5, connection.phase != .transport, let reasonCode = error.reasonCode,
+            let handler = connection.handler
+        {
             handler.write(.disconnect(DisconnectPacket(reasonCode: reasonCode)))
         }
         close(connection)
@@ -736,14 +814,21 @@ final class ClientCore {
         let error = connection.error ?? error
         let reason = MQTTClient.CloseReason(
             serverDisconnect: connection.serverDisconnect,
-            error: connection.closeRequested ? nil : (error ?? MQTTClientError.connectionClosed("the server closed the connection")),
+            error: connection.closeRequested
+                ? nil : (error ?? MQTTClientError.connectionClosed("the server closed the connection")),
             initiatedByClient: connection.closeRequested
         )
         let wasConnected = connection.phase == .connected
 
         if let promise = connection.connectPromise {
             connection.connectPromise = nil
-            promise.fail(error ?? MQTTClientError.connectionClosed(connection.closeRequested ? "disconnect() was called while connecting" : "the connection closed before CONNACK"))
+            promise.fail(
+                error
+                    ?? MQTTClientError.connectionClosed(
+                        connection.closeRequested
+                            ? "disconnect() was called while connecting" : "the connection closed before CONNACK"
+                    )
+            )
         }
 
         let policy = configuration.reconnect
@@ -811,7 +896,10 @@ final class ClientCore {
         guard reconnectTask != nil else { return }
         reconnectTask = nil
         let cleanStart = configuration.reconnect.resumeSession ? false : configuration.cleanStart
-        let packet = configuration.makeConnectPacket(clientIdentifier: clientIdentifierForConnect, cleanStart: cleanStart)
+        let packet = configuration.makeConnectPacket(
+            clientIdentifier: clientIdentifierForConnect,
+            cleanStart: cleanStart
+        )
         startConnection(connectPacket: packet, rawConnect: nil, reconnectAttempt: attempt, promise: nil)
     }
 

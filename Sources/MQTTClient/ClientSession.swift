@@ -88,7 +88,9 @@ struct ClientSession: Sendable {
     /// Records a QoS 1/2 publish (its packet identifier already set) as sent.
     mutating func trackOutbound(_ packet: PublishPacket) {
         precondition(packet.qos != .atMostOnce, "only QoS 1/2 publishes are tracked")
-        guard let identifier = packet.packetIdentifier else { preconditionFailure("tracked publish without identifier") }
+        guard let identifier = packet.packetIdentifier else {
+            preconditionFailure("tracked publish without identifier")
+        }
         var stored = packet
         // The alias is per connection; a re-send carries the full topic.
         stored.properties.topicAlias = nil
@@ -175,7 +177,9 @@ struct ClientSession: Sendable {
             return .deliver(ack: nil)
         case .atLeastOnce:
             let identifier = packet.packetIdentifier!
-            if automaticAcknowledgement { return .deliver(ack: .puback(PublishAckPacket(packetIdentifier: identifier))) }
+            if automaticAcknowledgement {
+                return .deliver(ack: .puback(PublishAckPacket(packetIdentifier: identifier)))
+            }
             pendingAcknowledgements[identifier] = .puback
             return .deliver(ack: nil)
         case .exactlyOnce:
@@ -184,7 +188,9 @@ struct ClientSession: Sendable {
                 return .duplicate(ack: acknowledged ? .pubrec(PublishAckPacket(packetIdentifier: identifier)) : nil)
             }
             inboundAwaitingRelease[identifier] = automaticAcknowledgement
-            if automaticAcknowledgement { return .deliver(ack: .pubrec(PublishAckPacket(packetIdentifier: identifier))) }
+            if automaticAcknowledgement {
+                return .deliver(ack: .pubrec(PublishAckPacket(packetIdentifier: identifier)))
+            }
             pendingAcknowledgements[identifier] = .pubrec
             return .deliver(ack: nil)
         }

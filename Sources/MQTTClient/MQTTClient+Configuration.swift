@@ -86,7 +86,8 @@ extension MQTTClient {
             }
 
             /// The delay before attempt number `attempt` (1-based), jitter applied.
-            public func delay<R: RandomNumberGenerator>(forAttempt attempt: Int, using generator: inout R) -> TimeAmount {
+            public func delay<R: RandomNumberGenerator>(forAttempt attempt: Int, using generator: inout R) -> TimeAmount
+            {
                 let ceiling = Double(maximumDelay.nanoseconds)
                 var base = Double(initialDelay.nanoseconds)
                 var step = 1

@@ -65,12 +65,18 @@ public final class MQTTClient: Sendable {
         self.eventLoop = eventLoop
         let messageBuffering: AsyncStream<PublishPacket>.Continuation.BufferingPolicy =
             configuration.messageBufferSize.map { .bufferingOldest($0) } ?? .unbounded
-        let (messages, messagesContinuation) = AsyncStream.makeStream(of: PublishPacket.self, bufferingPolicy: messageBuffering)
+        let (messages, messagesContinuation) = AsyncStream.makeStream(
+            of: PublishPacket.self,
+            bufferingPolicy: messageBuffering
+        )
         let (packets, packetsContinuation) = AsyncStream.makeStream(
             of: MQTTPacket.self,
             bufferingPolicy: .bufferingNewest(max(1, configuration.packetBufferSize))
         )
-        let (events, eventsContinuation) = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .bufferingNewest(1024))
+        let (events, eventsContinuation) = AsyncStream.makeStream(
+            of: Event.self,
+            bufferingPolicy: .bufferingNewest(1024)
+        )
         self.messages = messages
         self.packets = packets
         self.events = events
@@ -144,7 +150,10 @@ public final class MQTTClient: Sendable {
     /// - Parameters:
     ///   - reasonCode: The MQTT 5 reason code, e.g. ``ReasonCode/disconnectWithWillMessage``.
     ///   - properties: MQTT 5 properties, e.g. a session expiry interval.
-    public func disconnect(reasonCode: ReasonCode = .normalDisconnection, properties: MQTTProperties = .init()) async throws {
+    public func disconnect(
+        reasonCode: ReasonCode = .normalDisconnection,
+        properties: MQTTProperties = .init()
+    ) async throws {
         let promise = eventLoop.makePromise(of: CloseReason.self)
         let core = self.core
         let packet = DisconnectPacket(reasonCode: reasonCode, properties: properties)
@@ -226,7 +235,14 @@ public final class MQTTClient: Sendable {
         properties: MQTTProperties = .init(),
         useTopicAlias: Bool? = nil
     ) async throws -> PublishAckPacket? {
-        try await publish(topic, payload: ByteBuffer(bytes: payload), qos: qos, retain: retain, properties: properties, useTopicAlias: useTopicAlias)
+        try await publish(
+            topic,
+            payload: ByteBuffer(bytes: payload),
+            qos: qos,
+            retain: retain,
+            properties: properties,
+            useTopicAlias: useTopicAlias
+        )
     }
 
     /// Publishes a message whose payload is UTF-8 text.
@@ -239,7 +255,14 @@ public final class MQTTClient: Sendable {
         properties: MQTTProperties = .init(),
         useTopicAlias: Bool? = nil
     ) async throws -> PublishAckPacket? {
-        try await publish(topic, payload: ByteBuffer(string: payload), qos: qos, retain: retain, properties: properties, useTopicAlias: useTopicAlias)
+        try await publish(
+            topic,
+            payload: ByteBuffer(string: payload),
+            qos: qos,
+            retain: retain,
+            properties: properties,
+            useTopicAlias: useTopicAlias
+        )
     }
 
     /// Publishes a prepared PUBLISH packet; the client assigns its packet identifier (and clears
@@ -261,8 +284,13 @@ public final class MQTTClient: Sendable {
     /// - Throws: ``MQTTClientError/Code/invalidArgument`` for an empty list or an invalid filter,
     ///   ``MQTTClientError/Code/notConnected``, ``MQTTClientError/Code/connectionClosed``.
     @discardableResult
-    public func subscribe(_ subscriptions: [SubscribePacket.Subscription], properties: MQTTProperties = .init()) async throws -> SubAckPacket {
-        guard !subscriptions.isEmpty else { throw MQTTClientError.invalidArgument("SUBSCRIBE needs at least one topic filter") }
+    public func subscribe(
+        _ subscriptions: [SubscribePacket.Subscription],
+        properties: MQTTProperties = .init()
+    ) async throws -> SubAckPacket {
+        guard !subscriptions.isEmpty else {
+            throw MQTTClientError.invalidArgument("SUBSCRIBE needs at least one topic filter")
+        }
         for subscription in subscriptions {
             do {
                 _ = try TopicFilter(subscription.topicFilter)
@@ -278,14 +306,20 @@ public final class MQTTClient: Sendable {
 
     /// Subscribes to one filter.
     @discardableResult
-    public func subscribe(_ topicFilter: String, qos: QoS = .atMostOnce, properties: MQTTProperties = .init()) async throws -> SubAckPacket {
+    public func subscribe(
+        _ topicFilter: String,
+        qos: QoS = .atMostOnce,
+        properties: MQTTProperties = .init()
+    ) async throws -> SubAckPacket {
         try await subscribe([SubscribePacket.Subscription(topicFilter, qos: qos)], properties: properties)
     }
 
     /// Unsubscribes and returns the UNSUBACK (MQTT 5: one reason code per filter).
     @discardableResult
     public func unsubscribe(_ filters: [String], properties: MQTTProperties = .init()) async throws -> UnsubAckPacket {
-        guard !filters.isEmpty else { throw MQTTClientError.invalidArgument("UNSUBSCRIBE needs at least one topic filter") }
+        guard !filters.isEmpty else {
+            throw MQTTClientError.invalidArgument("UNSUBSCRIBE needs at least one topic filter")
+        }
         let promise = eventLoop.makePromise(of: UnsubAckPacket.self)
         let core = self.core
         eventLoop.execute { core.value.unsubscribe(filters, properties: properties, promise: promise) }
@@ -300,11 +334,20 @@ public final class MQTTClient: Sendable {
     ///
     /// - Throws: ``MQTTClientError/Code/unknownPacketIdentifier`` if no received message awaits
     ///   this acknowledgement (on this connection), ``MQTTClientError/Code/notConnected``.
-    public func acknowledge(packetIdentifier: UInt16, reasonCode: ReasonCode = .success, properties: MQTTProperties = .init()) async throws {
+    public func acknowledge(
+        packetIdentifier: UInt16,
+        reasonCode: ReasonCode = .success,
+        properties: MQTTProperties = .init()
+    ) async throws {
         let promise = eventLoop.makePromise(of: Void.self)
         let core = self.core
         eventLoop.execute {
-            core.value.acknowledge(packetIdentifier: packetIdentifier, reasonCode: reasonCode, properties: properties, promise: promise)
+            core.value.acknowledge(
+                packetIdentifier: packetIdentifier,
+                reasonCode: reasonCode,
+                properties: properties,
+                promise: promise
+            )
         }
         try await promise.futureResult.get()
     }

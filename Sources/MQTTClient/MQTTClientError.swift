@@ -219,7 +219,12 @@ public struct MQTTClientError: Error, Hashable, CustomStringConvertible {
     /// Connect was called while connected or connecting.
     @inline(never)
     public static func alreadyConnected(file: String = #fileID, line: UInt = #line) -> MQTTClientError {
-        MQTTClientError(code: .alreadyConnected, message: "the client is already connected or connecting", file: file, line: line)
+        MQTTClientError(
+            code: .alreadyConnected,
+            message: "the client is already connected or connecting",
+            file: file,
+            line: line
+        )
     }
 
     /// The connection closed before the operation completed.
@@ -254,7 +259,13 @@ public struct MQTTClientError: Error, Hashable, CustomStringConvertible {
     /// No PINGRESP in time.
     @inline(never)
     public static func keepAliveTimeout(file: String = #fileID, line: UInt = #line) -> MQTTClientError {
-        MQTTClientError(code: .keepAliveTimeout, message: "no PINGRESP within the ping timeout", reasonCode: .keepAliveTimeout, file: file, line: line)
+        MQTTClientError(
+            code: .keepAliveTimeout,
+            message: "no PINGRESP within the ping timeout",
+            reasonCode: .keepAliveTimeout,
+            file: file,
+            line: line
+        )
     }
 
     /// The server broke a protocol rule; the client closes with `reasonCode`.
@@ -305,7 +316,12 @@ public struct MQTTClientError: Error, Hashable, CustomStringConvertible {
     /// Every packet identifier is in use.
     @inline(never)
     public static func packetIdentifiersExhausted(file: String = #fileID, line: UInt = #line) -> MQTTClientError {
-        MQTTClientError(code: .packetIdentifiersExhausted, message: "all packet identifiers are in flight", file: file, line: line)
+        MQTTClientError(
+            code: .packetIdentifiersExhausted,
+            message: "all packet identifiers are in flight",
+            file: file,
+            line: line
+        )
     }
 
     /// Nothing awaits an acknowledgement with this identifier.

@@ -83,7 +83,9 @@ struct ClientSessionTests {
 
         let resumed = session.retransmissions(sessionPresent: true)
         #expect(resumed.count == 3)
-        guard case .publish(let first) = resumed[0], case .pubrel(let second) = resumed[1], case .publish(let third) = resumed[2] else {
+        guard case .publish(let first) = resumed[0], case .pubrel(let second) = resumed[1],
+            case .publish(let third) = resumed[2]
+        else {
             Issue.record("unexpected retransmissions \(resumed)")
             return
         }
@@ -116,9 +118,18 @@ struct ClientSessionTests {
     @Test("manual mode records what is owed; acknowledging twice finds nothing")
     func manualAcknowledgements() {
         var session = ClientSession()
-        #expect(session.receivedPublish(publish(qos: .atLeastOnce, id: 1), automaticAcknowledgement: false) == .deliver(ack: nil))
-        #expect(session.receivedPublish(publish(qos: .exactlyOnce, id: 2), automaticAcknowledgement: false) == .deliver(ack: nil))
-        #expect(session.receivedPublish(publish(qos: .exactlyOnce, id: 2), automaticAcknowledgement: false) == .duplicate(ack: nil))
+        #expect(
+            session.receivedPublish(publish(qos: .atLeastOnce, id: 1), automaticAcknowledgement: false)
+                == .deliver(ack: nil)
+        )
+        #expect(
+            session.receivedPublish(publish(qos: .exactlyOnce, id: 2), automaticAcknowledgement: false)
+                == .deliver(ack: nil)
+        )
+        #expect(
+            session.receivedPublish(publish(qos: .exactlyOnce, id: 2), automaticAcknowledgement: false)
+                == .duplicate(ack: nil)
+        )
         #expect(session.takePendingAcknowledgement(1) == .puback)
         #expect(session.takePendingAcknowledgement(1) == nil)
         #expect(session.takePendingAcknowledgement(2) == .pubrec)
@@ -135,7 +146,10 @@ struct ClientSessionTests {
         _ = session.receivedPublish(publish(qos: .exactlyOnce, id: 4), automaticAcknowledgement: false)
         session.connectionReplaced()
         #expect(session.takePendingAcknowledgement(4) == nil)
-        #expect(session.receivedPublish(publish(qos: .exactlyOnce, id: 4), automaticAcknowledgement: false) == .deliver(ack: nil))
+        #expect(
+            session.receivedPublish(publish(qos: .exactlyOnce, id: 4), automaticAcknowledgement: false)
+                == .deliver(ack: nil)
+        )
     }
 }
 

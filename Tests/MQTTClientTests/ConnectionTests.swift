@@ -5,7 +5,11 @@ import Testing
 
 @Suite("Connecting")
 struct ConnectionTests {
-    @Test("connect, subscribe, publish and disconnect", arguments: [MQTTProtocolVersion.v3_1_1, .v5], TestTransport.allCases)
+    @Test(
+        "connect, subscribe, publish and disconnect",
+        arguments: [MQTTProtocolVersion.v3_1_1, .v5],
+        TestTransport.allCases
+    )
     func connectsAndExchangesMessages(version: MQTTProtocolVersion, transport: TestTransport) async throws {
         try await withBroker { broker in
             let client = makeClient(broker, version: version, transport: transport)
@@ -55,7 +59,10 @@ struct ConnectionTests {
         }
     }
 
-    @Test("refused credentials surface the CONNACK reason code, never the password", arguments: [MQTTProtocolVersion.v3_1_1, .v5])
+    @Test(
+        "refused credentials surface the CONNACK reason code, never the password",
+        arguments: [MQTTProtocolVersion.v3_1_1, .v5]
+    )
     func refusedCredentials(version: MQTTProtocolVersion) async throws {
         var options = BrokerOptions()
         options.allowAnonymous = false

@@ -38,7 +38,7 @@ struct KeepAliveTests {
             try await events.first(within: .seconds(5)) {
                 if case .reconnectFailed(attempt: 2, _) = $0 { true } else { false }
             }
-            try await broker.launch()
+            try await broker.restart()
             let connected = try await events.first(within: .seconds(10), from: 1) {
                 if case .connected = $0 { true } else { false }
             }

@@ -7,7 +7,8 @@ import Testing
 struct PublishSubscribeTests {
     @Test(
         "each message arrives exactly once at the subscribed QoS",
-        arguments: [QoS.atMostOnce, .atLeastOnce, .exactlyOnce], [MQTTProtocolVersion.v3_1_1, .v5]
+        arguments: [QoS.atMostOnce, .atLeastOnce, .exactlyOnce],
+        [MQTTProtocolVersion.v3_1_1, .v5]
     )
     func deliveredOnce(qos: QoS, version: MQTTProtocolVersion) async throws {
         try await withBroker { broker in
@@ -44,7 +45,10 @@ struct PublishSubscribeTests {
         }
     }
 
-    @Test("a retained message reaches a later subscriber with the retain flag", arguments: [MQTTProtocolVersion.v3_1_1, .v5])
+    @Test(
+        "a retained message reaches a later subscriber with the retain flag",
+        arguments: [MQTTProtocolVersion.v3_1_1, .v5]
+    )
     func retained(version: MQTTProtocolVersion) async throws {
         try await withBroker { broker in
             let publisher = makeClient(broker, version: version)
@@ -170,7 +174,11 @@ struct PublishSubscribeTests {
             try await withThrowingTaskGroup(of: PublishAckPacket?.self) { group in
                 for index in 0..<count {
                     group.addTask {
-                        try await publisher.publish(topic, payload: "\(index)", qos: index.isMultiple(of: 2) ? .atLeastOnce : .exactlyOnce)
+                        try await publisher.publish(
+                            topic,
+                            payload: "\(index)",
+                            qos: index.isMultiple(of: 2) ? .atLeastOnce : .exactlyOnce
+                        )
                     }
                 }
                 var identifiers: [UInt16] = []

@@ -21,14 +21,23 @@ struct ScriptedServerTests {
         _ server: ScriptedServer,
         configure: (inout MQTTClient.Configuration) -> Void = { _ in }
     ) -> MQTTClient {
-        var configuration = MQTTClient.Configuration(host: server.host, port: server.port, clientIdentifier: uniqueClientID())
+        var configuration = MQTTClient.Configuration(
+            host: server.host,
+            port: server.port,
+            clientIdentifier: uniqueClientID()
+        )
         configuration.connectTimeout = .seconds(5)
         configure(&configuration)
         return MQTTClient(configuration: configuration)
     }
 
     /// Connects `client`, answering its CONNECT with `connAck`.
-    private func connect(_ client: MQTTClient, to server: ScriptedServer, index: Int = 0, connAck: ConnAckPacket = ConnAckPacket()) async throws -> ScriptedConnection {
+    private func connect(
+        _ client: MQTTClient,
+        to server: ScriptedServer,
+        index: Int = 0,
+        connAck: ConnAckPacket = ConnAckPacket()
+    ) async throws -> ScriptedConnection {
         async let connected = client.connect()
         let connection = try await server.connection(index)
         try await connection.next(.connect)
@@ -41,7 +50,11 @@ struct ScriptedServerTests {
     func receiveMaximum() async throws {
         try await withServer { server in
             let client = client(server)
-            let connection = try await connect(client, to: server, connAck: ConnAckPacket(properties: [.receiveMaximum(2)]))
+            let connection = try await connect(
+                client,
+                to: server,
+                connAck: ConnAckPacket(properties: [.receiveMaximum(2)])
+            )
             let results = StreamRecorder(
                 AsyncStream<PublishAckPacket?> { continuation in
                     for index in 0..<5 {
@@ -85,12 +98,16 @@ struct ScriptedServerTests {
                 $0.reconnect = .exponentialBackoff(initialDelay: .milliseconds(50), maximumDelay: .milliseconds(100))
             }
             let first = try await connect(client, to: server)
-            let qos1 = StreamRecorder(AsyncStream<PublishAckPacket?> { continuation in
-                Task { continuation.yield(try? await client.publish("a/1", payload: "one", qos: .atLeastOnce)) }
-            })
-            let qos2 = StreamRecorder(AsyncStream<PublishAckPacket?> { continuation in
-                Task { continuation.yield(try? await client.publish("a/2", payload: "two", qos: .exactlyOnce)) }
-            })
+            let qos1 = StreamRecorder(
+                AsyncStream<PublishAckPacket?> { continuation in
+                    Task { continuation.yield(try? await client.publish("a/1", payload: "one", qos: .atLeastOnce)) }
+                }
+            )
+            let qos2 = StreamRecorder(
+                AsyncStream<PublishAckPacket?> { continuation in
+                    Task { continuation.yield(try? await client.publish("a/2", payload: "two", qos: .exactlyOnce)) }
+                }
+            )
             try await first.packets.wait(forCount: 3)  // CONNECT + 2 PUBLISH
             let sent = first.all(.publish).compactMap(publishPacket)
             let qos2Publish = try #require(sent.first { $0.qos == .exactlyOnce })
@@ -128,12 +145,24 @@ struct ScriptedServerTests {
             guard case .connect(let connect) = try await connection.next(.connect) else { return }
             #expect(connect.properties.topicAliasMaximum == 4)
 
-            try await connection.send(.publish(PublishPacket(topic: "devices/7/telemetry", payload: ByteBuffer(string: "1"), properties: [.topicAlias(2)])))
-            try await connection.send(.publish(PublishPacket(topic: "", payload: ByteBuffer(string: "2"), properties: [.topicAlias(2)])))
+            try await connection.send(
+                .publish(
+                    PublishPacket(
+                        topic: "devices/7/telemetry",
+                        payload: ByteBuffer(string: "1"),
+                        properties: [.topicAlias(2)]
+                    )
+                )
+            )
+            try await connection.send(
+                .publish(PublishPacket(topic: "", payload: ByteBuffer(string: "2"), properties: [.topicAlias(2)]))
+            )
             let received = try await messages.wait(forCount: 2)
             #expect(received.map(\.topic) == ["devices/7/telemetry", "devices/7/telemetry"])
 
-            try await connection.send(.publish(PublishPacket(topic: "", payload: ByteBuffer(string: "3"), properties: [.topicAlias(3)])))
+            try await connection.send(
+                .publish(PublishPacket(topic: "", payload: ByteBuffer(string: "3"), properties: [.topicAlias(3)]))
+            )
             guard case .disconnect(let disconnect) = try await connection.next(.disconnect) else { return }
             #expect(disconnect.reasonCode == .topicAliasInvalid)
             let reason = await client.waitUntilClosed()
@@ -148,7 +177,9 @@ struct ScriptedServerTests {
         try await withServer { server in
             let client = client(server)
             let connection = try await connect(client, to: server)
-            try await connection.send(.disconnect(DisconnectPacket(reasonCode: .protocolError, properties: [.reasonString("bad things")])))
+            try await connection.send(
+                .disconnect(DisconnectPacket(reasonCode: .protocolError, properties: [.reasonString("bad things")]))
+            )
             connection.close()
             let reason = await client.waitUntilClosed()
             #expect(reason.serverReasonCode == .protocolError)
@@ -188,7 +219,11 @@ struct ScriptedServerTests {
     func maximumQoS() async throws {
         try await withServer { server in
             let client = client(server)
-            let connection = try await connect(client, to: server, connAck: ConnAckPacket(properties: [.maximumQoS(1), .retainAvailable(0)]))
+            let connection = try await connect(
+                client,
+                to: server,
+                connAck: ConnAckPacket(properties: [.maximumQoS(1), .retainAvailable(0)])
+            )
             let qosError = await #expect(throws: MQTTClientError.self) {
                 try await client.publish("t", payload: "x", qos: .exactlyOnce)
             }
@@ -208,8 +243,26 @@ struct ScriptedServerTests {
             let client = client(server) { $0.automaticAcknowledgement = false }
             let messages = StreamRecorder(client.messages)
             let connection = try await connect(client, to: server)
-            try await connection.send(.publish(PublishPacket(topic: "q/1", payload: ByteBuffer(string: "1"), qos: .atLeastOnce, packetIdentifier: 10)))
-            try await connection.send(.publish(PublishPacket(topic: "q/2", payload: ByteBuffer(string: "2"), qos: .exactlyOnce, packetIdentifier: 11)))
+            try await connection.send(
+                .publish(
+                    PublishPacket(
+                        topic: "q/1",
+                        payload: ByteBuffer(string: "1"),
+                        qos: .atLeastOnce,
+                        packetIdentifier: 10
+                    )
+                )
+            )
+            try await connection.send(
+                .publish(
+                    PublishPacket(
+                        topic: "q/2",
+                        payload: ByteBuffer(string: "2"),
+                        qos: .exactlyOnce,
+                        packetIdentifier: 11
+                    )
+                )
+            )
             try await messages.wait(forCount: 2)
             try await Task.sleep(for: .milliseconds(200))
             #expect(connection.all(.puback).isEmpty)

@@ -5,7 +5,10 @@ import Testing
 
 @Suite("Sessions, wills and acknowledgements")
 struct SessionTests {
-    @Test("close() drops the connection without DISCONNECT and the broker publishes the will", arguments: [MQTTProtocolVersion.v3_1_1, .v5])
+    @Test(
+        "close() drops the connection without DISCONNECT and the broker publishes the will",
+        arguments: [MQTTProtocolVersion.v3_1_1, .v5]
+    )
     func willAfterClose(version: MQTTProtocolVersion) async throws {
         try await withBroker { broker in
             let willTopic = uniqueTopic("will")
@@ -15,7 +18,11 @@ struct SessionTests {
             try await watcher.subscribe(willTopic, qos: .atLeastOnce)
 
             let device = makeClient(broker, version: version) {
-                $0.will = ConnectPacket.Will(topic: willTopic, payload: ByteBuffer(string: "offline"), qos: .atLeastOnce)
+                $0.will = ConnectPacket.Will(
+                    topic: willTopic,
+                    payload: ByteBuffer(string: "offline"),
+                    qos: .atLeastOnce
+                )
             }
             try await device.connect()
             await device.close()
@@ -38,7 +45,11 @@ struct SessionTests {
             let wills = StreamRecorder(watcher.messages)
             try await watcher.subscribe(willTopic, qos: .atLeastOnce)
             let device = makeClient(broker) {
-                $0.will = ConnectPacket.Will(topic: willTopic, payload: ByteBuffer(string: "offline"), qos: .atLeastOnce)
+                $0.will = ConnectPacket.Will(
+                    topic: willTopic,
+                    payload: ByteBuffer(string: "offline"),
+                    qos: .atLeastOnce
+                )
             }
             try await device.connect()
             try await device.disconnect()
@@ -48,7 +59,10 @@ struct SessionTests {
         }
     }
 
-    @Test("QoS 1 messages published while a persistent subscriber is away arrive when it resumes", arguments: [MQTTProtocolVersion.v3_1_1, .v5])
+    @Test(
+        "QoS 1 messages published while a persistent subscriber is away arrive when it resumes",
+        arguments: [MQTTProtocolVersion.v3_1_1, .v5]
+    )
     func persistentSession(version: MQTTProtocolVersion) async throws {
         try await withBroker { broker in
             let topic = uniqueTopic("persistent")

@@ -34,11 +34,20 @@ struct WebSocketTransportTests {
 
             // Two PUBLISH packets in one frame, then one PUBLISH split over three frames.
             var packed = ByteBuffer()
-            MQTTPacket.publish(PublishPacket(topic: "a", payload: ByteBuffer(string: "1"))).write(to: &packed, version: .v5)
-            MQTTPacket.publish(PublishPacket(topic: "b", payload: ByteBuffer(string: "2"))).write(to: &packed, version: .v5)
+            MQTTPacket.publish(PublishPacket(topic: "a", payload: ByteBuffer(string: "1"))).write(
+                to: &packed,
+                version: .v5
+            )
+            MQTTPacket.publish(PublishPacket(topic: "b", payload: ByteBuffer(string: "2"))).write(
+                to: &packed,
+                version: .v5
+            )
             try await server.send(.binary, Array(packed.readableBytesView))
             var split = ByteBuffer()
-            MQTTPacket.publish(PublishPacket(topic: "c", payload: ByteBuffer(string: "three"))).write(to: &split, version: .v5)
+            MQTTPacket.publish(PublishPacket(topic: "c", payload: ByteBuffer(string: "three"))).write(
+                to: &split,
+                version: .v5
+            )
             let bytes = Array(split.readableBytesView)
             try await server.send(.binary, fin: false, Array(bytes[0..<2]))
             try await server.send(.continuation, fin: false, Array(bytes[2..<5]))

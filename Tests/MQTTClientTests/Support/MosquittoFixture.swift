@@ -37,7 +37,9 @@ final class MosquittoFixture: TestBrokerFixture, @unchecked Sendable {
     }
 
     static var executable: String? {
-        let candidates = ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/usr/bin/mosquitto", "/opt/homebrew/sbin/mosquitto"]
+        let candidates = [
+            "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/usr/bin/mosquitto", "/opt/homebrew/sbin/mosquitto",
+        ]
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
@@ -60,7 +62,9 @@ final class MosquittoFixture: TestBrokerFixture, @unchecked Sendable {
     }
 
     private static func makeFixture(_ options: BrokerOptions) throws -> MosquittoFixture {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("mqtt-client-tests-\(UUID().uuidString)")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "mqtt-client-tests-\(UUID().uuidString)"
+        )
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let mqttPort = try freePort()
         let wsPort = try freePort()
@@ -80,7 +84,9 @@ final class MosquittoFixture: TestBrokerFixture, @unchecked Sendable {
         if let tls = options.tls {
             let tlsLines = ["cafile \(tls.caFile)", "certfile \(tls.certificateFile)", "keyfile \(tls.keyFile)"]
             if let tlsPort { lines += ["listener \(tlsPort) 127.0.0.1"] + tlsLines }
-            if let tlsWebSocketPort { lines += ["listener \(tlsWebSocketPort) 127.0.0.1", "protocol websockets"] + tlsLines }
+            if let tlsWebSocketPort {
+                lines += ["listener \(tlsWebSocketPort) 127.0.0.1", "protocol websockets"] + tlsLines
+            }
         }
         let configFile = directory.appendingPathComponent("mosquitto.conf")
         try (lines.joined(separator: "\n") + "\n").write(to: configFile, atomically: true, encoding: .utf8)
@@ -94,8 +100,13 @@ final class MosquittoFixture: TestBrokerFixture, @unchecked Sendable {
         )
     }
 
-    /// Starts the process (again) with the same config and ports and waits until it listens.
-    func launch() async throws {
+    /// Starts the process again after ``kill()``.
+    func restart() async throws {
+        try await launch()
+    }
+
+    /// Starts the process with the config and ports and waits until it listens.
+    private func launch() async throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.executable!)
         process.arguments = ["-c", configFile.path]
@@ -110,7 +121,9 @@ final class MosquittoFixture: TestBrokerFixture, @unchecked Sendable {
         for port in ports {
             while !Self.accepts(host: host, port: port) {
                 guard process.isRunning else {
-                    throw StartError(description: "mosquitto exited with status \(process.terminationStatus); log: \(log)")
+                    throw StartError(
+                        description: "mosquitto exited with status \(process.terminationStatus); log: \(log)"
+                    )
                 }
                 guard ContinuousClock.now < deadline else {
                     throw StartError(description: "mosquitto did not listen on \(port) within 10 s; log: \(log)")
@@ -128,10 +141,12 @@ final class MosquittoFixture: TestBrokerFixture, @unchecked Sendable {
 
     /// Kills the process (SIGKILL: no goodbye to clients) and waits for it to exit.
     func kill() async {
-        guard let process = lock.withLock({ () -> Process? in
-            defer { _process = nil }
-            return _process
-        }) else { return }
+        guard
+            let process = lock.withLock({ () -> Process? in
+                defer { _process = nil }
+                return _process
+            })
+        else { return }
         if process.isRunning {
             sendSignal(SIGKILL, to: process.processIdentifier)
         }
@@ -169,7 +184,9 @@ final class MosquittoFixture: TestBrokerFixture, @unchecked Sendable {
         address.sin_port = 0
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard bound == 0 else { throw StartError(description: "bind() failed") }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
@@ -189,7 +206,9 @@ final class MosquittoFixture: TestBrokerFixture, @unchecked Sendable {
         address.sin_port = UInt16(port).bigEndian
         address.sin_addr.s_addr = inet_addr(host)
         let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         return result == 0
     }

@@ -92,7 +92,11 @@ final class ScriptedConnection: Sendable {
 
     /// The first packet of `type` from index `start` on.
     @discardableResult
-    func next(_ type: MQTTPacketType, from start: Int = 0, within timeout: Duration = .seconds(5)) async throws -> MQTTPacket {
+    func next(
+        _ type: MQTTPacketType,
+        from start: Int = 0,
+        within timeout: Duration = .seconds(5)
+    ) async throws -> MQTTPacket {
         try await packets.first(within: timeout, from: start) { $0.type == type }
     }
 

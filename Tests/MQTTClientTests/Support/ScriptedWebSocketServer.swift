@@ -45,7 +45,9 @@ final class ScriptedWebSocketServer: Sendable {
                     },
                     upgradePipelineHandler: { channel, _ in
                         channel.eventLoop.makeCompletedFuture {
-                            try channel.pipeline.syncOperations.addHandler(FrameRecorder(continuation: frameContinuation))
+                            try channel.pipeline.syncOperations.addHandler(
+                                FrameRecorder(continuation: frameContinuation)
+                            )
                             channelContinuation.yield(channel)
                         }
                     }
@@ -83,7 +85,9 @@ final class ScriptedWebSocketServer: Sendable {
 
     /// All application bytes the client sent so far (binary and continuation frames).
     var receivedBytes: [UInt8] {
-        frames.all.filter { $0.opcode == .binary || $0.opcode == .continuation }.flatMap { Array($0.data.readableBytesView) }
+        frames.all.filter { $0.opcode == .binary || $0.opcode == .continuation }.flatMap {
+            Array($0.data.readableBytesView)
+        }
     }
 
     func stop() async {

@@ -1,7 +1,7 @@
 import Foundation
 
-/// A broker the client tests talk to. Today it is Mosquitto (``MosquittoFixture``); later our
-/// own in-process broker conforms too, and ``TestBrokers/start(_:)`` picks it.
+/// A broker the client tests talk to. Today it is Mosquitto (``MosquittoFixture``); our own
+/// in-process broker can conform too, and ``TestBrokers/start(_:)`` is the one place that picks.
 protocol TestBrokerFixture: Sendable {
     /// The host to connect to.
     var host: String { get }
@@ -9,7 +9,16 @@ protocol TestBrokerFixture: Sendable {
     var mqttPort: Int { get }
     /// The MQTT-over-WebSocket port (path `/mqtt`).
     var wsPort: Int { get }
-    /// Stops the broker.
+    /// The MQTT-over-TLS port, when started with ``BrokerOptions/tls``.
+    var tlsPort: Int? { get }
+    /// The MQTT-over-secure-WebSocket port, when started with ``BrokerOptions/tlsWebSocket``.
+    var tlsWebSocketPort: Int? { get }
+    /// Stops the broker abruptly (clients lose their connections without DISCONNECT), keeping
+    /// its configuration and ports for ``restart()``.
+    func kill() async
+    /// Starts the broker again after ``kill()``, on the same ports.
+    func restart() async throws
+    /// Stops the broker for good and removes its files.
     func stop() async
 }
 
@@ -36,7 +45,7 @@ struct BrokerOptions: Sendable {
 /// Where the client tests get their brokers.
 enum TestBrokers {
     /// Starts a fresh broker for one test.
-    static func start(_ options: BrokerOptions = BrokerOptions()) async throws -> MosquittoFixture {
+    static func start(_ options: BrokerOptions = BrokerOptions()) async throws -> any TestBrokerFixture {
         try await MosquittoFixture.start(options)
     }
 }

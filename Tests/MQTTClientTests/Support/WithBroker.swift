@@ -1,7 +1,7 @@
 /// Runs `body` with a fresh broker and stops the broker afterwards, also when `body` throws.
 func withBroker<T>(
     _ options: BrokerOptions = BrokerOptions(),
-    _ body: (MosquittoFixture) async throws -> T
+    _ body: (any TestBrokerFixture) async throws -> T
 ) async throws -> T {
     let broker = try await TestBrokers.start(options)
     do {

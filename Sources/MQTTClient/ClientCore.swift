@@ -835,7 +835,9 @@ final class ClientCore {
         if connection.reconnectAttempt > 0 && !wasConnected {
             // A reconnect attempt failed.
             let attemptError = error ?? MQTTClientError.connectionClosed()
-            events.yield(.reconnectFailed(attempt: connection.reconnectAttempt, error: attemptError))
+            if !connection.closeRequested {
+                events.yield(.reconnectFailed(attempt: connection.reconnectAttempt, error: attemptError))
+            }
             if !connection.closeRequested && !isShutDown && Self.isRetryable(attemptError) {
                 scheduleReconnect(attempt: connection.reconnectAttempt + 1, lastReason: reason)
             } else {

@@ -38,6 +38,22 @@ struct KeepAliveTests {
             try await events.first(within: .seconds(5)) {
                 if case .reconnectFailed(attempt: 2, _) = $0 { true } else { false }
             }
+            // A QoS 1 publish made while reconnecting waits for the connection.
+            let pending = StreamRecorder(
+                AsyncStream<Result<PublishAckPacket?, any Error>> { continuation in
+                    Task {
+                        do {
+                            continuation.yield(
+                                .success(try await client.publish("pending/topic", payload: "p", qos: .atLeastOnce))
+                            )
+                        } catch {
+                            continuation.yield(.failure(error))
+                        }
+                    }
+                }
+            )
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(pending.all.isEmpty)
             try await broker.restart()
             let connected = try await events.first(within: .seconds(10), from: 1) {
                 if case .connected = $0 { true } else { false }
@@ -45,6 +61,8 @@ struct KeepAliveTests {
             guard case .connected(let connAck) = connected else { return }
             #expect(connAck.reasonCode == .success)
             #expect(client.isConnected)
+            let pendingResult = try await pending.first()
+            #expect(try pendingResult.get() != nil)
 
             // The delays grew between attempts and stayed under the maximum (plus jitter).
             let delays: [TimeAmount] = events.all.compactMap {
@@ -61,6 +79,41 @@ struct KeepAliveTests {
             #expect(try await messages.first().payload.string == "back")
             try await client.disconnect()
             #expect(!client.isConnected)
+        }
+    }
+
+    @Test("disconnect() while reconnecting stops the attempts and fails waiting publishes")
+    func disconnectWhileReconnecting() async throws {
+        try await withBroker { broker in
+            let client = makeClient(broker) {
+                $0.reconnect = .exponentialBackoff(initialDelay: .milliseconds(100), maximumDelay: .milliseconds(200))
+            }
+            let events = StreamRecorder(client.events)
+            try await client.connect()
+            await broker.kill()
+            try await events.first { if case .reconnecting = $0 { true } else { false } }
+            let pending = StreamRecorder(
+                AsyncStream<(any Error)?> { continuation in
+                    Task {
+                        do {
+                            _ = try await client.publish("t", payload: "p", qos: .atLeastOnce)
+                            continuation.yield(nil)
+                        } catch {
+                            continuation.yield(error)
+                        }
+                    }
+                }
+            )
+            try await Task.sleep(for: .milliseconds(50))
+            try await client.disconnect()
+            let failure = try await pending.first()
+            #expect(failure != nil)
+            try await events.first { if case .disconnected(_, willReconnect: false) = $0 { true } else { false } }
+            let attemptsAtDisconnect = events.all.count
+            try await broker.restart()
+            try await Task.sleep(for: .milliseconds(600))
+            #expect(!client.isConnected)
+            #expect(events.all.count == attemptsAtDisconnect)
         }
     }
 

@@ -20,11 +20,7 @@ final class MQTTClientChannelHandler: ChannelInboundHandler, RemovableChannelHan
     private var isReading = false
     private var needsFlush = false
 
-    // Keep-alive.
-    private var keepAliveInterval: TimeAmount?
-    private var pingTimeout: TimeAmount = .seconds(30)
-    private var lastWrite: NIODeadline = .now()
-    private var pingSentAt: NIODeadline?
+    private var keepAlive: KeepAlive?
     private var keepAliveTask: Scheduled<Void>?
 
     init(core: ClientCore, connectionID: Int, version: MQTTProtocolVersion, awaitsUpgrade: Bool) {
@@ -103,7 +99,7 @@ final class MQTTClientChannelHandler: ChannelInboundHandler, RemovableChannelHan
             promise?.fail(MQTTClientError.connectionClosed())
             return
         }
-        lastWrite = .now()
+        keepAlive?.packetSent(at: .now())
         context.write(wrapOutboundOut(buffer), promise: promise)
         if isReading {
             needsFlush = true
@@ -128,21 +124,21 @@ final class MQTTClientChannelHandler: ChannelInboundHandler, RemovableChannelHan
     /// closed if PINGRESP does not follow within `timeout`.
     func startKeepAlive(interval: TimeAmount, timeout: TimeAmount) {
         guard interval > .zero else { return }
-        keepAliveInterval = interval
-        pingTimeout = timeout
-        scheduleKeepAlive(at: lastWrite + interval)
+        let keepAlive = KeepAlive(interval: interval, pingTimeout: timeout, lastSent: .now())
+        self.keepAlive = keepAlive
+        scheduleKeepAlive(at: keepAlive.firstCheck)
     }
 
     /// A PINGRESP arrived.
     func pingResponseReceived() {
-        pingSentAt = nil
-        if let keepAliveInterval { scheduleKeepAlive(at: lastWrite + keepAliveInterval) }
+        guard let next = keepAlive?.pingResponseReceived() else { return }
+        scheduleKeepAlive(at: next)
     }
 
     private func stopKeepAlive() {
         keepAliveTask?.cancel()
         keepAliveTask = nil
-        keepAliveInterval = nil
+        keepAlive = nil
     }
 
     private func scheduleKeepAlive(at deadline: NIODeadline) {
@@ -156,22 +152,15 @@ final class MQTTClientChannelHandler: ChannelInboundHandler, RemovableChannelHan
 
     private func keepAliveFired() {
         keepAliveTask = nil
-        guard let interval = keepAliveInterval, context != nil else { return }
-        let now = NIODeadline.now()
-        if let pingSentAt {
-            if now >= pingSentAt + pingTimeout {
-                core.keepAliveTimedOut(self)
-                return
-            }
-            scheduleKeepAlive(at: pingSentAt + pingTimeout)
-            return
-        }
-        if now >= lastWrite + interval {
-            pingSentAt = now
+        guard context != nil, let action = keepAlive?.timerFired(at: .now()) else { return }
+        switch action {
+        case .check(let deadline):
+            scheduleKeepAlive(at: deadline)
+        case .sendPing(let deadline):
             write(.pingreq)
-            scheduleKeepAlive(at: now + pingTimeout)
-        } else {
-            scheduleKeepAlive(at: lastWrite + interval)
+            scheduleKeepAlive(at: deadline)
+        case .timedOut:
+            core.keepAliveTimedOut(self)
         }
     }
 }

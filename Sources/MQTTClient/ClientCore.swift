@@ -84,6 +84,7 @@ final class ClientCore {
     private var waitingPublishes = CircularBuffer<WaitingPublish>()
     private var sslContext: NIOSSLContext?
     private var isShutDown = false
+    private let recordsPackets: Bool
 
     init(
         eventLoop: any EventLoop,
@@ -101,6 +102,8 @@ final class ClientCore {
         self.packets = packets
         self.events = events
         self.snapshot = snapshot
+        self.recordsPackets = configuration.packetBufferSize > 0
+        if !recordsPackets { packets.finish() }
     }
 
     private var version: MQTTProtocolVersion { configuration.protocolVersion }
@@ -517,7 +520,7 @@ final class ClientCore {
 
     func received(_ packet: MQTTPacket, on handler: MQTTClientChannelHandler) {
         guard let connection = current, connection.id == handler.connectionID, !connection.finished else { return }
-        packets.yield(packet)
+        if recordsPackets { packets.yield(packet) }
         if connection.phase != .connected {
             switch packet {
             case .connack(let connAck) where connection.phase == .awaitingConnAck:

@@ -41,7 +41,8 @@ public final class MQTTClient: Sendable {
     /// when the client is deinitialised. Iterate it from one task only.
     public let messages: AsyncStream<PublishPacket>
     /// Every packet received from the server, as decoded (before alias resolution), for tests
-    /// and diagnostics. Bounded by ``Configuration/packetBufferSize``: the oldest are dropped.
+    /// and diagnostics. Bounded by ``Configuration/packetBufferSize``: the oldest are dropped
+    /// (a size of 0 turns it off).
     public let packets: AsyncStream<MQTTPacket>
     /// Connection changes: connected, disconnected, reconnecting.
     public let events: AsyncStream<Event>

@@ -133,4 +133,20 @@ struct ConnectionTests {
             try await client.disconnect()
         }
     }
+
+    @Test("packetBufferSize 0 turns the packets stream off; messages still flow")
+    func packetsStreamOff() async throws {
+        try await withBroker { broker in
+            let client = makeClient(broker) { $0.packetBufferSize = 0 }
+            var iterator = client.packets.makeAsyncIterator()
+            #expect(await iterator.next() == nil)
+            try await client.connect()
+            let messages = StreamRecorder(client.messages)
+            let topic = uniqueTopic()
+            try await client.subscribe(topic, qos: .atLeastOnce)
+            try await client.publish(topic, payload: "x", qos: .atLeastOnce)
+            #expect(try await messages.first().payload.string == "x")
+            try await client.disconnect()
+        }
+    }
 }

@@ -235,3 +235,28 @@ extension MQTTClient {
         }
     }
 }
+
+extension MQTTClient.Configuration: CustomStringConvertible, CustomReflectable {
+    /// A summary without the password, the will payload or TLS key material.
+    public var description: String {
+        let transportName: String
+        switch transport {
+        case .tcp: transportName = "tcp"
+        case .tls: transportName = "tls"
+        case .webSocket(let path, let tls): transportName = tls == nil ? "ws \(path)" : "wss \(path)"
+        }
+        var text = "MQTTClient.Configuration(\(host):\(port), \(transportName), MQTT \(protocolVersion)"
+        text += ", clientId: \(clientIdentifier), cleanStart: \(cleanStart), keepAlive: \(keepAlive)"
+        if let username { text += ", username: \(username)" }
+        if password != nil { text += ", password: <redacted>" }
+        if let will { text += ", will: \(will.topic) \(will.qos)" }
+        text += ", reconnect: \(reconnect.isEnabled ? "on" : "off"))"
+        return text
+    }
+
+    /// A mirror that shows the ``description`` only, so `dump(_:)` and debuggers do not reveal
+    /// the password.
+    public var customMirror: Mirror {
+        Mirror(self, children: ["description": description], displayStyle: .struct)
+    }
+}

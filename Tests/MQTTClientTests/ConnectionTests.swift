@@ -150,3 +150,21 @@ struct ConnectionTests {
         }
     }
 }
+
+@Suite("Configuration")
+struct ConfigurationTests {
+    @Test("the configuration's description and mirror never show the password")
+    func passwordRedacted() {
+        var configuration = MQTTClient.Configuration(host: "broker.local", clientIdentifier: "device-1")
+        configuration.username = "device-1"
+        configuration.setPassword("hunter2-secret")
+        let described = String(describing: configuration)
+        #expect(described.contains("broker.local"))
+        #expect(described.contains("<redacted>"))
+        #expect(!described.contains("hunter2"))
+        var dumped = ""
+        dump(configuration, to: &dumped)
+        #expect(!dumped.contains("hunter2"))
+        #expect(!dumped.contains("104, 117"))  // the bytes of "hu"
+    }
+}

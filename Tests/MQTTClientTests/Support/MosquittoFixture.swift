@@ -55,8 +55,10 @@ final class MosquittoFixture: TestBrokerFixture, @unchecked Sendable {
             do {
                 try await fixture.launch()
                 return fixture
-            } catch let error as StartError where error.description.contains("Address already in use") && attempt < 5 {
+            } catch {
                 await fixture.stop()
+                let portTaken = "\(error)".contains("Address already in use")
+                guard portTaken && attempt < 5 else { throw error }
             }
         }
     }

@@ -1,0 +1,51 @@
+import Foundation
+
+/// A broker the client tests talk to. Today it is Mosquitto (``MosquittoFixture``); our own
+/// in-process broker can conform too, and ``TestBrokers/start(_:)`` is the one place that picks.
+protocol TestBrokerFixture: Sendable {
+    /// The host to connect to.
+    var host: String { get }
+    /// The plain MQTT (TCP) port.
+    var mqttPort: Int { get }
+    /// The MQTT-over-WebSocket port (path `/mqtt`).
+    var wsPort: Int { get }
+    /// The MQTT-over-TLS port, when started with ``BrokerOptions/tls``.
+    var tlsPort: Int? { get }
+    /// The MQTT-over-secure-WebSocket port, when started with ``BrokerOptions/tlsWebSocket``.
+    var tlsWebSocketPort: Int? { get }
+    /// Stops the broker abruptly (clients lose their connections without DISCONNECT), keeping
+    /// its configuration and ports for ``restart()``.
+    func kill() async
+    /// Starts the broker again after ``kill()``, on the same ports.
+    func restart() async throws
+    /// Stops the broker for good and removes its files.
+    func stop() async
+}
+
+/// What a test needs from its broker beyond the plain anonymous listeners.
+struct BrokerOptions: Sendable {
+    /// Whether clients without credentials are accepted.
+    var allowAnonymous = true
+    /// Add a TLS listener with these PEM files.
+    var tls: TLSFiles?
+    /// Also add a WebSocket-over-TLS listener (needs ``tls``).
+    var tlsWebSocket = false
+    /// Largest packet the broker accepts (announced in its MQTT 5 CONNACK).
+    var maximumPacketSize: Int?
+    /// QoS 1/2 messages in flight towards each client.
+    var maximumInflightMessages: Int?
+
+    struct TLSFiles: Sendable {
+        var caFile: String
+        var certificateFile: String
+        var keyFile: String
+    }
+}
+
+/// Where the client tests get their brokers.
+enum TestBrokers {
+    /// Starts a fresh broker for one test.
+    static func start(_ options: BrokerOptions = BrokerOptions()) async throws -> any TestBrokerFixture {
+        try await MosquittoFixture.start(options)
+    }
+}

@@ -64,7 +64,9 @@ public struct MeridianApplication: Sendable {
         onListening: @escaping @Sendable (Endpoints) async -> Void
     ) async throws {
         var brokerConfiguration = configuration.broker
-        brokerConfiguration.version = "meridian \(MeridianVersion.current)"
+        if brokerConfiguration.version == BrokerConfiguration().version {
+            brokerConfiguration.version = "meridian \(MeridianVersion.current)"
+        }
         let broker = MQTTBroker(configuration: brokerConfiguration, eventLoopGroup: group, logger: logger)
         let network = configuration.network
         let mqttListener: MQTTListener

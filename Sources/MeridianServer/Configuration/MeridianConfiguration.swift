@@ -1,18 +1,37 @@
-// TEMPORARY: replaced by the configuration branch.
 import Logging
 import MQTTBroker
 
+/// Everything a Meridian server needs to start, with defaults that run a single node out of the box.
+///
+/// The values here are plain data; where they come from (flags, the config file, `MERIDIAN_*`
+/// environment variables) is the business of ``MeridianConfiguration/load(commandLine:configFile:environment:)``
+/// and the key registry ``MeridianConfiguration/keys``. To add a setting, add a field here (with its
+/// default) and one entry to the registry; the readers, `meridian serve --help`, `meridian config show`
+/// and validation all follow from that entry.
 public struct MeridianConfiguration: Sendable {
+    /// Where the server listens.
     public struct Network: Sendable {
-        public var bind = "0.0.0.0"
-        public var mqttPort = 1883
-        public var httpPort = 8080
-        public var webSocketPath = "/mqtt"
+        /// Address the MQTT and HTTP listeners bind to.
+        public var bind: String = "0.0.0.0"
+        /// TCP port of the MQTT listener; 0 picks a free port.
+        public var mqttPort: Int = 1883
+        /// TCP port of the HTTP API, the dashboard and MQTT over WebSocket; 0 picks a free port.
+        public var httpPort: Int = 8080
+        /// HTTP path where MQTT over WebSocket is accepted.
+        public var webSocketPath: String = "/mqtt"
+
         public init() {}
     }
+
+    /// Listener addresses and ports.
     public var network = Network()
-    public var dataDirectory = "./meridian-data"
+    /// Directory holding the server's state (database, time series, broker sessions).
+    public var dataDirectory: String = "./meridian-data"
+    /// Lowest level of log messages written to standard error.
     public var logLevel: Logger.Level = .info
+    /// The MQTT broker's limits and features.
     public var broker = BrokerConfiguration()
+
+    /// A configuration with every value at its default.
     public init() {}
 }

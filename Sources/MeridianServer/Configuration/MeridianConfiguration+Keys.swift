@@ -1,0 +1,205 @@
+import Logging
+import MQTTBroker
+import MQTTCore
+
+extension MeridianConfiguration {
+    /// The registry: every configuration key, in the order `config show` and the docs list them.
+    ///
+    /// Keys of the same table are kept together; top-level keys come first. Adding a key here is
+    /// all it takes for the config file, `MERIDIAN_*` variables, `--set`, `--help` and
+    /// `config show` to know it (add it to `docs/configuration.md` and `meridian.example.toml` too:
+    /// tests check both).
+    public static let keys: [ConfigurationKey] = [
+        .string(
+            "data_dir",
+            \.dataDirectory,
+            flag: "--data-dir",
+            help: "Directory for the server's state (database, time series, sessions)."
+        ),
+        .choice(
+            "log_level",
+            \.logLevel,
+            Logger.Level.allCases.map { (word: $0.rawValue, value: $0) },
+            flag: "--log-level",
+            help: "Lowest level of log messages written to standard error."
+        ),
+
+        // [network]
+        .string(
+            "network.bind",
+            \.network.bind,
+            flag: "--bind",
+            help: "Address the MQTT and HTTP listeners bind to (0.0.0.0 for all IPv4 interfaces, :: for all).",
+            check: { $0.isEmpty ? "must not be empty" : $0.contains(" ") ? "must not contain spaces" : nil }
+        ),
+        .integer(
+            "network.mqtt_port",
+            \.network.mqttPort,
+            range: 0...65535,
+            flag: "--mqtt-port",
+            help: "TCP port of the MQTT listener; 0 picks a free port."
+        ),
+        .integer(
+            "network.http_port",
+            \.network.httpPort,
+            range: 0...65535,
+            flag: "--http-port",
+            help: "TCP port of the HTTP API, dashboard and MQTT over WebSocket; 0 picks a free port."
+        ),
+        .string(
+            "network.websocket_path",
+            \.network.webSocketPath,
+            help: "HTTP path where MQTT over WebSocket is accepted.",
+            check: { path in
+                if !path.hasPrefix("/") { return "must start with /" }
+                if path.contains(where: { $0 == " " || $0 == "?" || $0 == "#" }) {
+                    return "must not contain spaces, ? or #"
+                }
+                return nil
+            }
+        ),
+
+        // [broker]
+        .integer(
+            "broker.sys_interval",
+            \.broker.sysInterval,
+            range: 0...86_400,
+            help: "Seconds between refreshes of the $SYS/broker/... topics; 0 disables them."
+        ),
+        .string(
+            "broker.version",
+            \.broker.version,
+            help: "Version string published on $SYS/broker/version."
+        ),
+
+        // [broker.limits]
+        .integer(
+            "broker.limits.maximum_connections",
+            \.broker.limits.maximumConnections,
+            range: 1...Int.max,
+            help: "Concurrent client connections; more are refused with \"server busy\"."
+        ),
+        .integer(
+            "broker.limits.maximum_packet_size",
+            \.broker.limits.maximumPacketSize,
+            range: 1...268_435_460,
+            help: "Largest MQTT packet accepted from or sent to a client, in bytes, fixed header included."
+        ),
+        .integer(
+            "broker.limits.receive_maximum",
+            \.broker.limits.receiveMaximum,
+            range: 1...65535,
+            help: "QoS 1/2 messages a client may have unacknowledged towards the broker (MQTT 5 receive maximum)."
+        ),
+        .integer(
+            "broker.limits.maximum_inflight",
+            \.broker.limits.maximumInflight,
+            range: 1...65535,
+            help: "QoS 1/2 messages the broker keeps in flight towards one client."
+        ),
+        .integer(
+            "broker.limits.maximum_queued_messages",
+            \.broker.limits.maximumQueuedMessages,
+            range: 0...Int.max,
+            help: "Messages queued per session beyond the in-flight window or while offline; the oldest is dropped."
+        ),
+        .integer(
+            "broker.limits.maximum_pending_bytes",
+            \.broker.limits.maximumPendingBytes,
+            range: 0...Int.max,
+            help: "Bytes of QoS 0 traffic buffered for a client that is not reading; beyond it QoS 0 is dropped."
+        ),
+        .integer(
+            "broker.limits.maximum_topic_length",
+            \.broker.limits.maximumTopicLength,
+            range: 1...65535,
+            help: "Longest topic name or filter, in bytes."
+        ),
+        .integer(
+            "broker.limits.maximum_topic_levels",
+            \.broker.limits.maximumTopicLevels,
+            range: 1...65535,
+            help: "Most levels (parts between slashes) in a topic name or filter."
+        ),
+        .integer(
+            "broker.limits.maximum_subscriptions_per_client",
+            \.broker.limits.maximumSubscriptionsPerClient,
+            range: 1...Int.max,
+            help: "Subscriptions one client may hold."
+        ),
+        .integer(
+            "broker.limits.maximum_client_id_length",
+            \.broker.limits.maximumClientIdLength,
+            range: 1...65535,
+            help: "Longest client identifier, in bytes."
+        ),
+        .integer(
+            "broker.limits.topic_alias_maximum",
+            \.broker.limits.topicAliasMaximum,
+            range: 0...65535,
+            help: "Inbound topic aliases a client may use (MQTT 5); 0 allows none."
+        ),
+        .integer(
+            "broker.limits.connect_timeout",
+            \.broker.limits.connectTimeout,
+            range: 0...3600,
+            help: "Seconds a new connection has to send CONNECT before it is closed; 0 waits forever."
+        ),
+        .integer(
+            "broker.limits.maximum_keep_alive",
+            \.broker.limits.maximumKeepAlive,
+            range: 0...65535,
+            help: "Longest keep-alive a client may ask for, in seconds; 0 means no limit."
+        ),
+        .integer(
+            "broker.limits.maximum_session_expiry_interval",
+            \.broker.limits.maximumSessionExpiryInterval,
+            range: 0...Int(UInt32.max),
+            help: "Longest session expiry granted, in seconds; 4294967295 means sessions never expire."
+        ),
+
+        // [broker.features]
+        .boolean(
+            "broker.features.retain_available",
+            \.broker.features.retainAvailable,
+            help: "Whether retained messages are supported."
+        ),
+        .boolean(
+            "broker.features.wildcard_subscriptions_available",
+            \.broker.features.wildcardSubscriptionsAvailable,
+            help: "Whether subscriptions may use the + and # wildcards."
+        ),
+        .boolean(
+            "broker.features.subscription_identifiers_available",
+            \.broker.features.subscriptionIdentifiersAvailable,
+            help: "Whether MQTT 5 subscription identifiers are supported."
+        ),
+        .boolean(
+            "broker.features.shared_subscriptions_available",
+            \.broker.features.sharedSubscriptionsAvailable,
+            help: "Whether shared subscriptions ($share/group/filter) are supported."
+        ),
+        ConfigurationKey(
+            name: "broker.features.maximum_qos",
+            type: .integer(0...2),
+            help: "Highest QoS the broker accepts and grants (0, 1 or 2).",
+            get: { .integer(Int($0.broker.features.maximumQoS.rawValue)) },
+            set: { configuration, value in
+                guard case .integer(let integer) = value, let qos = QoS(rawValue: UInt8(clamping: integer)) else {
+                    preconditionFailure("broker.features.maximum_qos set with an unchecked value")
+                }
+                configuration.broker.features.maximumQoS = qos
+            }
+        ),
+    ]
+
+    /// The registry entry named `name` (`network.mqtt_port`), if there is one.
+    public static func key(named name: String) -> ConfigurationKey? {
+        keysByName[name]
+    }
+
+    private static let keysByName: [String: ConfigurationKey] = Dictionary(
+        keys.map { ($0.name, $0) },
+        uniquingKeysWith: { first, _ in first }
+    )
+}

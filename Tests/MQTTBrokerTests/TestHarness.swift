@@ -163,8 +163,9 @@ final class TestClient: @unchecked Sendable {
         let deadline = ContinuousClock.now + timeout
         while true {
             if let index = backlog.firstIndex(where: predicate) { return backlog.remove(at: index) }
-            backlog.append(contentsOf: try await readAvailable())
-            if !backlog.isEmpty { continue }
+            let arrived = try await readAvailable()
+            backlog.append(contentsOf: arrived)
+            if !arrived.isEmpty { continue }
             if ContinuousClock.now > deadline {
                 Issue.record("no packet from the broker within \(timeout)", sourceLocation: sourceLocation)
                 throw TestTimeout(description: "no packet within \(timeout)")

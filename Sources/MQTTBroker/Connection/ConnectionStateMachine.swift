@@ -62,10 +62,11 @@ struct ConnectionStateMachine {
         lastActivity = now
     }
 
-    /// Whether the keep-alive has lapsed: nothing received for 1.5 × keep-alive.
+    /// Whether the keep-alive has lapsed: nothing received for 1.5 × keep-alive. (At exactly
+    /// the deadline it has: a check re-armed for that deadline must not find it still open.)
     func keepAliveExpired(now: NIODeadline) -> Bool {
         guard phase == .connected, keepAlive > 0 else { return false }
-        return now - lastActivity > .milliseconds(Int64(keepAlive) * 1500)
+        return now - lastActivity >= .milliseconds(Int64(keepAlive) * 1500)
     }
 
     /// Whether packets may be processed now (not while authentication is in progress).

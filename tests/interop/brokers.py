@@ -77,6 +77,11 @@ class BrokerStartError(AssertionError):
     pass
 
 
+# Set when the broker failed to start with the default configuration: later starts fail
+# at once with a one-line pointer to that first, detailed error.
+_default_start_failure: str | None = None
+
+
 class Broker:
     """A running broker process. Tests use host, mqtt_port, http_port, pid, proc."""
 
@@ -125,7 +130,14 @@ class Broker:
         return rss_kib(self.pid)
 
     # -- lifecycle
+    def _is_default_config(self) -> bool:
+        return self.settings == contract.DEFAULT_SETTINGS and not self.extra_args
+
     def start(self) -> None:
+        if _default_start_failure is not None:
+            raise BrokerStartError(f"{self.kind} not started again: it failed to start "
+                                   f"earlier in this run ({_default_start_failure}); "
+                                   f"see the first error for its stderr")
         self.generation += 1
         run_dir = self.workdir / f"run{self.generation}"
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -142,9 +154,12 @@ class Broker:
                                      stderr=self._stderr_file, preexec_fn=_die_with_parent)
 
     def _fail_start(self, why: str) -> None:
+        global _default_start_failure
         if self.alive():
             self.proc.kill()
             self.proc.wait()
+        if self._is_default_config():
+            _default_start_failure = why.splitlines()[0][:300]
         raise BrokerStartError(
             f"{self.kind} did not start: {why}\n  command: {' '.join(self.argv)}\n"
             f"  --- stderr ---\n{self.stderr_text()}")

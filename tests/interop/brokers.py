@@ -16,6 +16,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 import contract
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -207,11 +209,9 @@ class Broker:
         for key, value in self.settings.items():
             option = contract.MOSQUITTO_EQUIVALENTS.get(key)
             if option is None:
-                import pytest
                 pytest.skip(f"setting {key} has no Mosquitto equivalent")
             options[option] = value
         if self.extra_args:
-            import pytest
             pytest.skip(f"Meridian command-line flags {self.extra_args} do not apply to "
                         f"Mosquitto")
         last_error = ""

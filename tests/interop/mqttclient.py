@@ -178,6 +178,7 @@ class TestClient:
                 timeout: float = contract.TIMEOUT, expect_success: bool = True,
                 **connect_props) -> dict:
         """Connect and wait for CONNACK; returns {reason_code, session_present, props}."""
+        assert not self._loop_started, "paho cannot reconnect here: use a new TestClient"
         port = self.broker.ws_port if self.transport == "ws" else self.broker.mqtt_port
         kwargs = {}
         if self.proto == V5:
@@ -190,11 +191,8 @@ class TestClient:
         self.disconnected.clear()
         self.disconnection = None
         self.paho.connect(self.broker.host, port, keepalive=30, **kwargs)
-        if not self._loop_started:
-            self.paho.loop_start()
-            self._loop_started = True
-        else:  # reconnect on the existing network thread is not supported by paho
-            raise AssertionError("use a new TestClient to reconnect")
+        self.paho.loop_start()
+        self._loop_started = True
         if not self.connected.wait(timeout):
             raise AssertionError(f"{self}: no CONNACK within {timeout}s"
                                  + self._disconnect_note())

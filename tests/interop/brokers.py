@@ -167,8 +167,8 @@ class Broker:
             f"  --- stderr ---\n{self.stderr_text()}")
 
     def _start_meridian(self, run_dir: Path) -> None:
-        data_dir = run_dir / "data"
-        data_dir.mkdir()
+        data_dir = self.workdir / "data"  # kept across restarts of this broker
+        data_dir.mkdir(exist_ok=True)
         argv = [str(meridian_binary()), *contract.SERVE_ARGS, "--data-dir", str(data_dir)]
         for key, value in self.settings.items():
             argv += ["--set", f"{key}={value}"]
@@ -286,9 +286,8 @@ class Broker:
 
     def restart(self, settings: dict | None = None, extra_args: list[str] | None = None,
                 keep_settings: bool = True) -> None:
-        """Stop (SIGTERM, exit 0 asserted) and start again with more settings or flags.
-
-        Ports change on restart; read them again from this object."""
+        """Stop (SIGTERM, exit 0 asserted) and start again with more settings or flags,
+        on the same data dir. Ports change on restart; read them again from this object."""
         self.stop()
         base = self.settings if keep_settings else dict(contract.DEFAULT_SETTINGS)
         self.settings = {**base, **(settings or {})}

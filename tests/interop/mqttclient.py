@@ -119,6 +119,11 @@ class TestClient:
         self.connack = {"reason_code": _rc(reason_code),
                         "session_present": bool(flags.session_present),
                         "props": _props_dict(properties)}
+        # paho ignores the broker's Receive Maximum, and its public setter refuses to
+        # change the window once connected; nothing is in flight yet, so set it here.
+        receive_maximum = self.connack["props"].get("ReceiveMaximum")
+        if receive_maximum:
+            self.paho._max_inflight_messages = min(100, receive_maximum)
         self.connected.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):

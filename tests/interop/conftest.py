@@ -60,6 +60,22 @@ def broker(tmp_path_factory):
     b.stop()  # SIGTERM; asserts exit code 0 within 10 s
 
 
+@pytest.fixture(autouse=True)
+def _module_broker_watch(request):
+    """Fail the test during which the module's broker died (with its stderr), and start a
+    new one for the next test so that one crash does not fail the rest of the module."""
+    if "broker" not in request.fixturenames:
+        yield
+        return
+    b = request.getfixturevalue("broker")
+    if b.proc is not None and not b.alive():
+        b.start()
+    yield
+    if b.proc is not None and not b.alive():
+        pytest.fail(f"the broker died during this test (exit code {b.proc.returncode})\n"
+                    f"--- stderr ---\n{b.stderr_text()}", pytrace=False)
+
+
 @pytest.fixture
 def broker_factory(tmp_path_factory):
     """broker_factory(settings={...}, extra_args=[...]) -> a broker of the test's own."""

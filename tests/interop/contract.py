@@ -1,0 +1,73 @@
+"""Every name the interop suite takes from Meridian's contract, in one place.
+
+If the broker renames a metric, a `$SYS` topic or a setting, change it here only.
+"""
+
+import os
+
+# --- `meridian serve` -------------------------------------------------------------------
+# Flags every `meridian serve` started by the suite gets (the ports are chosen by the OS).
+SERVE_ARGS = ["serve", "--bind", "127.0.0.1", "--mqtt-port", "0", "--http-port", "0",
+              "--log-level", "info"]  # + "--data-dir", <tmp>
+# Settings passed as `--set key=value` to every broker the suite starts.
+DEFAULT_SETTINGS = {"broker.sys_interval": "1"}
+# The readiness line on stdout: `listening mqtt=<port> http=<port> [key=value ...]`.
+READY_PREFIX = "listening"
+READY_TIMEOUT = 60.0  # seconds to wait for it
+STOP_TIMEOUT = 10.0  # seconds SIGTERM may take before the process must have exited 0
+
+# Options `meridian serve --help` must list.
+HELP_OPTIONS = ["--mqtt-port", "--http-port", "--bind", "--data-dir", "--config", "--log-level"]
+
+# Settings used by tests (`--set key=value`), and their Mosquitto equivalent (config file
+# option) for MERIDIAN_TEST_BROKER=mosquitto. A setting missing here skips under Mosquitto.
+SETTING_MAX_PACKET_SIZE = "broker.limits.maximum_packet_size"
+SETTING_MAX_QUEUED = "broker.limits.maximum_queued_messages"
+SETTING_MAX_CONNECTIONS = "broker.limits.maximum_connections"
+SETTING_SYS_INTERVAL = "broker.sys_interval"
+MOSQUITTO_EQUIVALENTS = {
+    SETTING_SYS_INTERVAL: "sys_interval",
+    SETTING_MAX_PACKET_SIZE: "max_packet_size",
+    SETTING_MAX_QUEUED: "max_queued_messages",
+}
+
+# --- WebSocket ----------------------------------------------------------------------------
+WS_PATH = "/mqtt"  # on the http port, subprotocol "mqtt" (paho sends it)
+
+# --- HTTP -------------------------------------------------------------------------------
+HEALTH_PATH = "/healthz"
+READY_PATH = "/readyz"
+METRICS_PATH = "/metrics"
+# Prometheus sample names (label sets are summed). Only `mqtt_` names are asserted.
+METRIC_CONNECTIONS = "mqtt_connections"
+METRIC_MESSAGES_RECEIVED = "mqtt_messages_received_total"
+METRIC_MESSAGES_SENT = "mqtt_messages_sent_total"
+REQUIRED_METRICS = [METRIC_CONNECTIONS, METRIC_MESSAGES_RECEIVED, METRIC_MESSAGES_SENT]
+
+# --- $SYS -------------------------------------------------------------------------------
+SYS_TOPICS = [
+    "$SYS/broker/clients/connected",
+    "$SYS/broker/messages/received",
+    "$SYS/broker/messages/sent",
+    "$SYS/broker/bytes/received",
+    "$SYS/broker/bytes/sent",
+    "$SYS/broker/uptime",
+    "$SYS/broker/version",
+]
+
+# --- reason codes -----------------------------------------------------------------------
+RC_SUCCESS = 0x00
+RC_DISCONNECT_WITH_WILL = 0x04
+RC_SUBACK_FAILURE_311 = 0x80
+RC_SERVER_SHUTTING_DOWN = 0x8B
+RC_SESSION_TAKEN_OVER = 0x8E
+RC_TOPIC_FILTER_INVALID = 0x8F
+RC_PACKET_TOO_LARGE = 0x95
+
+# --- timing -----------------------------------------------------------------------------
+# Scale every wait (e.g. MERIDIAN_TEST_TIME_SCALE=3 on a slow machine).
+TIME_SCALE = float(os.environ.get("MERIDIAN_TEST_TIME_SCALE", "1"))
+TIMEOUT = 5.0 * TIME_SCALE  # for something that must happen
+# How long to watch for something that must NOT happen (only where no later event can
+# prove its absence).
+QUIET = 0.7 * TIME_SCALE

@@ -1,0 +1,84 @@
+"""Meridian's HTTP endpoints on the http port: /healthz, /readyz, /metrics."""
+
+from __future__ import annotations
+
+import re
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+import contract
+from mqttclient import V5, V311
+
+pytestmark = pytest.mark.meridian_only(reason="Meridian's HTTP endpoints and metrics")
+
+SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
+
+
+def http_get(broker, path: str) -> tuple[int, str, str]:
+    url = f"http://{broker.host}:{broker.http_port}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=contract.TIMEOUT) as r:
+            return r.status, r.headers.get("Content-Type", ""), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type", ""), e.read().decode(errors="replace")
+
+
+def metrics(broker) -> dict[str, float]:
+    """Prometheus text -> {sample name: value summed over label sets}."""
+    status, _, body = http_get(broker, contract.METRICS_PATH)
+    assert status == 200, f"GET {contract.METRICS_PATH} -> {status}: {body[:500]}"
+    out: dict[str, float] = {}
+    for line in body.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = SAMPLE.match(line)
+        assert m, f"not a Prometheus sample line: {line!r}"
+        out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(3))
+    return out
+
+
+def wait_metric(broker, name: str, at_least: float) -> dict[str, float]:
+    deadline = time.monotonic() + contract.TIMEOUT
+    while True:
+        now = metrics(broker)
+        if now.get(name, float("-inf")) >= at_least or time.monotonic() > deadline:
+            return now
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("path", [contract.HEALTH_PATH, contract.READY_PATH])
+def test_health_and_readiness(broker, path):
+    status, _, body = http_get(broker, path)
+    assert status == 200, f"GET {path} -> {status}: {body[:300]}"
+
+
+def test_metrics_format_and_names(broker):
+    status, ctype, body = http_get(broker, contract.METRICS_PATH)
+    assert status == 200
+    assert ctype.startswith("text/plain"), f"Content-Type {ctype!r}"
+    names = metrics(broker)
+    missing = [n for n in contract.REQUIRED_METRICS if n not in names]
+    mqtt_names = sorted(n for n in names if n.startswith("mqtt_"))
+    assert not missing, f"metrics missing: {missing}; mqtt_ metrics present: {mqtt_names}"
+
+
+def test_metrics_move_with_traffic(broker, client_factory, topic):
+    before = metrics(broker)
+    c = client_factory(V5)
+    c.subscribe(topic, 1)
+    other = client_factory(V311, "ws")
+    n = 5
+    for i in range(n):
+        other.publish(topic, f"{i}", 1)
+    c.expect(n)
+    after = wait_metric(broker, contract.METRIC_MESSAGES_SENT,
+                        before.get(contract.METRIC_MESSAGES_SENT, 0) + n)
+    for name in (contract.METRIC_MESSAGES_RECEIVED, contract.METRIC_MESSAGES_SENT):
+        assert after.get(name, 0) >= before.get(name, 0) + n, (
+            f"{name}: {before.get(name)} -> {after.get(name)} after {n} messages each way")
+    assert after.get(contract.METRIC_CONNECTIONS, 0) >= 2, (
+        f"{contract.METRIC_CONNECTIONS} = {after.get(contract.METRIC_CONNECTIONS)} with two "
+        f"clients connected")

@@ -102,10 +102,13 @@ public struct MeridianApplication: Sendable {
         let shutdownNotice = ShutdownNotice(readiness: readiness, logger: logger)
         let serviceGroup = ServiceGroup(
             configuration: .init(
+                // Graceful shutdown runs in reverse order: readiness drops first, then the broker
+                // disconnects every MQTT client (WebSocket ones included, which the HTTP server
+                // would otherwise wait for), then the HTTP server stops.
                 services: [
-                    .init(service: shutdownNotice),
-                    .init(service: broker),
                     .init(service: app),
+                    .init(service: broker),
+                    .init(service: shutdownNotice),
                 ],
                 gracefulShutdownSignals: gracefulShutdownSignals,
                 cancellationSignals: [],

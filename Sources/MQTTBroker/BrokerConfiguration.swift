@@ -18,6 +18,11 @@ public struct BrokerConfiguration: Sendable {
         /// Messages queued per session beyond the in-flight window, or while the client is
         /// offline; when full the oldest is dropped and counted.
         public var maximumQueuedMessages: Int = 10_000
+        /// Seconds a publisher's PUBACK/PUBREC may be held back while an online subscriber it
+        /// feeds has more than half of `maximumQueuedMessages` queued (flow control: the
+        /// publisher's in-flight window fills and it waits instead of the queue overflowing).
+        /// After this long the acknowledgements go out anyway. 0 turns flow control off.
+        public var flowControlTimeout: Int = 5
         /// Bytes of QoS 0 traffic buffered for a client whose socket is not draining; beyond
         /// this, QoS 0 messages to it are dropped and counted.
         public var maximumPendingBytes: Int = 8 * 1_048_576

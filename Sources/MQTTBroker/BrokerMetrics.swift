@@ -20,6 +20,7 @@ final class BrokerMetrics: Sendable {
     private let subscriptionsGauge = Gauge(label: "mqtt_subscriptions")
     private let retainedGauge = Gauge(label: "mqtt_retained_messages")
     private let connectionsAccepted = Counter(label: "mqtt_connections_total")
+    private let throttled = Counter(label: "mqtt_publishers_throttled_total")
     private let connectionsRefused: [String: Counter]
     private let receivedCounter = Counter(label: "mqtt_messages_received_total")
     private let sentCounter = Counter(label: "mqtt_messages_sent_total")
@@ -72,6 +73,11 @@ final class BrokerMetrics: Sendable {
     func connectionClosed() {
         let now = connections.wrappingDecrementThenLoad(ordering: .relaxed)
         connectionsGauge.record(now)
+    }
+
+    /// A publisher's acknowledgements started being held for a congested subscriber.
+    func publisherThrottled() {
+        throttled.increment()
     }
 
     func connectionRefused(_ reason: String) {

@@ -1,4 +1,5 @@
 import Atomics
+import DequeModule
 import Logging
 import MQTTCore
 import NIOConcurrencyHelpers
@@ -42,6 +43,10 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     private var outboundAliases: [String: UInt16] = [:]
     private var sendReasonStrings = true
     private var refusedPublishLogged = false
+    /// PUBACK/PUBREC held back while subscribers this client feeds are congested, in order.
+    private var heldAcknowledgements: Deque<MQTTPacket> = []
+    private var congestedSessions: [Session] = []
+    private var flowControlTimeoutTask: Scheduled<Void>?
     /// The verified client certificate, set by the TLS layer before CONNECT.
     var peerCertificate: MQTTPeerCertificate?
 
@@ -129,6 +134,9 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         finished = true
         keepAliveTask?.cancel()
         connectTimeoutTask?.cancel()
+        flowControlTimeoutTask?.cancel()
+        heldAcknowledgements.removeAll()
+        congestedSessions.removeAll()
         loop.connections[ObjectIdentifier(self)] = nil
         broker.metrics.connectionClosed()
         let wasConnected = session != nil
@@ -502,7 +510,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         }
         if publish.qos == .exactlyOnce, let identifier = publish.packetIdentifier {
             if session.awaitingRelease.contains(identifier) {
-                sendPacket(.pubrec(PublishAckPacket(packetIdentifier: identifier)))
+                sendAcknowledgement(.pubrec(PublishAckPacket(packetIdentifier: identifier)))
                 return
             }
             if session.awaitingRelease.count >= Int(limits.receiveMaximum) {
@@ -528,15 +536,80 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             broker.metrics.retainedCount(broker.retained.set(message))
         }
         loop.route(message)
+        let acknowledgement: MQTTPacket
         switch publish.qos {
         case .atMostOnce:
-            break
+            return
         case .atLeastOnce:
-            sendPacket(.puback(PublishAckPacket(packetIdentifier: publish.packetIdentifier!)))
+            acknowledgement = .puback(PublishAckPacket(packetIdentifier: publish.packetIdentifier!))
         case .exactlyOnce:
             session.awaitingRelease.insert(publish.packetIdentifier!)
-            sendPacket(.pubrec(PublishAckPacket(packetIdentifier: publish.packetIdentifier!)))
+            acknowledgement = .pubrec(PublishAckPacket(packetIdentifier: publish.packetIdentifier!))
         }
+        if loop.congested.isEmpty {
+            sendAcknowledgement(acknowledgement)
+        } else {
+            holdAcknowledgement(acknowledgement, until: loop.congested)
+            loop.congested.removeAll(keepingCapacity: true)
+        }
+    }
+
+    // MARK: flow control
+
+    /// Sends a PUBACK/PUBREC now, or after those already held back (acknowledgements keep the
+    /// order of the PUBLISHes, MQTT 5 §4.6).
+    private func sendAcknowledgement(_ packet: MQTTPacket) {
+        if heldAcknowledgements.isEmpty {
+            sendPacket(packet)
+        } else {
+            heldAcknowledgements.append(packet)
+        }
+    }
+
+    /// Holds an acknowledgement back while `sessions` are congested. The publisher's in-flight
+    /// window fills and it pauses, so a slow subscriber's queue stops growing instead of
+    /// overflowing; the subscriber's draining releases the acknowledgements.
+    private func holdAcknowledgement(_ packet: MQTTPacket, until sessions: [Session]) {
+        let timeout = limits.flowControlTimeout
+        guard timeout > 0, let context else {
+            sendAcknowledgement(packet)
+            return
+        }
+        heldAcknowledgements.append(packet)
+        let waiter = AcknowledgementWaiter(loop: loop, connection: NIOLoopBound(self, eventLoop: context.eventLoop))
+        for session in sessions where !congestedSessions.contains(where: { $0 === session }) {
+            if session.addWaiter(waiter) { congestedSessions.append(session) }
+        }
+        if congestedSessions.isEmpty {
+            releaseAcknowledgements()
+            return
+        }
+        if flowControlTimeoutTask == nil {
+            broker.metrics.publisherThrottled()
+            var metadata = logMetadata
+            metadata["mqtt.congested_client_id"] = "\(congestedSessions[0].clientIdentifier)"
+            broker.logger.debug("subscriber congested, holding acknowledgements", metadata: metadata)
+            flowControlTimeoutTask = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(Int64(timeout))) { [self] in
+                self.flowControlTimeoutTask = nil
+                var metadata = self.logMetadata
+                metadata["mqtt.flow_control_timeout"] = "\(timeout)"
+                self.broker.logger.info("subscriber still congested, releasing held acknowledgements", metadata: metadata)
+                self.releaseAcknowledgements()
+            }
+        }
+    }
+
+    /// A session this client waits for drained (called on this connection's loop).
+    func congestionEased() {
+        congestedSessions.removeAll { !$0.isCongested }
+        if congestedSessions.isEmpty && !heldAcknowledgements.isEmpty { releaseAcknowledgements() }
+    }
+
+    private func releaseAcknowledgements() {
+        flowControlTimeoutTask?.cancel()
+        flowControlTimeoutTask = nil
+        congestedSessions.removeAll()
+        while let packet = heldAcknowledgements.popFirst() { sendPacket(packet) }
     }
 
     /// A PUBLISH the broker will not route. MQTT 5 publishers learn why from the PUBACK/PUBREC
@@ -557,7 +630,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         var properties = MQTTProperties()
         if version == .v5 && sendReasonStrings { properties.reasonString = reason }
         let ack = PublishAckPacket(packetIdentifier: identifier, reasonCode: code, properties: properties)
-        sendPacket(publish.qos == .atLeastOnce ? .puback(ack) : .pubrec(ack))
+        sendAcknowledgement(publish.qos == .atLeastOnce ? .puback(ack) : .pubrec(ack))
     }
 
     private func handlePubRel(_ ack: PublishAckPacket) {

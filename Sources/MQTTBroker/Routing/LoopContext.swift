@@ -31,6 +31,8 @@ final class LoopContext: @unchecked Sendable {
     /// Live connections on this loop, for shutdown.
     var connections: [ObjectIdentifier: MQTTConnectionHandler] = [:]
     private var queueFullLogged: Set<String> = []
+    /// Sessions found congested while routing the current QoS 1/2 message (flow control).
+    var congested: [Session] = []
 
     init(index: Int, eventLoop: any EventLoop, loopCount: Int, broker: BrokerCore) {
         self.index = index
@@ -67,6 +69,7 @@ final class LoopContext: @unchecked Sendable {
     /// Routes a message to every matching subscription. Returns the number of deliveries.
     @discardableResult
     func route(_ message: BrokerMessage) -> Int {
+        if !congested.isEmpty { congested.removeAll(keepingCapacity: true) }
         let result: MatchResult
         if let cached = matchCache[message.topic] {
             result = cached
@@ -85,6 +88,7 @@ final class LoopContext: @unchecked Sendable {
                 retain: target.retainAsPublished ? message.retain : false,
                 identifiers: target.identifiers
             )
+            if delivery.qos != .atMostOnce && target.session.isCongested { congested.append(target.session) }
             dispatch(delivery, to: target.session)
             count += 1
         }
@@ -96,6 +100,7 @@ final class LoopContext: @unchecked Sendable {
                 retain: member.options.retainAsPublished ? message.retain : false,
                 identifiers: member.identifier.map { [$0] } ?? []
             )
+            if delivery.qos != .atMostOnce && member.session.isCongested { congested.append(member.session) }
             dispatch(delivery, to: member.session)
             count += 1
         }

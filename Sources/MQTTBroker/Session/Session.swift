@@ -2,7 +2,19 @@ import Atomics
 import DequeModule
 import Logging
 import MQTTCore
+import NIOConcurrencyHelpers
 import NIOCore
+
+/// A publisher connection waiting for a congested session to drain (flow control).
+struct AcknowledgementWaiter: Sendable {
+    let loop: LoopContext
+    let connection: NIOLoopBound<MQTTConnectionHandler>
+
+    func notify() {
+        let connection = self.connection
+        loop.eventLoop.execute { connection.value.congestionEased() }
+    }
+}
 
 /// A subscription as the session remembers it (to restore it on resume and answer UNSUBSCRIBE).
 struct StoredSubscription {
@@ -49,6 +61,21 @@ final class Session: @unchecked Sendable {
     /// Whether a connection is attached (readable from any loop; used by shared subscriptions).
     var isOnline: Bool { online.load(ordering: .relaxed) }
 
+    /// The queue's length, readable from any loop (publisher flow control).
+    private let depth = ManagedAtomic<Int>(0)
+    private let waiters = NIOLockedValueBox<[AcknowledgementWaiter]>([])
+    private let hasWaiters = ManagedAtomic<Bool>(false)
+    private let highWatermark: Int
+    private let lowWatermark: Int
+
+    /// Whether publishers feeding this session should be slowed down: the client is connected
+    /// but not keeping up, and its queue is past the high watermark. (Offline sessions are not
+    /// congested: their queue simply drops the oldest message when full, so one absent client
+    /// never stalls the publishers.)
+    var isCongested: Bool {
+        online.load(ordering: .relaxed) && depth.load(ordering: .relaxed) >= highWatermark
+    }
+
     private(set) var connection: MQTTConnectionHandler?
     private(set) var state: State = .active
     var subscriptions: [String: StoredSubscription] = [:]
@@ -70,6 +97,35 @@ final class Session: @unchecked Sendable {
         self.principal = principal
         self.loop = loop
         self.broker = broker
+        self.highWatermark = max(1, broker.configuration.limits.maximumQueuedMessages / 2)
+        self.lowWatermark = self.highWatermark / 2
+    }
+
+    /// Registers a publisher to be told when this session is no longer congested. Returns
+    /// false if it is not congested any more (then nothing was registered).
+    func addWaiter(_ waiter: AcknowledgementWaiter) -> Bool {
+        waiters.withLockedValue { $0.append(waiter) }
+        hasWaiters.store(true, ordering: .relaxed)
+        // Re-check after registering, so a drain that happened in between is not missed.
+        return isCongested
+    }
+
+    /// Publishes the queue length and wakes waiting publishers once it is low enough.
+    private func updateDepth() {
+        let count = queue.count
+        depth.store(count, ordering: .relaxed)
+        if count <= lowWatermark || !isOnline, hasWaiters.load(ordering: .relaxed) {
+            releaseWaiters()
+        }
+    }
+
+    private func releaseWaiters() {
+        hasWaiters.store(false, ordering: .relaxed)
+        let woken = waiters.withLockedValue { waiters -> [AcknowledgementWaiter] in
+            defer { waiters.removeAll() }
+            return waiters
+        }
+        for waiter in woken { waiter.notify() }
     }
 
     var queuedCount: Int { queue.count }
@@ -108,6 +164,7 @@ final class Session: @unchecked Sendable {
         guard self.connection === connection else { return }
         self.connection = nil
         online.store(false, ordering: .relaxed)
+        if hasWaiters.load(ordering: .relaxed) { releaseWaiters() }
         guard case .active = state else { return }
         if !publishWill { will = nil }
         if expiryInterval == 0 {
@@ -159,11 +216,11 @@ final class Session: @unchecked Sendable {
         if !filters.isEmpty {
             _ = broker.applyIndexChanges(from: loop, [.removeAll(clientIdentifier: clientIdentifier, filters: filters)])
         }
-        let dropped = queue.count
         queue.removeAll()
         inflight = InflightWindow()
         awaitingRelease.removeAll()
-        _ = dropped
+        updateDepth()
+        releaseWaiters()
     }
 
     /// Called on this session's loop when a newer connection of the same client takes it over.
@@ -190,6 +247,8 @@ final class Session: @unchecked Sendable {
             queue.removeAll()
             inflight = InflightWindow()
             awaitingRelease.removeAll()
+            updateDepth()
+            releaseWaiters()
             guard !filters.isEmpty else { return eventLoop.makeSucceededFuture(nil) }
             return broker.applyIndexChanges(from: loop, [.removeAll(clientIdentifier: clientIdentifier, filters: filters)])
                 .map { nil }
@@ -202,6 +261,8 @@ final class Session: @unchecked Sendable {
         queue.removeAll()
         inflight = InflightWindow()
         awaitingRelease.removeAll()
+        updateDepth()
+        releaseWaiters()
         return eventLoop.makeSucceededFuture(handed)
     }
 
@@ -213,6 +274,7 @@ final class Session: @unchecked Sendable {
         var merged = handed.queue
         merged.append(contentsOf: queue)
         queue = merged
+        updateDepth()
         awaitingRelease = handed.awaitingRelease
         let changes = subscriptions.values.map { stored in
             IndexChange.add(filter: stored.filter, entry: SubscriberEntry(session: self, options: stored.options, identifier: stored.identifier))
@@ -273,6 +335,7 @@ final class Session: @unchecked Sendable {
         var stored = delivery
         stored.message = delivery.message.compacted()
         queue.append(stored)
+        depth.store(queue.count, ordering: .relaxed)
     }
 
     /// Sends queued messages while the in-flight window has room.
@@ -293,6 +356,7 @@ final class Session: @unchecked Sendable {
                 inflight.remove(identifier)
             }
         }
+        updateDepth()
     }
 
     // MARK: acknowledgements from the client

@@ -140,6 +140,12 @@ extension MeridianConfiguration {
             help: "Inbound topic aliases a client may use (MQTT 5); 0 allows none."
         ),
         .integer(
+            "broker.limits.flow_control_timeout",
+            \.broker.limits.flowControlTimeout,
+            range: 0...3600,
+            help: "Seconds a publisher's acknowledgements may be held while a subscriber it feeds is congested; 0 turns flow control off."
+        ),
+        .integer(
             "broker.limits.connect_timeout",
             \.broker.limits.connectTimeout,
             range: 0...3600,

@@ -20,6 +20,9 @@ final class BrokerCore: Sendable {
     nonisolated(unsafe) private var loopsByIdentifier: [ObjectIdentifier: LoopContext] = [:]
     private let assignedIdentifierCounter = NIOLockedValueBox<UInt64>(0)
     let acceptingConnections = NIOLockedValueBox(true)
+    /// Publishers waiting for congested sessions to drain, by session (flow control). Kept
+    /// here rather than in each session: only sessions being waited for need an entry.
+    let waiters = NIOLockedValueBox<[ObjectIdentifier: [AcknowledgementWaiter]]>([:])
 
     init(
         configuration: BrokerConfiguration,

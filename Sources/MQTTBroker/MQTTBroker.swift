@@ -95,6 +95,12 @@ public final class MQTTBroker: Service, Sendable {
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 16)
+            // NIO keeps each channel's receive buffer between reads; starting small (and letting
+            // busy publishers grow it) keeps an idle connection's footprint low.
+            .childChannelOption(
+                ChannelOptions.recvAllocator,
+                value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 64, maximum: 65_536)
+            )
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     if let tlsContext {
@@ -167,6 +173,7 @@ public final class MQTTBroker: Service, Sendable {
                     connection.shutdown()
                 }
                 loop.flush()
+                loop.stopTimers()
                 return futures
             }.get()
             closing.append(contentsOf: futures ?? [])

@@ -25,17 +25,17 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     private var cumulation: ByteBuffer?
     private var machine: ConnectionStateMachine
     private(set) var session: Session?
-    private var principal: MQTTPrincipal?
     private var clientIdentifier: String?
-    private var remoteAddress: String = "?"
     private var output: ByteBuffer
     private var isDirty = false
     private var isWritable = true
     private var started = false
     private var finished = false
     private var overLimit = false
-    private var keepAliveTask: Scheduled<Void>?
-    private var connectTimeoutTask: Scheduled<Void>?
+    /// When the connection was accepted (for the CONNECT timeout).
+    private var acceptedAt: NIODeadline
+    /// Output size of the last flush: the next output buffer starts at about this capacity.
+    private var outputSizeHint = 256
     private var closeReason: String = "connection closed"
     private var publishWillOnClose = true
     private var clientMaximumPacketSize = Int.max
@@ -43,10 +43,15 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     private var outboundAliases: [String: UInt16] = [:]
     private var sendReasonStrings = true
     private var refusedPublishLogged = false
-    /// PUBACK/PUBREC held back while subscribers this client feeds are congested, in order.
-    private var heldAcknowledgements: Deque<MQTTPacket> = []
-    private var congestedSessions: [Session] = []
-    private var flowControlTimeoutTask: Scheduled<Void>?
+    /// Publisher flow control, while this client's acknowledgements are held (allocated only
+    /// then, so an idle connection does not pay for it).
+    private final class FlowControl {
+        /// PUBACK/PUBREC held back while subscribers this client feeds are congested, in order.
+        var held: Deque<MQTTPacket> = []
+        var congestedSessions: [Session] = []
+        var timeoutTask: Scheduled<Void>?
+    }
+    private var flowControl: FlowControl?
     /// The verified client certificate, set by the TLS layer before CONNECT.
     var peerCertificate: MQTTPeerCertificate?
 
@@ -70,7 +75,23 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             ),
             now: loop.eventLoop.now
         )
-        self.output = ByteBuffer()
+        self.output = Self.emptyBuffer
+        self.acceptedAt = loop.eventLoop.now
+    }
+
+    /// A buffer without storage of its own: idle connections hold no output memory.
+    private static let emptyBuffer = ByteBuffer()
+
+    /// The peer's address for log lines (derived when logging, not stored per connection).
+    private var remoteAddress: String {
+        guard let address = context?.channel.remoteAddress else { return "?" }
+        return "\(address.ipAddress ?? "?"):\(address.port ?? 0)"
+    }
+
+    /// Logs with the connection's metadata; builds nothing when the level is filtered out.
+    private func log(_ level: Logger.Level, _ message: @autoclosure () -> Logger.Message, _ extra: @autoclosure () -> Logger.Metadata = [:]) {
+        guard broker.logger.logLevel <= level else { return }
+        broker.logger.log(level: level, message(), metadata: logMetadata.merging(extra()) { $1 })
     }
 
     private var logMetadata: Logger.Metadata {
@@ -85,7 +106,6 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        self.output = context.channel.allocator.buffer(capacity: 256)
         if context.channel.isActive { start(context: context) }
     }
 
@@ -97,25 +117,33 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     private func start(context: ChannelHandlerContext) {
         guard !started else { return }
         started = true
-        if let address = context.channel.remoteAddress {
-            remoteAddress = "\(address.ipAddress ?? "?"):\(address.port ?? 0)"
-        }
         isWritable = context.channel.isWritable
         loop.connections[ObjectIdentifier(self)] = self
         broker.metrics.connectionOpened()
         if broker.metrics.connections.load(ordering: .relaxed) > limits.maximumConnections {
             overLimit = true
         }
-        let timeout = limits.connectTimeout
-        if timeout > 0 {
-            connectTimeoutTask = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(Int64(timeout))) { [self] in
-                guard self.machine.phase == .awaitingConnect || self.machine.phase == .authenticating else { return }
-                self.broker.logger.debug("no CONNECT in time, closing", metadata: self.logMetadata)
-                self.publishWillOnClose = false
-                self.closeReason = "no CONNECT within \(timeout) s"
-                self.machine.closing()
-                self.context?.close(promise: nil)
+        acceptedAt = context.eventLoop.now
+        loop.connectionAdded()
+    }
+
+    /// Called by the loop's timer sweep: enforces the CONNECT timeout and the keep-alive.
+    func checkTimers(now: NIODeadline) {
+        switch machine.phase {
+        case .awaitingConnect, .authenticating:
+            let timeout = limits.connectTimeout
+            guard timeout > 0, now - acceptedAt >= .seconds(Int64(timeout)) else { return }
+            log(.debug, "no CONNECT in time, closing")
+            publishWillOnClose = false
+            closeReason = "no CONNECT within \(timeout) s"
+            machine.closing()
+            context?.close(promise: nil)
+        case .connected:
+            if machine.keepAliveExpired(now: now) {
+                close(.keepAliveTimeout, reason: "keep alive timeout (\(machine.keepAlive) s × 1.5)")
             }
+        case .closed:
+            break
         }
     }
 
@@ -132,11 +160,8 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     private func finish() {
         guard started, !finished else { return }
         finished = true
-        keepAliveTask?.cancel()
-        connectTimeoutTask?.cancel()
-        flowControlTimeoutTask?.cancel()
-        heldAcknowledgements.removeAll()
-        congestedSessions.removeAll()
+        flowControl?.timeoutTask?.cancel()
+        flowControl = nil
         loop.connections[ObjectIdentifier(self)] = nil
         broker.metrics.connectionClosed()
         let wasConnected = session != nil
@@ -146,14 +171,12 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         }
         machine.closing()
         if wasConnected {
-            var metadata = logMetadata
-            metadata["mqtt.reason"] = "\(closeReason)"
-            broker.logger.info("client disconnected", metadata: metadata)
+            log(.info, "client disconnected", ["mqtt.reason": "\(closeReason)"])
         }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        broker.logger.debug("connection error", metadata: logMetadata.merging(["error": "\(error)"]) { $1 })
+        log(.debug, "connection error", ["error": "\(error)"])
         closeReason = "network error"
         context.close(promise: nil)
     }
@@ -233,9 +256,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
                 }
             }
             broker.metrics.connectionRefused("protocol")
-            var metadata = logMetadata
-            metadata["mqtt.reason"] = "\(error.message)"
-            broker.logger.info("connection refused", metadata: metadata)
+            log(.info, "connection refused", ["mqtt.reason": "\(error.message)"])
             publishWillOnClose = false
             machine.closing()
             context?.close(promise: nil)
@@ -282,8 +303,6 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     // MARK: CONNECT
 
     private func handleConnect(_ connect: ConnectPacket) {
-        connectTimeoutTask?.cancel()
-        connectTimeoutTask = nil
         clientIdentifier = connect.clientIdentifier.isEmpty ? nil : connect.clientIdentifier
         if overLimit {
             refuse(.serverBusy, reason: "maximum connections (\(limits.maximumConnections)) reached", metric: "limit")
@@ -348,6 +367,10 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             properties: connect.properties
         )
         let authenticator = broker.authenticator
+        if let result = authenticator.authenticateImmediately(request) {
+            authenticated(result, connect: connect, identifier: identifier, assigned: assigned)
+            return
+        }
         let promise = context.eventLoop.makePromise(of: MQTTAuthenticationResult.self)
         promise.completeWithTask { await authenticator.authenticate(request) }
         let clientIdentifier = identifier
@@ -394,7 +417,6 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             )
             session.will = PendingWill(message: message.compacted(), delay: v5 ? (will.properties.willDelayInterval ?? 0) : 0)
         }
-        self.principal = principal
         let grantedKeepAlive = keepAlive
         let announcedKeepAlive = serverKeepAlive
         broker.registry.open(session, cleanStart: connect.cleanStart).assumeIsolated().whenComplete { [self] result in
@@ -406,7 +428,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
                     keepAlive: grantedKeepAlive, serverKeepAlive: announcedKeepAlive, assigned: assigned
                 )
             case .failure(let error):
-                self.broker.logger.error("session setup failed", metadata: self.logMetadata.merging(["error": "\(error)"]) { $1 })
+                self.log(.error, "session setup failed", ["error": "\(error)"])
                 session.attach(self, sendQuota: 1)
                 session.connectionLost(self, publishWill: false)
                 self.refuse(.unspecifiedError, reason: "session setup failed", metric: "protocol")
@@ -442,15 +464,8 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             if !features.sharedSubscriptionsAvailable { properties.sharedSubscriptionAvailable = 0 }
         }
         sendPacket(.connack(ConnAckPacket(sessionPresent: resumed, reasonCode: .success, properties: properties)))
-        var metadata = logMetadata
-        metadata["mqtt.protocol"] = "\(connect.protocolVersion)"
-        metadata["mqtt.clean_start"] = "\(connect.cleanStart)"
-        metadata["mqtt.keep_alive"] = "\(keepAlive)"
-        metadata["mqtt.session_present"] = "\(resumed)"
-        if let username = connect.username { metadata["mqtt.username"] = "\(username)" }
-        broker.logger.info("client connected", metadata: metadata)
+        log(.info, "client connected", ["mqtt.protocol": "\(connect.protocolVersion)", "mqtt.clean_start": "\(connect.cleanStart)", "mqtt.keep_alive": "\(keepAlive)", "mqtt.session_present": "\(resumed)", "mqtt.username": connect.username.map { "\($0)" } ?? "-"])
         loop.forgetQueueFull(clientIdentifier: session.clientIdentifier)
-        scheduleKeepAliveCheck()
         let clientReceiveMaximum = connect.protocolVersion == .v5 ? Int(connect.properties.receiveMaximum ?? UInt16.max) : Int.max
         session.attach(self, sendQuota: min(limits.maximumInflight, clientReceiveMaximum))
         resumeReading()
@@ -468,19 +483,6 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         }
     }
 
-    private func scheduleKeepAliveCheck() {
-        guard machine.keepAlive > 0, let context else { return }
-        let deadline = machine.lastActivity + .milliseconds(Int64(machine.keepAlive) * 1500)
-        keepAliveTask = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
-            guard self.machine.phase == .connected else { return }
-            if self.machine.keepAliveExpired(now: self.loop.eventLoop.now) {
-                self.close(.keepAliveTimeout, reason: "keep alive timeout (\(self.machine.keepAlive) s × 1.5)")
-            } else {
-                self.scheduleKeepAliveCheck()
-            }
-        }
-    }
-
     // MARK: PUBLISH
 
     private func topicLimitProblem(_ topic: String) -> String? {
@@ -490,7 +492,8 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     private func handlePublish(_ publish: PublishPacket, topic: String) {
-        guard let session, let principal else { return }
+        guard let session else { return }
+        let principal = session.principal
         loop.stats.messagesReceived &+= 1
         if topic.utf8.count > limits.maximumTopicLength || MQTTTopic.levelCount(topic) > limits.maximumTopicLevels {
             rejectPublish(publish, .topicNameInvalid, reason: "topic exceeds the broker's limits", topic: topic)
@@ -559,10 +562,10 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// Sends a PUBACK/PUBREC now, or after those already held back (acknowledgements keep the
     /// order of the PUBLISHes, MQTT 5 §4.6).
     private func sendAcknowledgement(_ packet: MQTTPacket) {
-        if heldAcknowledgements.isEmpty {
-            sendPacket(packet)
+        if let flowControl {
+            flowControl.held.append(packet)
         } else {
-            heldAcknowledgements.append(packet)
+            sendPacket(packet)
         }
     }
 
@@ -575,25 +578,23 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             sendAcknowledgement(packet)
             return
         }
-        heldAcknowledgements.append(packet)
+        let state = flowControl ?? FlowControl()
+        flowControl = state
+        state.held.append(packet)
         let waiter = AcknowledgementWaiter(loop: loop, connection: NIOLoopBound(self, eventLoop: context.eventLoop))
-        for session in sessions where !congestedSessions.contains(where: { $0 === session }) {
-            if session.addWaiter(waiter) { congestedSessions.append(session) }
+        for session in sessions where !state.congestedSessions.contains(where: { $0 === session }) {
+            if session.addWaiter(waiter) { state.congestedSessions.append(session) }
         }
-        if congestedSessions.isEmpty {
+        if state.congestedSessions.isEmpty {
             releaseAcknowledgements()
             return
         }
-        if flowControlTimeoutTask == nil {
+        if state.timeoutTask == nil {
             broker.metrics.publisherThrottled()
-            var metadata = logMetadata
-            metadata["mqtt.congested_client_id"] = "\(congestedSessions[0].clientIdentifier)"
-            broker.logger.debug("subscriber congested, holding acknowledgements", metadata: metadata)
-            flowControlTimeoutTask = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(Int64(timeout))) { [self] in
-                self.flowControlTimeoutTask = nil
-                var metadata = self.logMetadata
-                metadata["mqtt.flow_control_timeout"] = "\(timeout)"
-                self.broker.logger.info("subscriber still congested, releasing held acknowledgements", metadata: metadata)
+            log(.debug, "subscriber congested, holding acknowledgements", ["mqtt.congested_client_id": "\(state.congestedSessions[0].clientIdentifier)"])
+            state.timeoutTask = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(Int64(timeout))) { [self] in
+                self.flowControl?.timeoutTask = nil
+                self.log(.info, "subscriber still congested, releasing held acknowledgements", ["mqtt.flow_control_timeout": "\(timeout)"])
                 self.releaseAcknowledgements()
             }
         }
@@ -601,30 +602,25 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     /// A session this client waits for drained (called on this connection's loop).
     func congestionEased() {
-        congestedSessions.removeAll { !$0.isCongested }
-        if congestedSessions.isEmpty && !heldAcknowledgements.isEmpty { releaseAcknowledgements() }
+        guard let state = flowControl else { return }
+        state.congestedSessions.removeAll { !$0.isCongested }
+        if state.congestedSessions.isEmpty { releaseAcknowledgements() }
     }
 
     private func releaseAcknowledgements() {
-        flowControlTimeoutTask?.cancel()
-        flowControlTimeoutTask = nil
-        congestedSessions.removeAll()
-        while let packet = heldAcknowledgements.popFirst() { sendPacket(packet) }
+        guard let state = flowControl else { return }
+        flowControl = nil
+        state.timeoutTask?.cancel()
+        for packet in state.held { sendPacket(packet) }
     }
 
     /// A PUBLISH the broker will not route. MQTT 5 publishers learn why from the PUBACK/PUBREC
     /// reason code; MQTT 3.1.1 has no way to say so, so they get a normal acknowledgement
     /// (MQTT 3.1.1 §3.3.5 allows this).
     private func rejectPublish(_ publish: PublishPacket, _ reasonCode: ReasonCode, reason: String, topic: String) {
-        var metadata = logMetadata
-        metadata["mqtt.topic"] = "\(topic)"
-        metadata["mqtt.reason"] = "\(reasonCode): \(reason)"
-        if !refusedPublishLogged {
-            refusedPublishLogged = true
-            broker.logger.info("publish refused", metadata: metadata)
-        } else {
-            broker.logger.debug("publish refused", metadata: metadata)
-        }
+        let level: Logger.Level = refusedPublishLogged ? .debug : .info
+        refusedPublishLogged = true
+        log(level, "publish refused", ["mqtt.topic": "\(topic)", "mqtt.reason": "\(reasonCode): \(reason)"])
         guard let identifier = publish.packetIdentifier else { return }
         let code = version == .v5 ? reasonCode : .success
         var properties = MQTTProperties()
@@ -642,7 +638,8 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     // MARK: SUBSCRIBE / UNSUBSCRIBE
 
     private func handleSubscribe(_ subscribe: SubscribePacket) {
-        guard let session, let principal else { return }
+        guard let session else { return }
+        let principal = session.principal
         let features = broker.configuration.features
         let identifier = subscribe.properties.subscriptionIdentifiers.first
         var codes: [ReasonCode] = []
@@ -720,10 +717,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     private func logRefusedSubscription(_ filter: String, _ reason: String) {
-        var metadata = logMetadata
-        metadata["mqtt.topic_filter"] = "\(filter)"
-        metadata["mqtt.reason"] = "\(reason)"
-        broker.logger.info("subscription refused", metadata: metadata)
+        log(.info, "subscription refused", ["mqtt.topic_filter": "\(filter)", "mqtt.reason": "\(reason)"])
     }
 
     private func handleUnsubscribe(_ unsubscribe: UnsubscribePacket) {
@@ -772,9 +766,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         closeReason = "\(reasonCode): \(reason)"
         if session == nil {
             broker.metrics.connectionRefused("protocol")
-            var metadata = logMetadata
-            metadata["mqtt.reason"] = "\(closeReason)"
-            broker.logger.info("connection refused", metadata: metadata)
+            log(.info, "connection refused", ["mqtt.reason": "\(closeReason)"])
         }
         machine.closing()
         closeAfterFlush()
@@ -783,9 +775,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// Refuses a CONNECT with a CONNACK carrying the reason, then closes.
     private func refuse(_ reasonCode: ReasonCode, reason: String, metric: String) {
         broker.metrics.connectionRefused(metric)
-        var metadata = logMetadata
-        metadata["mqtt.reason"] = "\(reasonCode): \(reason)"
-        broker.logger.info("connection refused", metadata: metadata)
+        log(.info, "connection refused", ["mqtt.reason": "\(reasonCode): \(reason)"])
         var properties = MQTTProperties()
         if version == .v5 { properties.reasonString = reason }
         sendPacket(.connack(ConnAckPacket(sessionPresent: false, reasonCode: reasonCode, properties: properties)))
@@ -803,9 +793,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         if version == .v5 && machine.phase == .connected {
             sendPacket(.disconnect(DisconnectPacket(reasonCode: .sessionTakenOver)))
         }
-        var metadata = logMetadata
-        metadata["mqtt.reason"] = "session taken over"
-        broker.logger.info("client disconnected", metadata: metadata)
+        log(.info, "client disconnected", ["mqtt.reason": "session taken over"])
         machine.closing()
         closeAfterFlush()
     }
@@ -827,7 +815,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         isDirty = false
         if output.readableBytes > 0 {
             let buffer = output
-            output = context.channel.allocator.buffer(capacity: 0)
+            output = Self.emptyBuffer
             loop.stats.bytesSent &+= buffer.readableBytes
             context.writeAndFlush(wrapOutboundOut(buffer)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         } else {
@@ -839,6 +827,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     /// Encodes a control packet into the connection's output.
     func sendPacket(_ packet: MQTTPacket) {
+        prepareOutput()
         packet.write(to: &output, version: version)
         loop.stats.packetOut(packet.type)
         markDirty()
@@ -878,6 +867,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             return false
         }
         if newAlias != 0 { outboundAliases[topic] = newAlias }
+        prepareOutput()
         let firstByte: UInt8 = 0x30 | (dup ? 0x08 : 0) | (delivery.qos.rawValue << 1) | (delivery.retain ? 0x01 : 0)
         output.writeInteger(firstByte)
         output.writeMQTTVariableByteInteger(remaining)
@@ -889,6 +879,14 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         loop.stats.packetOut(.publish)
         markDirty()
         return true
+    }
+
+    /// Gives the output buffer storage sized like the last flush, on first use after a flush.
+    @inline(__always)
+    private func prepareOutput() {
+        if output.capacity == 0 {
+            output = ByteBufferAllocator().buffer(capacity: outputSizeHint)
+        }
     }
 
     @inline(__always)
@@ -904,7 +902,8 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         isDirty = false
         guard isWritable, output.readableBytes > 0, let context, context.channel.isActive else { return }
         let buffer = output
-        output = context.channel.allocator.buffer(capacity: min(max(buffer.readableBytes, 256), 65_536))
+        output = Self.emptyBuffer
+        outputSizeHint = min(max(buffer.readableBytes, 256), 65_536)
         loop.stats.bytesSent &+= buffer.readableBytes
         context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
     }

@@ -31,6 +31,9 @@ final class LoopContext: @unchecked Sendable {
     /// Live connections on this loop, for shutdown.
     var connections: [ObjectIdentifier: MQTTConnectionHandler] = [:]
     private var queueFullLogged: Set<String> = []
+    private var timerSweep: RepeatedTask?
+    /// How often connections' CONNECT timeout and keep-alive are checked.
+    static let timerSweepInterval: TimeAmount = .milliseconds(250)
     /// Sessions found congested while routing the current QoS 1/2 message (flow control).
     var congested: [Session] = []
 
@@ -42,6 +45,32 @@ final class LoopContext: @unchecked Sendable {
     }
 
     var subscriptionCount: Int { subscriptions.count }
+
+    // MARK: timers
+
+    /// A connection registered: make sure the loop's timer sweep runs. One sweep per loop
+    /// checks every connection's deadlines, instead of a scheduled task per connection.
+    func connectionAdded() {
+        guard timerSweep == nil else { return }
+        timerSweep = eventLoop.scheduleRepeatedTask(initialDelay: Self.timerSweepInterval, delay: Self.timerSweepInterval) { [self] _ in
+            self.sweepTimers()
+        }
+    }
+
+    private func sweepTimers() {
+        if connections.isEmpty {
+            timerSweep?.cancel()
+            timerSweep = nil
+            return
+        }
+        let now = eventLoop.now
+        for connection in Array(connections.values) { connection.checkTimers(now: now) }
+    }
+
+    func stopTimers() {
+        timerSweep?.cancel()
+        timerSweep = nil
+    }
 
     // MARK: index replica
 

@@ -1,9 +1,9 @@
-import Atomics
 import DequeModule
 import Logging
 import MQTTCore
 import NIOConcurrencyHelpers
 import NIOCore
+import Synchronization
 
 /// A publisher connection waiting for a congested session to drain (flow control).
 struct AcknowledgementWaiter: Sendable {
@@ -52,21 +52,23 @@ final class Session: @unchecked Sendable {
         case ended
     }
 
-    let clientIdentifier: String
+    /// The client identifier (the principal's).
+    var clientIdentifier: String { principal.clientIdentifier }
     let loop: LoopContext
     var eventLoop: any EventLoop { loop.eventLoop }
     private unowned let broker: BrokerCore
 
-    private let online = ManagedAtomic<Bool>(false)
+    private let online = Atomic<Bool>(false)
     /// Whether a connection is attached (readable from any loop; used by shared subscriptions).
     var isOnline: Bool { online.load(ordering: .relaxed) }
 
     /// The queue's length, readable from any loop (publisher flow control).
-    private let depth = ManagedAtomic<Int>(0)
-    private let waiters = NIOLockedValueBox<[AcknowledgementWaiter]>([])
-    private let hasWaiters = ManagedAtomic<Bool>(false)
-    private let highWatermark: Int
-    private let lowWatermark: Int
+    private let depth = Atomic<Int>(0)
+    /// Whether publishers wait in ``BrokerCore/waiters`` for this session to drain.
+    private let hasWaiters = Atomic<Bool>(false)
+    /// Queue length from which the session counts as congested: half the queue limit.
+    private var highWatermark: Int { max(1, broker.configuration.limits.maximumQueuedMessages / 2) }
+    private var lowWatermark: Int { highWatermark / 2 }
 
     /// Whether publishers feeding this session should be slowed down: the client is connected
     /// but not keeping up, and its queue is past the high watermark. (Offline sessions are not
@@ -87,24 +89,23 @@ final class Session: @unchecked Sendable {
     var expiryInterval: UInt32 = 0
     var principal: MQTTPrincipal
     var will: PendingWill?
-    private var willTask: Scheduled<Void>?
-    private var expiryTask: Scheduled<Void>?
+    /// While disconnected: one timer for whichever comes first, the will delay or the expiry.
+    private var timer: Scheduled<Void>?
+    private var disconnectedAt: NIODeadline?
     /// How many QoS 1/2 messages may be in flight to the current connection.
     private var sendQuota = 1
 
     init(clientIdentifier: String, principal: MQTTPrincipal, loop: LoopContext, broker: BrokerCore) {
-        self.clientIdentifier = clientIdentifier
+        precondition(principal.clientIdentifier == clientIdentifier, "a session's principal names its client")
         self.principal = principal
         self.loop = loop
         self.broker = broker
-        self.highWatermark = max(1, broker.configuration.limits.maximumQueuedMessages / 2)
-        self.lowWatermark = self.highWatermark / 2
     }
 
     /// Registers a publisher to be told when this session is no longer congested. Returns
     /// false if it is not congested any more (then nothing was registered).
     func addWaiter(_ waiter: AcknowledgementWaiter) -> Bool {
-        waiters.withLockedValue { $0.append(waiter) }
+        broker.waiters.withLockedValue { $0[ObjectIdentifier(self), default: []].append(waiter) }
         hasWaiters.store(true, ordering: .relaxed)
         // Re-check after registering, so a drain that happened in between is not missed.
         return isCongested
@@ -121,10 +122,7 @@ final class Session: @unchecked Sendable {
 
     private func releaseWaiters() {
         hasWaiters.store(false, ordering: .relaxed)
-        let woken = waiters.withLockedValue { waiters -> [AcknowledgementWaiter] in
-            defer { waiters.removeAll() }
-            return waiters
-        }
+        let woken = broker.waiters.withLockedValue { $0.removeValue(forKey: ObjectIdentifier(self)) } ?? []
         for waiter in woken { waiter.notify() }
     }
 
@@ -138,10 +136,9 @@ final class Session: @unchecked Sendable {
     /// PUBRELs for QoS 2 messages awaiting completion, then the queue.
     func attach(_ connection: MQTTConnectionHandler, sendQuota: Int) {
         eventLoop.assertInEventLoop()
-        willTask?.cancel()
-        willTask = nil
-        expiryTask?.cancel()
-        expiryTask = nil
+        timer?.cancel()
+        timer = nil
+        disconnectedAt = nil
         self.connection = connection
         self.sendQuota = max(1, sendQuota)
         online.store(true, ordering: .relaxed)
@@ -172,34 +169,50 @@ final class Session: @unchecked Sendable {
             end()
             return
         }
-        if let will {
-            let delay = min(will.delay, expiryInterval)
-            if delay == 0 {
-                publishWillNow()
-            } else {
-                willTask = eventLoop.scheduleTask(in: .seconds(Int64(delay))) { [self] in
-                    self.willTask = nil
-                    self.publishWillNow()
-                }
-            }
+        if let will, min(will.delay, expiryInterval) == 0 { publishWillNow() }
+        disconnectedAt = eventLoop.now
+        armTimer()
+    }
+
+    private var willDeadline: NIODeadline? {
+        guard let will, let disconnectedAt else { return nil }
+        return disconnectedAt + .seconds(Int64(min(will.delay, expiryInterval)))
+    }
+
+    private var expiryDeadline: NIODeadline? {
+        guard expiryInterval != UInt32.max, let disconnectedAt else { return nil }
+        return disconnectedAt + .seconds(Int64(expiryInterval))
+    }
+
+    /// Schedules the timer for the next of the will delay and the session expiry.
+    private func armTimer() {
+        timer?.cancel()
+        timer = nil
+        let next = [willDeadline, expiryDeadline].compactMap { $0 }.min()
+        guard let next else { return }
+        timer = eventLoop.scheduleTask(deadline: next) { [self] in
+            self.timer = nil
+            self.timerFired()
         }
-        if expiryInterval != UInt32.max {
-            expiryTask = eventLoop.scheduleTask(in: .seconds(Int64(expiryInterval))) { [self] in
-                self.expiryTask = nil
-                guard self.connection == nil else { return }
-                self.broker.logger.debug("session expired", metadata: ["mqtt.client_id": "\(clientIdentifier)"])
-                self.publishWillNow()
-                self.end()
-            }
+    }
+
+    private func timerFired() {
+        guard connection == nil, case .active = state else { return }
+        let now = eventLoop.now
+        if let deadline = willDeadline, now >= deadline { publishWillNow() }
+        if let deadline = expiryDeadline, now >= deadline {
+            broker.logger.debug("session expired", metadata: ["mqtt.client_id": "\(clientIdentifier)"])
+            publishWillNow()
+            end()
+            return
         }
+        armTimer()
     }
 
     /// Publishes the pending will, if any, once.
     func publishWillNow() {
         guard let will else { return }
         self.will = nil
-        willTask?.cancel()
-        willTask = nil
         loop.publishWill(will.message, principal: principal)
     }
 
@@ -208,8 +221,8 @@ final class Session: @unchecked Sendable {
         eventLoop.assertInEventLoop()
         if case .ended = state { return }
         state = .ended
-        willTask?.cancel()
-        expiryTask?.cancel()
+        timer?.cancel()
+        timer = nil
         if broker.registry.remove(self) { broker.metrics.sessionsChanged(to: broker.registry.count) }
         let filters = subscriptions.values.map(\.filter)
         subscriptions.removeAll()
@@ -233,10 +246,9 @@ final class Session: @unchecked Sendable {
             online.store(false, ordering: .relaxed)
             connection.takenOver()
         }
-        willTask?.cancel()
-        willTask = nil
-        expiryTask?.cancel()
-        expiryTask = nil
+        timer?.cancel()
+        timer = nil
+        disconnectedAt = nil
         guard case .active = state else { return eventLoop.makeSucceededFuture(nil) }
         if discard {
             // The old session ends now, so its will goes now (MQTT 5 §3.1.3.2.2).

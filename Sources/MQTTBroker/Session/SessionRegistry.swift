@@ -6,9 +6,10 @@ import NIOCore
 final class SessionRegistry: Sendable {
     private struct Entry {
         var session: Session
-        /// Completes when the session has settled (taken over its predecessor); the next
-        /// connection with the same client identifier waits for it.
-        var settled: EventLoopFuture<Void>
+        /// While the session is still taking over its predecessor: completes when it has
+        /// settled. The next connection with the same client identifier waits for it. `nil`
+        /// once settled, so idle sessions hold no future.
+        var settled: EventLoopFuture<Void>?
     }
 
     private let entries = NIOLockedValueBox<[String: Entry]>([:])
@@ -28,11 +29,12 @@ final class SessionRegistry: Sendable {
             return previous
         }
         guard let previous else {
+            markSettled(session)
             settled.succeed()
             return eventLoop.makeSucceededFuture(false)
         }
         let old = previous.session
-        let result = previous.settled
+        let result = (previous.settled ?? old.eventLoop.makeSucceededVoidFuture())
             .hop(to: old.eventLoop)
             .flatMap { old.takeOver(by: session, discard: cleanStart) }
             .hop(to: eventLoop)
@@ -40,8 +42,19 @@ final class SessionRegistry: Sendable {
                 guard let handed else { return eventLoop.makeSucceededFuture(false) }
                 return session.adopt(handed).map { true }
             }
-        result.whenComplete { _ in settled.succeed() }
+        result.whenComplete { _ in
+            self.markSettled(session)
+            settled.succeed()
+        }
         return result
+    }
+
+    private func markSettled(_ session: Session) {
+        entries.withLockedValue { entries in
+            if entries[session.clientIdentifier]?.session === session {
+                entries[session.clientIdentifier]?.settled = nil
+            }
+        }
     }
 
     /// Removes `session` if it is still the client's current one; returns whether it was.

@@ -47,7 +47,9 @@ public struct MeridianApplication: Sendable {
     ) async throws {
         let registry = MeridianMetrics.bootstrap()
         try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let threads = EventLoopThreads.resolve(configuration.network.eventLoopThreads)
+        logger.debug("event loops", metadata: ["threads": "\(threads)"])
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         do {
             try await serve(group: group, registry: registry, gracefulShutdownSignals: gracefulShutdownSignals, onListening: onListening)
         } catch {

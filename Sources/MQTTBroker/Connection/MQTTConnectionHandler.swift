@@ -202,6 +202,11 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         if buffer.readableBytes > 0 && machine.phase != .closed { keep(buffer) }
     }
 
+    func channelReadComplete(context: ChannelHandlerContext) {
+        loop.readComplete()
+        context.fireChannelReadComplete()
+    }
+
     /// Keeps the unprocessed rest of a read without pinning a large read buffer.
     private func keep(_ buffer: ByteBuffer) {
         if buffer.storageCapacity > 4 * buffer.readableBytes + 4096 {

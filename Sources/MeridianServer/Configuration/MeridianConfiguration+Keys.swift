@@ -59,6 +59,13 @@ extension MeridianConfiguration {
             }
         ),
 
+        .integer(
+            "network.event_loop_threads",
+            \.network.eventLoopThreads,
+            range: 0...1024,
+            help: "Event-loop threads serving connections; 0 = one per CPU core the process may use (CPU affinity and cgroup limits respected)."
+        ),
+
         // [broker]
         .integer(
             "broker.sys_interval",

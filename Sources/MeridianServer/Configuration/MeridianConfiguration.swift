@@ -19,6 +19,8 @@ public struct MeridianConfiguration: Sendable {
         public var httpPort: Int = 8080
         /// HTTP path where MQTT over WebSocket is accepted.
         public var webSocketPath: String = "/mqtt"
+        /// Event-loop threads serving connections; 0 = one per core the process may run on.
+        public var eventLoopThreads: Int = 0
 
         public init() {}
     }

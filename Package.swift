@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "MQTTCore", targets: ["MQTTCore"]),
         .library(name: "MQTTBroker", targets: ["MQTTBroker"]),
         .library(name: "MQTTClient", targets: ["MQTTClient"]),
+        .library(name: "MeridianStorage", targets: ["MeridianStorage"]),
         .library(name: "MeridianServer", targets: ["MeridianServer"]),
     ],
     dependencies: [
@@ -28,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
     ],
     targets: [
         .target(
@@ -69,10 +71,23 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "MeridianStorage",
+            dependencies: [
+                "MQTTCore",
+                "MQTTBroker",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "MeridianServer",
             dependencies: [
                 "MQTTCore",
                 "MQTTBroker",
+                "MeridianStorage",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -117,6 +132,15 @@ let package = Package(
         .testTarget(
             name: "MQTTClientTests",
             dependencies: ["MQTTClient", "MQTTBroker"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MeridianStorageTests",
+            dependencies: [
+                "MeridianStorage", "MQTTBroker", "MQTTCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

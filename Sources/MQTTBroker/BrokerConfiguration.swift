@@ -61,6 +61,11 @@ public struct BrokerConfiguration: Sendable {
 
     public var limits = Limits()
     public var features = Features()
+    /// How acknowledged messages survive a crash (needs a session store; without one the
+    /// broker behaves as `.none`).
+    public var durability: Durability = .strict
+    /// With `.batch` durability: milliseconds between flushes to stable storage.
+    public var syncInterval: Int = 100
     /// How often `$SYS/broker/...` topics are refreshed, in seconds; 0 disables them.
     public var sysInterval: Int = 10
     /// Version string published on `$SYS/broker/version`.

@@ -11,6 +11,8 @@ final class BrokerCore: Sendable {
     let authenticator: any MQTTAuthenticator
     let authorizer: any MQTTAuthorizer
     let messageTap: any MQTTMessageTap
+    /// Carries durable changes to the session store; `nil` when state lives in memory only.
+    let persistence: PersistencePipeline?
     let registry = SessionRegistry()
     let retained = RetainedStore()
     let metrics = BrokerMetrics()
@@ -30,6 +32,7 @@ final class BrokerCore: Sendable {
         authenticator: any MQTTAuthenticator,
         authorizer: any MQTTAuthorizer,
         messageTap: any MQTTMessageTap,
+        sessionStore: (any MQTTSessionStore)?,
         logger: Logger
     ) {
         self.configuration = configuration
@@ -37,6 +40,11 @@ final class BrokerCore: Sendable {
         self.authenticator = authenticator
         self.authorizer = authorizer
         self.messageTap = messageTap
+        if let sessionStore, configuration.durability != .none {
+            self.persistence = PersistencePipeline(store: sessionStore, durability: configuration.durability, logger: logger)
+        } else {
+            self.persistence = nil
+        }
         var eventLoops: [any EventLoop] = []
         for eventLoop in eventLoopGroup.makeIterator() where !eventLoops.contains(where: { $0 === eventLoop }) {
             eventLoops.append(eventLoop)

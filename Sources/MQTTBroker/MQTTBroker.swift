@@ -49,7 +49,7 @@ public final class MQTTBroker: Service, Sendable {
     /// The event loops connections run on.
     public let eventLoopGroup: any EventLoopGroup
     private let listeners = NIOLockedValueBox<[any Channel]>([])
-    private let sysTask = NIOLockedValueBox<RepeatedTask?>(nil)
+    private let sysTask = NIOLockedValueBox<[RepeatedTask]>([])
 
     /// Creates a broker. Call ``bind(host:port:tlsContext:)`` to listen, or
     /// ``addConnectionHandler(to:transport:)`` to serve channels set up elsewhere (WebSocket).
@@ -59,6 +59,7 @@ public final class MQTTBroker: Service, Sendable {
         authenticator: any MQTTAuthenticator = AllowAllAuthenticator(),
         authorizer: any MQTTAuthorizer = AllowAllAuthorizer(),
         messageTap: any MQTTMessageTap = NoMessageTap(),
+        sessionStore: (any MQTTSessionStore)? = nil,
         logger: Logger
     ) {
         self.eventLoopGroup = eventLoopGroup
@@ -68,8 +69,35 @@ public final class MQTTBroker: Service, Sendable {
             authenticator: authenticator,
             authorizer: authorizer,
             messageTap: messageTap,
+            sessionStore: sessionStore,
             logger: logger
         )
+    }
+
+    /// What ``recover()`` found in the session store.
+    public struct RecoverySummary: Sendable, CustomStringConvertible {
+        public var sessions: Int
+        public var subscriptions: Int
+        public var queuedMessages: Int
+        public var inflightMessages: Int
+        public var retainedMessages: Int
+        public var expiredSessions: Int
+
+        public var description: String {
+            "\(sessions) sessions, \(subscriptions) subscriptions, \(queuedMessages) queued and \(inflightMessages) in-flight messages, \(retainedMessages) retained messages"
+        }
+    }
+
+    /// Loads persistent sessions, queued and in-flight messages, inbound QoS 2 state, retained
+    /// messages and pending wills from the session store. Call it once, before listening.
+    @discardableResult
+    public func recover() async throws -> RecoverySummary {
+        guard let persistence = core.persistence else {
+            return RecoverySummary(sessions: 0, subscriptions: 0, queuedMessages: 0, inflightMessages: 0, retainedMessages: 0, expiredSessions: 0)
+        }
+        let state = try persistence.store.recover()
+        persistence.resume(after: state)
+        return try await Recovery(core: core, state: state).run()
     }
 
     /// The configuration the broker runs with.
@@ -135,13 +163,23 @@ public final class MQTTBroker: Service, Sendable {
     /// Starts periodic work (`$SYS` topics). Called by ``run()``; call it yourself when not
     /// running the broker as a service.
     public func start() {
+        guard let loop = core.loops.first else { return }
+        var tasks: [RepeatedTask] = []
         let interval = core.configuration.sysInterval
-        guard interval > 0, let loop = core.loops.first else { return }
-        let sys = SysTopics(core: core)
-        let task = loop.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: .seconds(Int64(interval))) { _ in
-            sys.publish(on: loop)
+        if interval > 0 {
+            let sys = SysTopics(core: core)
+            tasks.append(loop.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: .seconds(Int64(interval))) { _ in
+                sys.publish(on: loop)
+            })
         }
-        sysTask.withLockedValue { $0 = task }
+        if let persistence = core.persistence {
+            if persistence.durability == .batch {
+                let every = TimeAmount.milliseconds(Int64(max(1, core.configuration.syncInterval)))
+                tasks.append(loop.eventLoop.scheduleRepeatedTask(initialDelay: every, delay: every) { _ in persistence.requestSync() })
+            }
+            tasks.append(loop.eventLoop.scheduleRepeatedTask(initialDelay: .seconds(5), delay: .seconds(5)) { _ in persistence.requestPurge() })
+        }
+        sysTask.withLockedValue { $0 = tasks }
     }
 
     /// Runs until graceful shutdown is requested, then shuts the broker down.
@@ -155,9 +193,9 @@ public final class MQTTBroker: Service, Sendable {
     /// shutting down") and waits up to `timeout` for the connections to close.
     public func shutdown(timeout: TimeAmount = .seconds(5)) async {
         core.acceptingConnections.withLockedValue { $0 = false }
-        sysTask.withLockedValue { task in
-            task?.cancel()
-            task = nil
+        sysTask.withLockedValue { tasks in
+            for task in tasks { task.cancel() }
+            tasks.removeAll()
         }
         let servers = listeners.withLockedValue { channels -> [any Channel] in
             defer { channels.removeAll() }
@@ -178,9 +216,17 @@ public final class MQTTBroker: Service, Sendable {
             }.get()
             closing.append(contentsOf: futures ?? [])
         }
-        guard let first = core.loops.first?.eventLoop, !closing.isEmpty else { return }
-        let deadline = first.scheduleTask(in: timeout) {}
-        EventLoopFuture.andAllComplete(closing, on: first).whenComplete { _ in deadline.cancel() }
-        _ = try? await deadline.futureResult.get()
+        if let first = core.loops.first?.eventLoop, !closing.isEmpty {
+            let deadline = first.scheduleTask(in: timeout) {}
+            EventLoopFuture.andAllComplete(closing, on: first).whenComplete { _ in deadline.cancel() }
+            _ = try? await deadline.futureResult.get()
+        }
+        // Sessions noted their disconnection; write everything pending, then close the store.
+        if let persistence = core.persistence, let first = core.loops.first?.eventLoop {
+            for loop in core.loops {
+                try? await loop.eventLoop.submit { loop.handOffPersistence() }.get()
+            }
+            await persistence.shutdown(on: first)
+        }
     }
 }

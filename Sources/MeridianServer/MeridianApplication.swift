@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdCore
 import Logging
 import MQTTBroker
+import MeridianStorage
 import NIOCore
 import NIOPosix
 import Prometheus
@@ -69,7 +70,22 @@ public struct MeridianApplication: Sendable {
         if brokerConfiguration.version == BrokerConfiguration().version {
             brokerConfiguration.version = "meridian \(MeridianVersion.current)"
         }
-        let broker = MQTTBroker(configuration: brokerConfiguration, eventLoopGroup: group, logger: logger)
+        let store = try openSessionStore(durability: brokerConfiguration.durability)
+        let broker = MQTTBroker(configuration: brokerConfiguration, eventLoopGroup: group, sessionStore: store, logger: logger)
+        if store != nil {
+            let started = NIODeadline.now()
+            let summary = try await broker.recover()
+            let milliseconds = (NIODeadline.now() - started).nanoseconds / 1_000_000
+            logger.info(
+                "recovered broker state",
+                metadata: [
+                    "sessions": "\(summary.sessions)", "subscriptions": "\(summary.subscriptions)",
+                    "queued": "\(summary.queuedMessages)", "inflight": "\(summary.inflightMessages)",
+                    "retained": "\(summary.retainedMessages)", "expired_sessions": "\(summary.expiredSessions)",
+                    "duration_ms": "\(milliseconds)",
+                ]
+            )
+        }
         let network = configuration.network
         let mqttListener: MQTTListener
         do {
@@ -119,6 +135,20 @@ public struct MeridianApplication: Sendable {
         )
         try await serviceGroup.run()
         logger.info("meridian stopped")
+    }
+}
+
+extension MeridianApplication {
+    /// The broker's durable state, `broker.sqlite` in the data directory (none with
+    /// `--durability none`). A database that is corrupt or from a newer version stops start-up.
+    func openSessionStore(durability: Durability) throws -> (any MQTTSessionStore)? {
+        guard durability != .none else { return nil }
+        let path = (configuration.dataDirectory as NSString).appendingPathComponent("broker.sqlite")
+        do {
+            return try SQLiteSessionStore(path: path, durability: durability)
+        } catch let error as SQLiteSessionStore.OpenError {
+            throw MeridianStartupError(error.description)
+        }
     }
 }
 

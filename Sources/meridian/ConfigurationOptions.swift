@@ -28,6 +28,9 @@ struct ConfigurationOptions: ParsableArguments {
     @Option(help: Self.help(for: "log_level", valueName: "level"))
     var logLevel: String?
 
+    @Option(help: Self.help(for: "broker.durability", valueName: "strict|batch|none"))
+    var durability: String?
+
     @Option(
         name: .customLong("set"),
         help: ArgumentHelp(
@@ -52,6 +55,7 @@ struct ConfigurationOptions: ParsableArguments {
             ("network.http_port", httpPort),
             ("data_dir", dataDir),
             ("log_level", logLevel),
+            ("broker.durability", durability),
         ]
         return settings
             + flags.compactMap { name, value in

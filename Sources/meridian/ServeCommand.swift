@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Logging
 import MeridianServer
 
@@ -33,6 +34,13 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "meridian")
         logger.debug("configuration read", metadata: ["config.file": "\(resolved.configFile ?? "none")"])
-        try await MeridianApplication(configuration: resolved.configuration, logger: logger).run()
+        do {
+            try await MeridianApplication(configuration: resolved.configuration, logger: logger).run()
+        } catch {
+            // Start-up problems (a port in use, a database from a newer version) end the
+            // process with one readable line and exit code 1, never a stack trace.
+            FileHandle.standardError.write(Data("meridian: cannot start: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
     }
 }

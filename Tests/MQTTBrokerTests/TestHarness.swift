@@ -16,6 +16,7 @@ final class TestBroker: Sendable {
         authenticator: any MQTTAuthenticator = AllowAllAuthenticator(),
         authorizer: any MQTTAuthorizer = AllowAllAuthorizer(),
         messageTap: any MQTTMessageTap = NoMessageTap(),
+        store: (any MQTTSessionStore)? = nil,
         configure: (inout BrokerConfiguration) -> Void = { _ in }
     ) {
         var configuration = BrokerConfiguration()
@@ -29,6 +30,7 @@ final class TestBroker: Sendable {
             authenticator: authenticator,
             authorizer: authorizer,
             messageTap: messageTap,
+            sessionStore: store,
             logger: logger
         )
     }

@@ -43,15 +43,30 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     private var outboundAliases: [String: UInt16] = [:]
     private var sendReasonStrings = true
     private var refusedPublishLogged = false
-    /// Publisher flow control, while this client's acknowledgements are held (allocated only
-    /// then, so an idle connection does not pay for it).
+    /// Publisher flow control, while this client's acknowledgements are held for a congested
+    /// subscriber (allocated only then, so an idle connection does not pay for it).
     private final class FlowControl {
-        /// PUBACK/PUBREC held back while subscribers this client feeds are congested, in order.
-        var held: Deque<MQTTPacket> = []
         var congestedSessions: [Session] = []
         var timeoutTask: Scheduled<Void>?
     }
     private var flowControl: FlowControl?
+
+    /// A packet waiting to be sent: until its loop's `ticket` is durable and, for
+    /// PUBACK/PUBREC marked `congestionGated`, until flow control lets it go.
+    private struct HeldPacket {
+        enum Item {
+            case control(MQTTPacket)
+            case publish(Delivery, packetIdentifier: UInt16?, dup: Bool)
+        }
+        var ticket: UInt64
+        var congestionGated: Bool
+        var item: Item
+    }
+    /// Answers to the client's own packets (PUBACK, PUBREC, PUBCOMP), in order.
+    private var heldAcknowledgements: Deque<HeldPacket> = []
+    /// PUBLISH and PUBREL towards the client, in order.
+    private var heldOutbound: Deque<HeldPacket> = []
+    private var waitingForDurability = false
     /// The verified client certificate, set by the TLS layer before CONNECT.
     var peerCertificate: MQTTPeerCertificate?
 
@@ -162,6 +177,8 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         finished = true
         flowControl?.timeoutTask?.cancel()
         flowControl = nil
+        heldAcknowledgements.removeAll()
+        heldOutbound.removeAll()
         loop.connections[ObjectIdentifier(self)] = nil
         broker.metrics.connectionClosed()
         let wasConnected = session != nil
@@ -418,7 +435,8 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
                 publish: PublishPacket(topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain, properties: will.properties),
                 topic: will.topic,
                 origin: identifier,
-                now: context.eventLoop.now
+                now: context.eventLoop.now,
+                id: broker.persistence?.nextMessageID() ?? 0
             )
             session.will = PendingWill(message: message.compacted(), delay: v5 ? (will.properties.willDelayInterval ?? 0) : 0)
         }
@@ -468,12 +486,30 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             if !features.subscriptionIdentifiersAvailable { properties.subscriptionIdentifierAvailable = 0 }
             if !features.sharedSubscriptionsAvailable { properties.sharedSubscriptionAvailable = 0 }
         }
-        sendPacket(.connack(ConnAckPacket(sessionPresent: resumed, reasonCode: .success, properties: properties)))
-        log(.info, "client connected", ["mqtt.protocol": "\(connect.protocolVersion)", "mqtt.clean_start": "\(connect.cleanStart)", "mqtt.keep_alive": "\(keepAlive)", "mqtt.session_present": "\(resumed)", "mqtt.username": connect.username.map { "\($0)" } ?? "-"])
-        loop.forgetQueueFull(clientIdentifier: session.clientIdentifier)
+        // A persistent session (and its will) is durable before CONNACK says it exists.
+        session.save()
+        let connack = ConnAckPacket(sessionPresent: resumed, reasonCode: .success, properties: properties)
         let clientReceiveMaximum = connect.protocolVersion == .v5 ? Int(connect.properties.receiveMaximum ?? UInt16.max) : Int.max
-        session.attach(self, sendQuota: min(limits.maximumInflight, clientReceiveMaximum))
-        resumeReading()
+        loop.whenDurable(loop.currentTicket) { [self] in
+            guard self.machine.phase == .connected, self.context?.channel.isActive == true else {
+                // Gone while the session was being stored: it was never attached, so detach it here.
+                session.attach(self, sendQuota: 1)
+                session.connectionLost(self, publishWill: self.publishWillOnClose)
+                return
+            }
+            self.sendPacket(.connack(connack))
+            self.log(
+                .info, "client connected",
+                [
+                    "mqtt.protocol": "\(connect.protocolVersion)", "mqtt.clean_start": "\(connect.cleanStart)",
+                    "mqtt.keep_alive": "\(keepAlive)", "mqtt.session_present": "\(resumed)",
+                    "mqtt.username": connect.username.map { "\($0)" } ?? "-",
+                ]
+            )
+            self.loop.forgetQueueFull(clientIdentifier: session.clientIdentifier)
+            session.attach(self, sendQuota: min(self.limits.maximumInflight, clientReceiveMaximum))
+            self.resumeReading()
+        }
     }
 
     private func resumeReading() {
@@ -534,14 +570,16 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             rejectPublish(publish, reasonCode, reason: reason ?? "rejected", topic: topic)
             return
         }
+        let mark = loop.persistence.count
         let message = BrokerMessage(
             publish: publish,
             topic: topic,
             origin: session.clientIdentifier,
-            now: publish.properties.isEmpty ? NIODeadline.uptimeNanoseconds(0) : loop.eventLoop.now
+            now: publish.properties.isEmpty ? NIODeadline.uptimeNanoseconds(0) : loop.eventLoop.now,
+            id: broker.persistence?.nextMessageID() ?? 0
         )
         if publish.retain && broker.configuration.features.retainAvailable {
-            broker.metrics.retainedCount(broker.retained.set(message))
+            loop.setRetained(message)
         }
         loop.route(message)
         let acknowledgement: MQTTPacket
@@ -551,49 +589,97 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         case .atLeastOnce:
             acknowledgement = .puback(PublishAckPacket(packetIdentifier: publish.packetIdentifier!))
         case .exactlyOnce:
-            session.awaitingRelease.insert(publish.packetIdentifier!)
+            session.receivedInbound(publish.packetIdentifier!)
             acknowledgement = .pubrec(PublishAckPacket(packetIdentifier: publish.packetIdentifier!))
         }
+        // Acknowledged means durable: if routing stored anything (the message for a persistent
+        // subscriber, a retained message, inbound QoS 2 state), the answer waits for it.
+        let ticket = loop.ticket(since: mark)
         if loop.congested.isEmpty {
-            sendAcknowledgement(acknowledgement)
+            sendAcknowledgement(acknowledgement, ticket: ticket, congestionGated: true)
         } else {
-            holdAcknowledgement(acknowledgement, until: loop.congested)
+            holdAcknowledgement(acknowledgement, ticket: ticket, until: loop.congested)
             loop.congested.removeAll(keepingCapacity: true)
         }
     }
 
     // MARK: flow control
 
-    /// Sends a PUBACK/PUBREC now, or after those already held back (acknowledgements keep the
-    /// order of the PUBLISHes, MQTT 5 §4.6).
-    private func sendAcknowledgement(_ packet: MQTTPacket) {
-        if let flowControl {
-            flowControl.held.append(packet)
-        } else {
+    /// Sends an answer to the client's packet once `ticket` is durable, after answers already
+    /// held (acknowledgements keep the order of the PUBLISHes, MQTT 5 §4.6); PUBACK/PUBREC are
+    /// also held while flow control holds this publisher back.
+    private func sendAcknowledgement(_ packet: MQTTPacket, ticket: UInt64 = 0, congestionGated: Bool = false) {
+        if heldAcknowledgements.isEmpty && ticket <= loop.durableTicket && !(congestionGated && flowControl != nil) {
             sendPacket(packet)
+            return
+        }
+        heldAcknowledgements.append(HeldPacket(ticket: ticket, congestionGated: congestionGated, item: .control(packet)))
+        if ticket > loop.durableTicket { awaitDurability() }
+    }
+
+    /// Sends a control packet towards the client (PUBREL) once `ticket` is durable, in order
+    /// with held PUBLISHes.
+    func sendOutbound(_ packet: MQTTPacket, ticket: UInt64) {
+        if heldOutbound.isEmpty && ticket <= loop.durableTicket {
+            sendPacket(packet)
+            return
+        }
+        heldOutbound.append(HeldPacket(ticket: ticket, congestionGated: false, item: .control(packet)))
+        if ticket > loop.durableTicket { awaitDurability() }
+    }
+
+    private func awaitDurability() {
+        guard !waitingForDurability else { return }
+        waitingForDurability = true
+        loop.waitForDurability(self)
+    }
+
+    /// The loop's durable ticket advanced: send what no longer has to wait.
+    func durabilityAdvanced() {
+        waitingForDurability = false
+        releaseHeld()
+    }
+
+    private func releaseHeld() {
+        let durable = loop.durableTicket
+        while let first = heldAcknowledgements.first, first.ticket <= durable, !(first.congestionGated && flowControl != nil) {
+            heldAcknowledgements.removeFirst()
+            if case .control(let packet) = first.item { sendPacket(packet) }
+        }
+        while let first = heldOutbound.first, first.ticket <= durable {
+            heldOutbound.removeFirst()
+            switch first.item {
+            case .control(let packet):
+                sendPacket(packet)
+            case .publish(let delivery, let packetIdentifier, let dup):
+                encodePublish(delivery, packetIdentifier: packetIdentifier, dup: dup, now: loop.eventLoop.now)
+            }
+        }
+        if (heldAcknowledgements.first.map { $0.ticket > durable } ?? false) || (heldOutbound.first.map { $0.ticket > durable } ?? false) {
+            awaitDurability()
         }
     }
 
     /// Holds an acknowledgement back while `sessions` are congested. The publisher's in-flight
     /// window fills and it pauses, so a slow subscriber's queue stops growing instead of
     /// overflowing; the subscriber's draining releases the acknowledgements.
-    private func holdAcknowledgement(_ packet: MQTTPacket, until sessions: [Session]) {
+    private func holdAcknowledgement(_ packet: MQTTPacket, ticket: UInt64, until sessions: [Session]) {
         let timeout = limits.flowControlTimeout
         guard timeout > 0, let context else {
-            sendAcknowledgement(packet)
+            sendAcknowledgement(packet, ticket: ticket, congestionGated: true)
             return
         }
         let state = flowControl ?? FlowControl()
-        flowControl = state
-        state.held.append(packet)
         let waiter = AcknowledgementWaiter(loop: loop, connection: NIOLoopBound(self, eventLoop: context.eventLoop))
         for session in sessions where !state.congestedSessions.contains(where: { $0 === session }) {
             if session.addWaiter(waiter) { state.congestedSessions.append(session) }
         }
         if state.congestedSessions.isEmpty {
-            releaseAcknowledgements()
+            sendAcknowledgement(packet, ticket: ticket, congestionGated: true)
             return
         }
+        flowControl = state
+        sendAcknowledgement(packet, ticket: ticket, congestionGated: true)
         if state.timeoutTask == nil {
             broker.metrics.publisherThrottled()
             log(.debug, "subscriber congested, holding acknowledgements", ["mqtt.congested_client_id": "\(state.congestedSessions[0].clientIdentifier)"])
@@ -616,7 +702,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         guard let state = flowControl else { return }
         flowControl = nil
         state.timeoutTask?.cancel()
-        for packet in state.held { sendPacket(packet) }
+        releaseHeld()
     }
 
     /// A PUBLISH the broker will not route. MQTT 5 publishers learn why from the PUBACK/PUBREC
@@ -635,9 +721,12 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     private func handlePubRel(_ ack: PublishAckPacket) {
-        let known = session?.awaitingRelease.remove(ack.packetIdentifier) != nil
+        let mark = loop.persistence.count
+        let known = session?.releasedInbound(ack.packetIdentifier) ?? false
         let code: ReasonCode = known || version != .v5 ? .success : .packetIdentifierNotFound
-        sendPacket(.pubcomp(PublishAckPacket(packetIdentifier: ack.packetIdentifier, reasonCode: code)))
+        // The identifier's release must be durable before PUBCOMP, or after a crash a new
+        // message reusing it would be taken for a duplicate.
+        sendAcknowledgement(.pubcomp(PublishAckPacket(packetIdentifier: ack.packetIdentifier, reasonCode: code)), ticket: loop.ticket(since: mark))
     }
 
     // MARK: SUBSCRIBE / UNSUBSCRIBE
@@ -692,6 +781,13 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             var options = subscription.options
             options.qos = min(options.qos, features.maximumQoS)
             session.subscriptions[subscription.topicFilter] = StoredSubscription(filter: filter, options: options, identifier: identifier)
+            if session.isPersistent {
+                loop.record(
+                    .addSubscription(
+                        PersistedSubscription(sessionID: session.persistentID, filter: subscription.topicFilter, options: options.byte, identifier: identifier)
+                    )
+                )
+            }
             changes.append(.add(filter: filter, entry: SubscriberEntry(session: session, options: options, identifier: identifier)))
             codes.append(.granted(options.qos))
             if !filter.isShared { retainedRequests.append((filter, options, isNew)) }
@@ -700,9 +796,14 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         let done = changes.isEmpty ? loop.eventLoop.makeSucceededVoidFuture() : broker.applyIndexChanges(from: loop, changes)
         let reasonCodes = codes
         let retained = retainedRequests
+        // A persistent session's new subscriptions are durable before SUBACK.
+        let ticket = loop.currentTicket
         done.assumeIsolated().whenComplete { [self] _ in
-            self.sendPacket(.suback(SubAckPacket(packetIdentifier: packetIdentifier, reasonCodes: reasonCodes)))
-            self.sendRetained(retained, identifier: identifier, to: session)
+            self.loop.whenDurable(ticket) { [self] in
+                guard self.machine.phase == .connected, self.session === session else { return }
+                self.sendPacket(.suback(SubAckPacket(packetIdentifier: packetIdentifier, reasonCodes: reasonCodes)))
+                self.sendRetained(retained, identifier: identifier, to: session)
+            }
         }
     }
 
@@ -716,7 +817,9 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             default: break
             }
             for message in broker.retained.matching(filter.filter, now: now) {
-                session.deliver(Delivery(message: message, qos: min(message.qos, options.qos), retain: true, identifiers: identifier.map { [$0] } ?? []))
+                var delivery = Delivery(message: message, qos: min(message.qos, options.qos), retain: true, identifiers: identifier.map { [$0] } ?? [])
+                if delivery.qos != .atMostOnce && session.isPersistent { loop.recordStoredDelivery(&delivery, to: session) }
+                session.deliver(delivery)
             }
         }
     }
@@ -735,6 +838,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
                 continue
             }
             if session.subscriptions.removeValue(forKey: raw) != nil {
+                if session.isPersistent { loop.record(.removeSubscription(sessionID: session.persistentID, filter: raw)) }
                 changes.append(.remove(filter: filter, clientIdentifier: session.clientIdentifier))
                 codes.append(.success)
             } else {
@@ -744,8 +848,12 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         let packetIdentifier = unsubscribe.packetIdentifier
         let done = changes.isEmpty ? loop.eventLoop.makeSucceededVoidFuture() : broker.applyIndexChanges(from: loop, changes)
         let reasonCodes = codes
+        let ticket = loop.currentTicket
         done.assumeIsolated().whenComplete { [self] _ in
-            self.sendPacket(.unsuback(UnsubAckPacket(packetIdentifier: packetIdentifier, reasonCodes: reasonCodes)))
+            self.loop.whenDurable(ticket) { [self] in
+                guard self.machine.phase == .connected else { return }
+                self.sendPacket(.unsuback(UnsubAckPacket(packetIdentifier: packetIdentifier, reasonCodes: reasonCodes)))
+            }
         }
     }
 
@@ -755,6 +863,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         publishWillOnClose = version == .v5 && disconnect.reasonCode == .disconnectWithWillMessage
         if let requested = disconnect.properties.sessionExpiryInterval, let session {
             session.expiryInterval = min(requested, limits.maximumSessionExpiryInterval)
+            session.save()
         }
         closeReason = disconnect.reasonCode == .normalDisconnection ? "client disconnected" : "client disconnected: \(disconnect.reasonCode)"
         closeAfterFlush()
@@ -840,7 +949,27 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     /// Encodes a PUBLISH for a delivery. Returns false when the message was dropped: larger than
     /// the client's maximum packet size, or QoS 0 to a client that is not reading fast enough.
-    func sendPublish(_ delivery: Delivery, packetIdentifier: UInt16?, dup: Bool, now: NIODeadline) -> Bool {
+    ///
+    /// A delivery whose state must be durable first (`ticket`), or that would overtake held
+    /// ones, waits in order; it has then passed the size check and counts as sent.
+    func sendPublish(_ delivery: Delivery, packetIdentifier: UInt16?, dup: Bool, now: NIODeadline, ticket: UInt64 = 0) -> Bool {
+        guard heldOutbound.isEmpty && ticket <= loop.durableTicket else {
+            let message = delivery.message
+            var size = 2 + message.topic.utf8.count + message.payload.readableBytes + (packetIdentifier == nil ? 0 : 2)
+            if version == .v5 { size += message.properties.encodedSize + 16 }
+            if 1 + ByteBuffer.mqttVariableByteIntegerSize(size) + size > clientMaximumPacketSize {
+                loop.stats.drop(.packetTooLarge)
+                return false
+            }
+            heldOutbound.append(HeldPacket(ticket: ticket, congestionGated: false, item: .publish(delivery, packetIdentifier: packetIdentifier, dup: dup)))
+            if ticket > loop.durableTicket { awaitDurability() }
+            return true
+        }
+        return encodePublish(delivery, packetIdentifier: packetIdentifier, dup: dup, now: now)
+    }
+
+    @discardableResult
+    private func encodePublish(_ delivery: Delivery, packetIdentifier: UInt16?, dup: Bool, now: NIODeadline) -> Bool {
         if packetIdentifier == nil && !isWritable && output.readableBytes >= limits.maximumPendingBytes {
             loop.stats.drop(.slowConsumer)
             return false

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import MQTTCore
 import NIOCore
 
@@ -17,8 +20,11 @@ final class BrokerMessage: Sendable {
     let origin: String
     /// When the message expires (MQTT 5 message expiry interval), on the event loops' clock.
     let expiresAt: NIODeadline?
+    /// Identity in the session store; 0 when the broker keeps no durable state.
+    let id: Int64
 
-    init(topic: String, payload: ByteBuffer, qos: QoS, retain: Bool, properties: MQTTProperties, origin: String, expiresAt: NIODeadline?) {
+    init(topic: String, payload: ByteBuffer, qos: QoS, retain: Bool, properties: MQTTProperties, origin: String, expiresAt: NIODeadline?, id: Int64 = 0) {
+        self.id = id
         self.topic = topic
         self.payload = payload
         self.qos = qos
@@ -29,7 +35,7 @@ final class BrokerMessage: Sendable {
     }
 
     /// Builds the routed message from a client's PUBLISH (topic alias already resolved).
-    convenience init(publish: PublishPacket, topic: String, origin: String, now: NIODeadline) {
+    convenience init(publish: PublishPacket, topic: String, origin: String, now: NIODeadline, id: Int64 = 0) {
         var properties = publish.properties
         var expiresAt: NIODeadline?
         if !properties.isEmpty {
@@ -43,7 +49,10 @@ final class BrokerMessage: Sendable {
                 }
             }
         }
-        self.init(topic: topic, payload: publish.payload, qos: publish.qos, retain: publish.retain, properties: properties, origin: origin, expiresAt: expiresAt)
+        self.init(
+            topic: topic, payload: publish.payload, qos: publish.qos, retain: publish.retain, properties: properties,
+            origin: origin, expiresAt: expiresAt, id: id
+        )
     }
 
     /// Whether the message has expired at `now`.
@@ -67,12 +76,52 @@ final class BrokerMessage: Sendable {
         guard payload.storageCapacity > payload.readableBytes * 2 + 256 else { return self }
         var copy = ByteBufferAllocator().buffer(capacity: payload.readableBytes)
         copy.writeImmutableBuffer(payload)
-        return BrokerMessage(topic: topic, payload: copy, qos: qos, retain: retain, properties: properties, origin: origin, expiresAt: expiresAt)
+        return BrokerMessage(topic: topic, payload: copy, qos: qos, retain: retain, properties: properties, origin: origin, expiresAt: expiresAt, id: id)
     }
 
     /// The same message with another retain flag.
     func with(retain: Bool) -> BrokerMessage {
         if retain == self.retain { return self }
-        return BrokerMessage(topic: topic, payload: payload, qos: qos, retain: retain, properties: properties, origin: origin, expiresAt: expiresAt)
+        return BrokerMessage(topic: topic, payload: payload, qos: qos, retain: retain, properties: properties, origin: origin, expiresAt: expiresAt, id: id)
+    }
+
+    /// The message as the session store keeps it; expiry becomes wall-clock time, since the
+    /// event loops' clock does not survive a restart.
+    func persisted(now: NIODeadline, wallClock: WallClock) -> PersistedMessage {
+        var encodedProperties = ByteBuffer()
+        if !properties.isEmpty { properties.write(to: &encodedProperties) }
+        return PersistedMessage(
+            id: id, topic: topic, payload: payload, qos: qos, retain: retain, properties: encodedProperties, origin: origin,
+            expiresAt: expiresAt.map { wallClock.milliseconds(at: $0, now: now) }
+        )
+    }
+
+    /// A message read back from the session store.
+    convenience init(recovered message: PersistedMessage, now: NIODeadline, wallClock: WallClock) {
+        var encoded = message.properties
+        let properties = encoded.readableBytes == 0 ? MQTTProperties() : ((try? MQTTProperties.read(from: &encoded, allowed: .publish)) ?? MQTTProperties())
+        self.init(
+            topic: message.topic, payload: message.payload, qos: message.qos, retain: message.retain, properties: properties,
+            origin: message.origin, expiresAt: message.expiresAt.map { wallClock.deadline(at: $0, now: now) }, id: message.id
+        )
+    }
+}
+
+/// Converts between the event loops' monotonic clock and wall-clock milliseconds (Unix time),
+/// which is what the session store keeps.
+struct WallClock: Sendable {
+    /// Milliseconds since 1970 now.
+    var nowMilliseconds: @Sendable () -> Int64 = {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000
+    }
+
+    func milliseconds(at deadline: NIODeadline, now: NIODeadline) -> Int64 {
+        nowMilliseconds() + (deadline - now).nanoseconds / 1_000_000
+    }
+
+    func deadline(at milliseconds: Int64, now: NIODeadline) -> NIODeadline {
+        now + .milliseconds(milliseconds - nowMilliseconds())
     }
 }

@@ -32,10 +32,27 @@ final class LoopContext: @unchecked Sendable {
     var connections: [ObjectIdentifier: MQTTConnectionHandler] = [:]
     private var queueFullLogged: Set<String> = []
     private var timerSweep: RepeatedTask?
+    /// Sessions living on this loop, for the background purge of expired messages.
+    private var sessions: [Session] = []
+    private var sessionPositions: [ObjectIdentifier: Int] = [:]
+    private var purgeCursor = 0
+    private var sweepsSincePurge = 0
+    /// Queued messages examined per purge round (every 5 s), so the purge never stalls the loop.
+    static let purgeBudget = 10_000
     /// How often connections' CONNECT timeout and keep-alive are checked.
     static let timerSweepInterval: TimeAmount = .milliseconds(250)
     /// Sessions found congested while routing the current QoS 1/2 message (flow control).
     var congested: [Session] = []
+
+    // Durability: changes recorded in this loop iteration (the open batch), handed to the
+    // persistence pipeline at the next flush under `openTicket`.
+    private(set) var persistence: [PersistenceOperation] = []
+    private(set) var openTicket: UInt64 = 1
+    /// The highest ticket the session store has made durable.
+    private(set) var durableTicket: UInt64 = 0
+    private var durabilityWaiters: [MQTTConnectionHandler] = []
+    private var durabilityActions: [(ticket: UInt64, action: () -> Void)] = []
+    let wallClock = WallClock()
 
     init(index: Int, eventLoop: any EventLoop, loopCount: Int, broker: BrokerCore) {
         self.index = index
@@ -45,6 +62,70 @@ final class LoopContext: @unchecked Sendable {
     }
 
     var subscriptionCount: Int { subscriptions.count }
+
+    // MARK: durability
+
+    /// Whether the broker keeps durable state.
+    var isDurable: Bool { broker.persistence != nil }
+
+    /// Records a change to durable state in this iteration's batch.
+    func record(_ operation: PersistenceOperation) {
+        persistence.append(operation)
+        scheduleFlush()
+    }
+
+    /// The ticket covering everything recorded so far: a packet that depends on those changes
+    /// waits until this ticket is durable. 0 when nothing is pending.
+    var currentTicket: UInt64 {
+        if !persistence.isEmpty { return openTicket }
+        return openTicket - 1 > durableTicket ? openTicket - 1 : 0
+    }
+
+    /// The ticket a packet must wait for if changes were recorded since `mark` (a count of
+    /// `persistence` taken before the action); 0 if the action recorded nothing.
+    func ticket(since mark: Int) -> UInt64 {
+        persistence.count > mark ? openTicket : 0
+    }
+
+    /// Hands the open batch to the writer (at every flush, and before a session's state moves
+    /// to another loop, so the writer sees this loop's changes first).
+    func handOffPersistence() {
+        guard !persistence.isEmpty, let pipeline = broker.persistence else { return }
+        pipeline.submit(from: self, ticket: openTicket, operations: persistence)
+        persistence = []
+        openTicket += 1
+    }
+
+    /// The writer made every batch up to `ticket` durable.
+    func durable(upTo ticket: UInt64) {
+        guard ticket > durableTicket else { return }
+        durableTicket = ticket
+        if !durabilityActions.isEmpty {
+            let due = durabilityActions.filter { $0.ticket <= ticket }
+            durabilityActions.removeAll { $0.ticket <= ticket }
+            for entry in due { entry.action() }
+        }
+        if !durabilityWaiters.isEmpty {
+            let waiting = durabilityWaiters
+            durabilityWaiters.removeAll()
+            for connection in waiting { connection.durabilityAdvanced() }
+        }
+        scheduleFlush()
+    }
+
+    /// Runs `action` once `ticket` is durable (at once if it already is).
+    func whenDurable(_ ticket: UInt64, _ action: @escaping () -> Void) {
+        if ticket <= durableTicket {
+            action()
+        } else {
+            durabilityActions.append((ticket, action))
+        }
+    }
+
+    /// A connection holds packets until a ticket becomes durable.
+    func waitForDurability(_ connection: MQTTConnectionHandler) {
+        durabilityWaiters.append(connection)
+    }
 
     // MARK: timers
 
@@ -58,13 +139,48 @@ final class LoopContext: @unchecked Sendable {
     }
 
     private func sweepTimers() {
-        if connections.isEmpty {
-            timerSweep?.cancel()
-            timerSweep = nil
-            return
-        }
         let now = eventLoop.now
         for connection in Array(connections.values) { connection.checkTimers(now: now) }
+        sweepsSincePurge += 1
+        if sweepsSincePurge >= 20 {
+            sweepsSincePurge = 0
+            purgeExpiredMessages(now: now)
+        }
+        if connections.isEmpty && sessions.isEmpty {
+            timerSweep?.cancel()
+            timerSweep = nil
+        }
+    }
+
+    /// A session now lives on this loop.
+    func sessionAdded(_ session: Session) {
+        guard sessionPositions[ObjectIdentifier(session)] == nil else { return }
+        sessionPositions[ObjectIdentifier(session)] = sessions.count
+        sessions.append(session)
+        connectionAdded()
+    }
+
+    /// A session ended or moved to another loop.
+    func sessionRemoved(_ session: Session) {
+        guard let position = sessionPositions.removeValue(forKey: ObjectIdentifier(session)) else { return }
+        let last = sessions.removeLast()
+        if last !== session {
+            sessions[position] = last
+            sessionPositions[ObjectIdentifier(last)] = position
+        }
+    }
+
+    /// Removes expired messages from queues, examining at most ``purgeBudget`` messages per
+    /// round and continuing where the last round stopped.
+    func purgeExpiredMessages(now: NIODeadline) {
+        var budget = Self.purgeBudget
+        var visited = 0
+        while budget > 0 && visited < sessions.count {
+            if purgeCursor >= sessions.count { purgeCursor = 0 }
+            budget -= sessions[purgeCursor].purgeExpired(now: now, budget: budget)
+            purgeCursor += 1
+            visited += 1
+        }
     }
 
     func stopTimers() {
@@ -109,31 +225,80 @@ final class LoopContext: @unchecked Sendable {
         }
         if result.isEmpty { return 0 }
         var count = 0
+        var messageRecorded = false
         for target in result.targets {
             if target.noLocal && target.session.clientIdentifier == message.origin { continue }
-            let delivery = Delivery(
+            var delivery = Delivery(
                 message: message,
                 qos: min(message.qos, target.qos),
                 retain: target.retainAsPublished ? message.retain : false,
                 identifiers: target.identifiers
             )
-            if delivery.qos != .atMostOnce && target.session.isCongested { congested.append(target.session) }
+            if delivery.qos != .atMostOnce {
+                if target.session.isCongested { congested.append(target.session) }
+                if target.session.isPersistent { recordDelivery(&delivery, to: target.session, messageRecorded: &messageRecorded) }
+            }
             dispatch(delivery, to: target.session)
             count += 1
         }
         for group in result.groups {
             guard let member = group.pick() else { continue }
-            let delivery = Delivery(
+            var delivery = Delivery(
                 message: message,
                 qos: min(message.qos, member.options.qos),
                 retain: member.options.retainAsPublished ? message.retain : false,
                 identifiers: member.identifier.map { [$0] } ?? []
             )
-            if delivery.qos != .atMostOnce && member.session.isCongested { congested.append(member.session) }
+            if delivery.qos != .atMostOnce {
+                if member.session.isCongested { congested.append(member.session) }
+                if member.session.isPersistent { recordDelivery(&delivery, to: member.session, messageRecorded: &messageRecorded) }
+            }
             dispatch(delivery, to: member.session)
             count += 1
         }
         return count
+    }
+
+    /// Records a delivery of an already stored message (a retained one) to a persistent
+    /// session.
+    func recordStoredDelivery(_ delivery: inout Delivery, to session: Session) {
+        var recorded = delivery.message.id == 0 ? false : true
+        recordDelivery(&delivery, to: session, messageRecorded: &recorded)
+    }
+
+    /// Records a QoS 1/2 delivery to a persistent session (and, once, its message) in this
+    /// loop's batch, so the publisher's acknowledgement can wait for it to be durable.
+    private func recordDelivery(_ delivery: inout Delivery, to session: Session, messageRecorded: inout Bool) {
+        guard let pipeline = broker.persistence, delivery.message.id != 0 else { return }
+        let message = delivery.message
+        if !messageRecorded {
+            record(.saveMessage(message.persisted(now: eventLoop.now, wallClock: wallClock)))
+            messageRecorded = true
+        }
+        delivery.sequence = pipeline.nextSequence()
+        record(
+            .addDelivery(
+                PersistedDelivery(
+                    sessionID: session.persistentID, sequence: delivery.sequence, messageID: message.id, qos: delivery.qos,
+                    retain: delivery.retain, identifiers: delivery.identifiers, packetIdentifier: nil, phase: .queued
+                )
+            )
+        )
+    }
+
+    /// Stores a retained message (or its deletion) in the retained store and, when durable,
+    /// in this loop's batch. Returns whether a change was recorded.
+    @discardableResult
+    func setRetained(_ message: BrokerMessage) -> Bool {
+        broker.metrics.retainedCount(broker.retained.set(message))
+        guard isDurable, message.id != 0 else { return false }
+        if message.payload.readableBytes == 0 {
+            record(.setRetained(topic: message.topic, messageID: nil))
+        } else {
+            record(.saveMessage(message.persisted(now: eventLoop.now, wallClock: wallClock)))
+            record(.setRetained(topic: message.topic, messageID: message.id))
+        }
+        return true
     }
 
     /// Hands a delivery to its session: directly on this loop, or batched for another loop.
@@ -162,7 +327,7 @@ final class LoopContext: @unchecked Sendable {
     /// Retains (if flagged) and routes a message that needs no further checks.
     func publishInternal(_ message: BrokerMessage) {
         if message.retain, broker.configuration.features.retainAvailable {
-            broker.metrics.retainedCount(broker.retained.set(message))
+            setRetained(message)
         }
         route(message)
         scheduleFlush()
@@ -201,6 +366,9 @@ final class LoopContext: @unchecked Sendable {
     /// Flushes every dirty connection once and sends each other loop its batch of deliveries.
     func flush() {
         flushScheduled = false
+        // Durable changes go to the writer before deliveries leave for other loops, so the
+        // writer always sees a delivery's creation before anything another loop does with it.
+        handOffPersistence()
         if !dirty.isEmpty {
             let connections = dirty
             dirty.removeAll(keepingCapacity: true)

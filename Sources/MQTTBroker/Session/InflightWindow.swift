@@ -8,6 +8,9 @@ struct Delivery {
     var qos: QoS
     var retain: Bool
     var identifiers: [Int]
+    /// The delivery's row in the session store; 0 when it is not stored (QoS 0, a
+    /// non-persistent session, or no durable state).
+    var sequence: Int64 = 0
 }
 
 /// Outbound QoS 1/2 messages sent to a client and not yet acknowledged, by packet identifier,

@@ -29,6 +29,9 @@ struct SessionState {
     var inflight: [(UInt16, InflightWindow.Entry)]
     var queue: Deque<Delivery>
     var awaitingRelease: Set<UInt16>
+    /// The session's identity in the session store, and whether it has a row there.
+    var persistentID: Int64
+    var stored: Bool
 }
 
 /// The will a session publishes if its connection ends without a normal DISCONNECT.
@@ -58,14 +61,14 @@ final class Session: @unchecked Sendable {
     var eventLoop: any EventLoop { loop.eventLoop }
     private unowned let broker: BrokerCore
 
-    private let online = Atomic<Bool>(false)
+    private let online = Synchronization.Atomic<Bool>(false)
     /// Whether a connection is attached (readable from any loop; used by shared subscriptions).
     var isOnline: Bool { online.load(ordering: .relaxed) }
 
     /// The queue's length, readable from any loop (publisher flow control).
-    private let depth = Atomic<Int>(0)
+    private let depth = Synchronization.Atomic<Int>(0)
     /// Whether publishers wait in ``BrokerCore/waiters`` for this session to drain.
-    private let hasWaiters = Atomic<Bool>(false)
+    private let hasWaiters = Synchronization.Atomic<Bool>(false)
     /// Queue length from which the session counts as congested: half the queue limit.
     private var highWatermark: Int { max(1, broker.configuration.limits.maximumQueuedMessages / 2) }
     private var lowWatermark: Int { highWatermark / 2 }
@@ -80,13 +83,26 @@ final class Session: @unchecked Sendable {
 
     private(set) var connection: MQTTConnectionHandler?
     private(set) var state: State = .active
+
+    private let persistentIDValue: Synchronization.Atomic<Int64>
+    private let persistentFlag = Synchronization.Atomic<Bool>(false)
+    /// The session's identity in the session store (kept when a client resumes the session,
+    /// new on a clean start). Readable from any loop.
+    var persistentID: Int64 { persistentIDValue.load(ordering: .relaxed) }
+    /// Whether QoS 1/2 deliveries to this session are stored durably: the broker keeps durable
+    /// state and the session outlives its connection. Readable from any loop.
+    var isPersistent: Bool { persistentFlag.load(ordering: .relaxed) }
+    /// Whether the session has a row in the session store.
+    private var stored = false
     var subscriptions: [String: StoredSubscription] = [:]
     private var inflight = InflightWindow()
     private var queue: Deque<Delivery> = []
     /// Inbound QoS 2 packet identifiers received and not yet released by PUBREL.
     var awaitingRelease: Set<UInt16> = []
     /// Seconds the session outlives its connection; `UInt32.max` = forever.
-    var expiryInterval: UInt32 = 0
+    var expiryInterval: UInt32 = 0 {
+        didSet { persistentFlag.store(loop.isDurable && expiryInterval > 0, ordering: .relaxed) }
+    }
     var principal: MQTTPrincipal
     var will: PendingWill?
     /// While disconnected: one timer for whichever comes first, the will delay or the expiry.
@@ -100,6 +116,67 @@ final class Session: @unchecked Sendable {
         self.principal = principal
         self.loop = loop
         self.broker = broker
+        self.persistentIDValue = Synchronization.Atomic(broker.persistence?.nextSessionID() ?? 0)
+        loop.sessionAdded(self)
+    }
+
+    /// Drops queued messages whose expiry passed (and their stored rows); returns how many
+    /// queued messages it examined (at most about `budget`).
+    func purgeExpired(now: NIODeadline, budget: Int) -> Int {
+        guard !queue.isEmpty else { return 1 }
+        let examined = min(queue.count, max(budget, 1))
+        var kept = Deque<Delivery>()
+        kept.reserveCapacity(queue.count)
+        for (index, delivery) in queue.enumerated() {
+            if index < examined && delivery.message.isExpired(at: now) {
+                discard(delivery, reason: .expired)
+            } else {
+                kept.append(delivery)
+            }
+        }
+        if kept.count != queue.count {
+            queue = kept
+            updateDepth()
+        }
+        return examined
+    }
+
+    // MARK: durable state
+
+    private func record(_ operation: PersistenceOperation) {
+        loop.record(operation)
+    }
+
+    /// Stores (or updates) the session's own record — identity, expiry, will — when it is
+    /// persistent; a session that stopped being persistent is removed from the store.
+    func save() {
+        guard loop.isDurable else { return }
+        guard isPersistent else {
+            if stored { removeFromStore() }
+            return
+        }
+        let now = eventLoop.now
+        record(
+            .saveSession(
+                PersistedSession(
+                    id: persistentID,
+                    clientIdentifier: clientIdentifier,
+                    username: principal.username,
+                    attributes: principal.attributes,
+                    expiryInterval: expiryInterval,
+                    disconnectedAt: connection == nil ? disconnectedAt.map { loop.wallClock.milliseconds(at: $0, now: now) } : nil,
+                    will: will.flatMap { $0.message.id == 0 ? nil : $0.message.persisted(now: now, wallClock: loop.wallClock) },
+                    willDelay: will?.delay ?? 0
+                )
+            )
+        )
+        stored = true
+    }
+
+    private func removeFromStore() {
+        guard stored else { return }
+        record(.removeSession(id: persistentID))
+        stored = false
     }
 
     /// Registers a publisher to be told when this session is no longer congested. Returns
@@ -149,7 +226,7 @@ final class Session: @unchecked Sendable {
                 let delivered = connection.sendPublish(entry.delivery, packetIdentifier: identifier, dup: true, now: now)
                 if !delivered { inflight.remove(identifier) }
             case .awaitingCompletion:
-                connection.sendPacket(.pubrel(PublishAckPacket(packetIdentifier: identifier)))
+                connection.sendOutbound(.pubrel(PublishAckPacket(packetIdentifier: identifier)), ticket: 0)
             }
         }
         pump()
@@ -171,6 +248,7 @@ final class Session: @unchecked Sendable {
         }
         if let will, min(will.delay, expiryInterval) == 0 { publishWillNow() }
         disconnectedAt = eventLoop.now
+        if stored { record(.sessionDisconnected(id: persistentID, at: loop.wallClock.nowMilliseconds())) }
         armTimer()
     }
 
@@ -213,6 +291,7 @@ final class Session: @unchecked Sendable {
     func publishWillNow() {
         guard let will else { return }
         self.will = nil
+        if stored { save() }
         loop.publishWill(will.message, principal: principal)
     }
 
@@ -223,6 +302,8 @@ final class Session: @unchecked Sendable {
         state = .ended
         timer?.cancel()
         timer = nil
+        loop.sessionRemoved(self)
+        removeFromStore()
         if broker.registry.remove(self) { broker.metrics.sessionsChanged(to: broker.registry.count) }
         let filters = subscriptions.values.map(\.filter)
         subscriptions.removeAll()
@@ -253,7 +334,10 @@ final class Session: @unchecked Sendable {
         if discard {
             // The old session ends now, so its will goes now (MQTT 5 §3.1.3.2.2).
             publishWillNow()
+            removeFromStore()
+            loop.handOffPersistence()
             state = .ended
+            loop.sessionRemoved(self)
             let filters = subscriptions.values.map(\.filter)
             subscriptions.removeAll()
             queue.removeAll()
@@ -268,7 +352,14 @@ final class Session: @unchecked Sendable {
         // A new connection to the session arrived in time: the will is not sent.
         will = nil
         state = .moved(successor)
-        let handed = SessionState(subscriptions: subscriptions, inflight: inflight.inOrder, queue: queue, awaitingRelease: awaitingRelease)
+        loop.sessionRemoved(self)
+        let handed = SessionState(
+            subscriptions: subscriptions, inflight: inflight.inOrder, queue: queue, awaitingRelease: awaitingRelease,
+            persistentID: persistentID, stored: stored
+        )
+        stored = false
+        // The writer must see this loop's changes to the session before the successor's.
+        loop.handOffPersistence()
         subscriptions.removeAll()
         queue.removeAll()
         inflight = InflightWindow()
@@ -281,6 +372,8 @@ final class Session: @unchecked Sendable {
     /// Takes over a predecessor's state and points its subscriptions at this session.
     func adopt(_ handed: SessionState) -> EventLoopFuture<Void> {
         eventLoop.assertInEventLoop()
+        persistentIDValue.store(handed.persistentID, ordering: .relaxed)
+        stored = handed.stored
         subscriptions = handed.subscriptions
         for (identifier, entry) in handed.inflight { inflight.restore(identifier, entry) }
         var merged = handed.queue
@@ -315,7 +408,7 @@ final class Session: @unchecked Sendable {
         }
         let now = eventLoop.now
         if delivery.message.isExpired(at: now) {
-            loop.stats.drop(.expired)
+            discard(delivery, reason: .expired)
             return
         }
         if delivery.qos == .atMostOnce {
@@ -323,25 +416,44 @@ final class Session: @unchecked Sendable {
             _ = connection.sendPublish(delivery, packetIdentifier: nil, dup: false, now: now)
             return
         }
-        if let connection, queue.isEmpty, inflight.count < sendQuota {
-            let identifier = inflight.add(delivery)
-            if !connection.sendPublish(delivery, packetIdentifier: identifier, dup: false, now: now) {
-                inflight.remove(identifier)
-            }
+        if connection != nil, queue.isEmpty, inflight.count < sendQuota {
+            send(delivery, now: now)
             return
         }
         enqueue(delivery)
+    }
+
+    /// Puts a QoS 1/2 delivery in flight and sends it. A stored QoS 2 delivery's packet
+    /// identifier is made durable before the PUBLISH goes out: after a crash it must be re-sent
+    /// with the same identifier, or the client would take it for a new message.
+    private func send(_ delivery: Delivery, now: NIODeadline) {
+        guard let connection else { return }
+        let identifier = inflight.add(delivery)
+        var ticket: UInt64 = 0
+        if delivery.sequence != 0 && delivery.qos == .exactlyOnce {
+            record(.updateDelivery(sessionID: persistentID, sequence: delivery.sequence, packetIdentifier: identifier, phase: .awaitingReceipt))
+            ticket = loop.currentTicket
+        }
+        if !connection.sendPublish(delivery, packetIdentifier: identifier, dup: false, now: now, ticket: ticket) {
+            inflight.remove(identifier)
+            discard(delivery, reason: nil)
+        }
+    }
+
+    /// Forgets a delivery that will not be sent (expired, dropped, refused), in the store too.
+    private func discard(_ delivery: Delivery, reason: BrokerMetrics.DropReason?) {
+        if let reason { loop.stats.drop(reason) }
+        if delivery.sequence != 0 { record(.removeDelivery(sessionID: persistentID, sequence: delivery.sequence)) }
     }
 
     private func enqueue(_ delivery: Delivery) {
         let limit = broker.configuration.limits.maximumQueuedMessages
         if queue.count >= limit {
             if limit == 0 {
-                loop.stats.drop(.queueFull)
+                discard(delivery, reason: .queueFull)
                 return
             }
-            queue.removeFirst()
-            loop.stats.drop(.queueFull)
+            discard(queue.removeFirst(), reason: .queueFull)
             loop.noteQueueFull(clientIdentifier: clientIdentifier)
         }
         var stored = delivery
@@ -356,17 +468,14 @@ final class Session: @unchecked Sendable {
         let now = eventLoop.now
         while inflight.count < sendQuota, let delivery = queue.popFirst() {
             if delivery.message.isExpired(at: now) {
-                loop.stats.drop(.expired)
+                discard(delivery, reason: .expired)
                 continue
             }
             if delivery.qos == .atMostOnce {
                 _ = connection.sendPublish(delivery, packetIdentifier: nil, dup: false, now: now)
                 continue
             }
-            let identifier = inflight.add(delivery)
-            if !connection.sendPublish(delivery, packetIdentifier: identifier, dup: false, now: now) {
-                inflight.remove(identifier)
-            }
+            send(delivery, now: now)
         }
         updateDepth()
     }
@@ -375,30 +484,86 @@ final class Session: @unchecked Sendable {
 
     /// PUBACK for a QoS 1 message.
     func acknowledged(_ identifier: UInt16) {
-        guard inflight.remove(identifier) != nil else { return }
+        guard let entry = inflight.remove(identifier) else { return }
+        if entry.delivery.sequence != 0 { record(.removeDelivery(sessionID: persistentID, sequence: entry.delivery.sequence)) }
         pump()
     }
 
-    /// PUBREC for a QoS 2 message: answer PUBREL (or end the exchange on an error code).
+    /// PUBREC for a QoS 2 message: answer PUBREL (or end the exchange on an error code). For a
+    /// stored delivery the new phase is made durable first, so that after a crash the broker
+    /// re-sends PUBREL, not the message.
     func received(_ identifier: UInt16, reasonCode: ReasonCode) {
         guard let entry = inflight[identifier] else {
-            connection?.sendPacket(.pubrel(PublishAckPacket(packetIdentifier: identifier, reasonCode: .packetIdentifierNotFound)))
+            connection?.sendOutbound(.pubrel(PublishAckPacket(packetIdentifier: identifier, reasonCode: .packetIdentifierNotFound)), ticket: 0)
             return
         }
         if reasonCode.isFailure {
             inflight.remove(identifier)
+            discard(entry.delivery, reason: nil)
             pump()
             return
         }
+        var ticket: UInt64 = 0
         if case .awaitingAcknowledgement = entry.phase {
             inflight.setPhase(identifier, .awaitingCompletion)
+            if entry.delivery.sequence != 0 {
+                record(
+                    .updateDelivery(sessionID: persistentID, sequence: entry.delivery.sequence, packetIdentifier: identifier, phase: .awaitingCompletion)
+                )
+                ticket = loop.currentTicket
+            }
         }
-        connection?.sendPacket(.pubrel(PublishAckPacket(packetIdentifier: identifier)))
+        connection?.sendOutbound(.pubrel(PublishAckPacket(packetIdentifier: identifier)), ticket: ticket)
     }
 
     /// PUBCOMP for a QoS 2 message.
     func completed(_ identifier: UInt16) {
-        guard inflight.remove(identifier) != nil else { return }
+        guard let entry = inflight.remove(identifier) else { return }
+        if entry.delivery.sequence != 0 { record(.removeDelivery(sessionID: persistentID, sequence: entry.delivery.sequence)) }
         pump()
+    }
+
+    // MARK: inbound QoS 2
+
+    /// A QoS 2 PUBLISH was accepted: remember its identifier until PUBREL (durably for a
+    /// persistent session).
+    func receivedInbound(_ identifier: UInt16) {
+        awaitingRelease.insert(identifier)
+        if isPersistent { record(.addInbound(sessionID: persistentID, packetIdentifier: identifier)) }
+    }
+
+    /// PUBREL: forget the identifier. Returns whether it was known.
+    func releasedInbound(_ identifier: UInt16) -> Bool {
+        guard awaitingRelease.remove(identifier) != nil else { return false }
+        if isPersistent { record(.removeInbound(sessionID: persistentID, packetIdentifier: identifier)) }
+        return true
+    }
+
+    // MARK: recovery
+
+    /// Restores a session read back from the session store, as disconnected since
+    /// `disconnectedSince`; its will and expiry timers run from there.
+    func restore(
+        expiryInterval: UInt32,
+        will: PendingWill?,
+        subscriptions: [String: StoredSubscription],
+        deliveries: [Delivery],
+        inflight restoredInflight: [(UInt16, InflightWindow.Entry)],
+        awaitingRelease: Set<UInt16>,
+        disconnectedSince: NIODeadline,
+        persistentID: Int64
+    ) {
+        eventLoop.assertInEventLoop()
+        persistentIDValue.store(persistentID, ordering: .relaxed)
+        self.expiryInterval = expiryInterval
+        self.will = will
+        self.subscriptions = subscriptions
+        for (identifier, entry) in restoredInflight { inflight.restore(identifier, entry) }
+        queue = Deque(deliveries)
+        depth.store(queue.count, ordering: .relaxed)
+        self.awaitingRelease = awaitingRelease
+        stored = true
+        disconnectedAt = disconnectedSince
+        armTimer()
     }
 }

@@ -89,7 +89,8 @@ public struct SubscriptionOptions: Sendable, Hashable {
         self.retainHandling = retainHandling
     }
 
-    init(byte: UInt8, version: MQTTProtocolVersion) throws(MQTTError) {
+    /// Decodes an options byte as `version` defines it.
+    public init(byte: UInt8, version: MQTTProtocolVersion) throws(MQTTError) {
         guard let qos = QoS(rawValue: byte & 0x03) else {
             // MQTT 5 §3.8.3.1: a Maximum QoS of 3 is a protocol error; MQTT 3.1.1 §3.8.3: malformed.
             if version == .v5 { throw MQTTError.protocolError("subscription with maximum QoS 3") }

@@ -67,6 +67,19 @@ extension MeridianConfiguration {
         ),
 
         // [broker]
+        .choice(
+            "broker.durability",
+            \.broker.durability,
+            Durability.allCases.map { (word: $0.rawValue, value: $0) },
+            flag: "--durability",
+            help: "strict: QoS 1/2 acknowledged after fsync; batch: after the OS has the write, fsync every sync_interval; none: memory only (like Mosquitto without persistence)."
+        ),
+        .integer(
+            "broker.sync_interval",
+            \.broker.syncInterval,
+            range: 1...60_000,
+            help: "With batch durability: milliseconds between flushes of the broker state to stable storage."
+        ),
         .integer(
             "broker.sys_interval",
             \.broker.sysInterval,

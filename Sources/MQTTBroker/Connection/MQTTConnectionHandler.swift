@@ -487,10 +487,11 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             if !features.sharedSubscriptionsAvailable { properties.sharedSubscriptionAvailable = 0 }
         }
         // A persistent session (and its will) is durable before CONNACK says it exists.
+        let mark = loop.persistence.count
         session.save()
         let connack = ConnAckPacket(sessionPresent: resumed, reasonCode: .success, properties: properties)
         let clientReceiveMaximum = connect.protocolVersion == .v5 ? Int(connect.properties.receiveMaximum ?? UInt16.max) : Int.max
-        loop.whenDurable(loop.currentTicket) { [self] in
+        loop.whenDurable(loop.ticket(since: mark)) { [self] in
             guard self.machine.phase == .connected, self.context?.channel.isActive == true else {
                 // Gone while the session was being stored: it was never attached, so detach it here.
                 session.attach(self, sendQuota: 1)
@@ -739,6 +740,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         var codes: [ReasonCode] = []
         var changes: [IndexChange] = []
         var retainedRequests: [(TopicFilter, SubscriptionOptions, Bool)] = []
+        let mark = loop.persistence.count
         for subscription in subscribe.subscriptions {
             let filter: TopicFilter
             do {
@@ -797,7 +799,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         let reasonCodes = codes
         let retained = retainedRequests
         // A persistent session's new subscriptions are durable before SUBACK.
-        let ticket = loop.currentTicket
+        let ticket = loop.ticket(since: mark)
         done.assumeIsolated().whenComplete { [self] _ in
             self.loop.whenDurable(ticket) { [self] in
                 guard self.machine.phase == .connected, self.session === session else { return }
@@ -832,6 +834,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         guard let session else { return }
         var codes: [ReasonCode] = []
         var changes: [IndexChange] = []
+        let mark = loop.persistence.count
         for raw in unsubscribe.topicFilters {
             guard let filter = try? TopicFilter(raw) else {
                 codes.append(.topicFilterInvalid)
@@ -848,7 +851,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         let packetIdentifier = unsubscribe.packetIdentifier
         let done = changes.isEmpty ? loop.eventLoop.makeSucceededVoidFuture() : broker.applyIndexChanges(from: loop, changes)
         let reasonCodes = codes
-        let ticket = loop.currentTicket
+        let ticket = loop.ticket(since: mark)
         done.assumeIsolated().whenComplete { [self] _ in
             self.loop.whenDurable(ticket) { [self] in
                 guard self.machine.phase == .connected else { return }

@@ -139,19 +139,36 @@ public final class SQLiteSessionStore: MQTTSessionStore, Sendable {
         case .saveMessage(let message):
             try saveMessage(message, in: db)
         case .addDelivery(let delivery):
-            try db.cachedStatement(
-                sql: "INSERT OR REPLACE INTO mqtt_deliveries (session_id, sequence, message_id, qos, retain, identifiers, packet_id, phase) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            ).execute(arguments: [
-                delivery.sessionID, delivery.sequence, delivery.messageID, Int(delivery.qos.rawValue), delivery.retain,
-                delivery.identifiers.isEmpty ? nil : delivery.identifiers.map(String.init).joined(separator: ","),
-                delivery.packetIdentifier.map { Int($0) }, Int(delivery.phase.rawValue),
-            ])
+            try SQLiteBinding.run(
+                db.cachedStatement(
+                    sql: "INSERT OR REPLACE INTO mqtt_deliveries (session_id, sequence, message_id, qos, retain, identifiers, packet_id, phase) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
+                in: db
+            ) { row in
+                row.bind(delivery.sessionID)
+                row.bind(delivery.sequence)
+                row.bind(delivery.messageID)
+                row.bind(Int(delivery.qos.rawValue))
+                row.bind(delivery.retain)
+                row.bind(delivery.identifiers.isEmpty ? nil : delivery.identifiers.map(String.init).joined(separator: ","))
+                row.bind(delivery.packetIdentifier.map { Int64($0) })
+                row.bind(Int(delivery.phase.rawValue))
+            }
         case .updateDelivery(let sessionID, let sequence, let packetIdentifier, let phase):
-            try db.cachedStatement(sql: "UPDATE mqtt_deliveries SET packet_id = ?, phase = ? WHERE session_id = ? AND sequence = ?")
-                .execute(arguments: [packetIdentifier.map { Int($0) }, Int(phase.rawValue), sessionID, sequence])
+            try SQLiteBinding.run(
+                db.cachedStatement(sql: "UPDATE mqtt_deliveries SET packet_id = ?, phase = ? WHERE session_id = ? AND sequence = ?"),
+                in: db
+            ) { row in
+                row.bind(packetIdentifier.map { Int64($0) })
+                row.bind(Int(phase.rawValue))
+                row.bind(sessionID)
+                row.bind(sequence)
+            }
         case .removeDelivery(let sessionID, let sequence):
-            try db.cachedStatement(sql: "DELETE FROM mqtt_deliveries WHERE session_id = ? AND sequence = ?")
-                .execute(arguments: [sessionID, sequence])
+            try SQLiteBinding.run(db.cachedStatement(sql: "DELETE FROM mqtt_deliveries WHERE session_id = ? AND sequence = ?"), in: db) { row in
+                row.bind(sessionID)
+                row.bind(sequence)
+            }
         case .saveSession(let session):
             if let will = session.will { try saveMessage(will, in: db) }
             let attributes = session.attributes.isEmpty ? nil : String(decoding: try JSONEncoder().encode(session.attributes), as: UTF8.self)
@@ -191,12 +208,21 @@ public final class SQLiteSessionStore: MQTTSessionStore, Sendable {
     }
 
     private static func saveMessage(_ message: PersistedMessage, in db: Database) throws {
-        try db.cachedStatement(
-            sql: "INSERT OR IGNORE INTO mqtt_messages (id, topic, payload, qos, retain, properties, origin, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-        ).execute(arguments: [
-            message.id, message.topic, Data(buffer: message.payload), Int(message.qos.rawValue), message.retain,
-            message.properties.readableBytes == 0 ? nil : Data(buffer: message.properties), message.origin, message.expiresAt,
-        ])
+        try SQLiteBinding.run(
+            db.cachedStatement(
+                sql: "INSERT OR IGNORE INTO mqtt_messages (id, topic, payload, qos, retain, properties, origin, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            ),
+            in: db
+        ) { row in
+            row.bind(message.id)
+            row.bind(message.topic)
+            row.bind(message.payload)
+            row.bind(Int(message.qos.rawValue))
+            row.bind(message.retain)
+            row.bind(message.properties, emptyIsNull: true)
+            row.bind(message.origin)
+            row.bind(message.expiresAt)
+        }
     }
 
     // MARK: maintenance

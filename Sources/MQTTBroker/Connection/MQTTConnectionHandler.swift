@@ -541,7 +541,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             rejectPublish(publish, .topicNameInvalid, reason: "topic exceeds the broker's limits", topic: topic)
             return
         }
-        if topic.hasPrefix("$SYS") {
+        if topic.utf8.first == UInt8(ascii: "$") && topic.hasPrefix("$SYS") {
             rejectPublish(publish, .notAuthorized, reason: "$SYS topics are reserved for the broker", topic: topic)
             return
         }

@@ -139,6 +139,7 @@ let package = Package(
             name: "MeridianStorageTests",
             dependencies: [
                 "MeridianStorage", "MQTTBroker", "MQTTCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

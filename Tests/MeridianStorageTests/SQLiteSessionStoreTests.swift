@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import MQTTBroker
 import MQTTCore
 import MeridianStorage
@@ -92,12 +93,11 @@ struct SQLiteSessionStoreTests {
         let path = Self.temporaryPath()
         try SQLiteSessionStore(path: path, durability: .strict).close()
         // Simulate a newer Meridian having migrated the file further.
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
-        process.arguments = [path, "INSERT INTO grdb_migrations (identifier) VALUES ('broker-v99-from-the-future')"]
-        try process.run()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0)
+        let database = try DatabaseQueue(path: path)
+        try database.write { db in
+            try db.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('broker-v99-from-the-future')")
+        }
+        try database.close()
         #expect {
             _ = try SQLiteSessionStore(path: path, durability: .strict)
         } throws: { error in

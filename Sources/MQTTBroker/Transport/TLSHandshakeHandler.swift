@@ -141,9 +141,13 @@ public final class TLSHandshakeHandler: ChannelInboundHandler, RemovableChannelH
     }
 
     /// A short reason for a failed handshake, naming the usual causes in words and keeping
-    /// BoringSSL's code (e.g. `WRONG_VERSION_NUMBER`) for the rest.
+    /// BoringSSL's codes (e.g. `WRONG_VERSION_NUMBER`) for the rest.
     public static func reason(for error: any Error) -> String {
+        if let sslError = error as? NIOSSLError, case .uncleanShutdown = sslError {
+            return "connection closed during the handshake"
+        }
         let text = String(describing: error)
+        let codes = boringSSLCodes(in: text)
         let known: [(code: String, meaning: String)] = [
             ("WRONG_VERSION_NUMBER", "not a TLS client (plaintext on the TLS port?)"),
             ("HTTP_REQUEST", "plain HTTP on the TLS port"),
@@ -159,14 +163,25 @@ public final class TLSHandshakeHandler: ChannelInboundHandler, RemovableChannelH
             ("SSLV3_ALERT_BAD_CERTIFICATE", "the client rejected the server certificate"),
             ("SSLV3_ALERT_CERTIFICATE_UNKNOWN", "the client rejected the server certificate"),
             ("TLSV1_ALERT_PROTOCOL_VERSION", "the client does not support TLS 1.2 or 1.3"),
+            (
+                "DECRYPTION_FAILED_OR_BAD_RECORD_MAC",
+                "the client broke off the handshake (did it reject the server certificate?)"
+            ),
         ]
-        for entry in known where text.contains(entry.code) {
+        for entry in known where codes.contains(entry.code) || text.contains(entry.code) {
             return "\(entry.meaning) (\(entry.code))"
         }
-        if let sslError = error as? NIOSSLError, case .uncleanShutdown = sslError {
-            return "connection closed during the handshake"
+        return codes.isEmpty ? text : "TLS error: " + codes.joined(separator: ", ")
+    }
+
+    /// The error codes in a BoringSSL error description (`...:OPENSSL_internal:CODE at ...`).
+    private static func boringSSLCodes(in text: String) -> [String] {
+        var codes: [String] = []
+        for part in text.split(separator: "OPENSSL_internal:").dropFirst() {
+            let code = String(part.prefix { $0.isUppercase || $0.isNumber || $0 == "_" })
+            if !code.isEmpty && !codes.contains(code) { codes.append(code) }
         }
-        return text
+        return codes
     }
 }
 

@@ -222,6 +222,11 @@ def test_plaintext_client_on_tls_port_is_closed_and_broker_keeps_serving(broker,
         lines = ours()
         assert len(lines) == 1, lines
         assert "plaintext" in lines[0], lines[0]
+        metrics = urllib.request.urlopen(
+            f"http://{broker.host}:{broker.http_port}{contract.METRICS_PATH}",
+            timeout=contract.TIMEOUT).read().decode()
+        refused = re.search(r'^mqtt_connections_refused_total\{reason="tls"\} (\d+)', metrics, re.M)
+        assert refused and int(refused.group(1)) >= 1, "no refused TLS connection counted"
 
 
 @pytest.mark.meridian_only(reason="Meridian's TLS versions")

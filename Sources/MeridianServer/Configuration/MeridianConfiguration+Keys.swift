@@ -89,7 +89,7 @@ extension MeridianConfiguration {
         .string(
             "tls.certificate",
             \.tls.certificate,
-            help: "PEM file with the server certificate, intermediates after it; empty: a self-signed one kept in <data_dir>/tls.",
+            help: "PEM file with the server certificate, intermediates after it; empty: a self-signed one kept in tls/ in the data directory.",
             check: { _ in nil }
         ),
         .string(

@@ -26,13 +26,16 @@ public struct MeridianApplication: Sendable {
 
     /// The addresses the server ended up listening on.
     public struct Endpoints: Sendable {
+        /// The MQTT over TCP port.
         public var mqttPort: Int
+        /// The HTTP (and WebSocket) port.
         public var httpPort: Int
         /// The MQTT over TLS port; nil when TLS is disabled.
         public var mqttsPort: Int?
         /// The HTTPS (and secure WebSocket) port; nil when TLS is disabled.
         public var httpsPort: Int?
 
+        /// Endpoints with these ports (no TLS ports: TLS disabled).
         public init(mqttPort: Int, httpPort: Int, mqttsPort: Int? = nil, httpsPort: Int? = nil) {
             self.mqttPort = mqttPort
             self.httpPort = httpPort

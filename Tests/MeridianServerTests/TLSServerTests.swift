@@ -52,6 +52,32 @@ struct TLSServerTests {
         #expect(logs.lines("generated a self-signed TLS certificate").count == 1)
     }
 
+    @Test("an expired generated certificate is renewed at start-up, not on reload")
+    func expiredSelfSignedRenewed() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let files = TLSMaterial.GeneratedFiles(dataDirectory: directory.path)
+        let old = try SelfSignedCertificate.make(now: Date().addingTimeInterval(-3 * 365 * 24 * 3600))
+        try FileManager.default.createDirectory(atPath: files.directory, withIntermediateDirectories: true)
+        try Data(old.privateKey.utf8).write(to: URL(fileURLWithPath: files.privateKey))
+        try Data(old.certificate.utf8).write(to: URL(fileURLWithPath: files.certificate))
+        let expired = try fingerprint(ofPEM: old.certificate)
+
+        let reloaded = try TLSMaterial.load(.init(), dataDirectory: directory.path, logger: quiet)
+        #expect(reloaded.fingerprint == expired)
+
+        let logs = RecordedLogs()
+        let renewed = try TLSMaterial.load(
+            .init(),
+            dataDirectory: directory.path,
+            renewExpired: true,
+            logger: logs.logger
+        )
+        #expect(renewed.fingerprint != expired)
+        #expect(renewed.notValidAfter > Date().addingTimeInterval(700 * 24 * 3600))
+        #expect(logs.lines("the self-signed TLS certificate has expired; making a new one").count == 1)
+    }
+
     @Test("the generated certificate is reused by later starts; clients that pinned it keep connecting")
     func selfSignedReusedAcrossStarts() async throws {
         let directory = try TemporaryDirectory()
@@ -258,9 +284,9 @@ struct TLSServerTests {
         // The whole server: the same error, before any port is bound.
         var configuration = testConfiguration(dataDirectory: directory.file("data"))
         configuration.tls = tls(certificate: certificate, key: missing)
+        let app = MeridianApplication(configuration: configuration, logger: quiet)
         let startup = await #expect(throws: TLSSetupError.self) {
-            try await MeridianApplication(configuration: configuration, logger: quiet).run(gracefulShutdownSignals: [])
-            { _ in }
+            try await app.run(gracefulShutdownSignals: [], onListening: { _ in })
         }
         #expect(startup?.description == "tls.private_key: \(missing) does not exist")
     }
@@ -268,10 +294,18 @@ struct TLSServerTests {
     @Test("settings that go together: a certificate with its key, client verification with a CA")
     func settingsThatGoTogether() {
         let cases: [(MeridianConfiguration.TLS, String)] = [
-            (tls(certificate: "/etc/meridian/cert.pem", key: ""), "tls.private_key: must be set when tls.certificate is"),
-            (tls(certificate: "", key: "/etc/meridian/key.pem"), "tls.certificate: must be set when tls.private_key is"),
             (
-                { var tls = MeridianConfiguration.TLS(); tls.clientAuthentication = .required; return tls }(),
+                tls(certificate: "/etc/meridian/cert.pem", key: ""),
+                "tls.private_key: must be set when tls.certificate is"
+            ),
+            (
+                tls(certificate: "", key: "/etc/meridian/key.pem"),
+                "tls.certificate: must be set when tls.private_key is"
+            ),
+            (
+                {
+                    var tls = MeridianConfiguration.TLS(); tls.clientAuthentication = .required; return tls
+                }(),
                 "tls.client_ca: must be set when tls.client_auth is required"
             ),
         ]

@@ -42,26 +42,34 @@ struct HTTPSChildChannel: ServerChildChannel {
 }
 
 /// The TLS configuration the HTTPS port's new connections use, and the `TLSChannel` built
-/// from it (built on first use, once Hummingbird has made the base channel).
+/// from it (once Hummingbird has made the base channel; from then on, on every replace, so
+/// that accepting a connection never builds a TLS context).
 final class HTTPSChannels: Sendable {
     private struct State {
         var configuration: TLSConfiguration
+        var base: MQTTWebSocketChannel?
         var channel: TLSChannel<MQTTWebSocketChannel>?
     }
 
     private let state: NIOLockedValueBox<State>
 
     init(configuration: TLSConfiguration) {
-        state = NIOLockedValueBox(State(configuration: configuration, channel: nil))
+        state = NIOLockedValueBox(State(configuration: configuration, base: nil, channel: nil))
     }
 
     /// Makes `configuration` the one new HTTPS connections use. Its TLS context is built here,
     /// so a configuration swift-nio-ssl refuses throws and leaves the current one in place.
     func replace(with configuration: TLSConfiguration) throws {
-        _ = try NIOSSLContext(configuration: configuration)
+        let base = state.withLockedValue { $0.base }
+        var channel: TLSChannel<MQTTWebSocketChannel>?
+        if let base {
+            channel = try TLSChannel(base, tlsConfiguration: configuration)
+        } else {
+            _ = try NIOSSLContext(configuration: configuration)
+        }
         state.withLockedValue { state in
             state.configuration = configuration
-            state.channel = nil
+            state.channel = channel
         }
     }
 
@@ -70,6 +78,7 @@ final class HTTPSChannels: Sendable {
         try state.withLockedValue { state in
             if let channel = state.channel { return channel }
             let channel = try TLSChannel(base, tlsConfiguration: state.configuration)
+            state.base = base
             state.channel = channel
             return channel
         }

@@ -49,7 +49,7 @@ final class BrokerMetrics: Sendable {
         }
         self.droppedCounters = dropped
         var refused: [String: Counter] = [:]
-        for reason in ["auth", "protocol", "limit"] {
+        for reason in ["auth", "protocol", "limit", "tls"] {
             refused[reason] = Counter(label: "mqtt_connections_refused_total", dimensions: [("reason", reason)])
         }
         self.connectionsRefused = refused

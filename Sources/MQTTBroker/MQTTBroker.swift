@@ -51,7 +51,7 @@ public final class MQTTBroker: Service, Sendable {
     private let listeners = NIOLockedValueBox<[any Channel]>([])
     private let sysTask = NIOLockedValueBox<[RepeatedTask]>([])
 
-    /// Creates a broker. Call ``bind(host:port:tlsContext:)`` to listen, or
+    /// Creates a broker. Call ``bind(host:port:tlsContext:)`` (or ``bind(host:port:tls:)``) to listen, or
     /// ``addConnectionHandler(to:transport:)`` to serve channels set up elsewhere (WebSocket).
     public init(
         configuration: BrokerConfiguration = .init(),
@@ -117,7 +117,15 @@ public final class MQTTBroker: Service, Sendable {
     /// Listens for MQTT over TCP (or TLS when `tlsContext` is given) on `host:port`; port 0
     /// picks a free port.
     public func bind(host: String, port: Int, tlsContext: NIOSSLContext? = nil) async throws -> MQTTListener {
-        let transport: MQTTTransport = tlsContext == nil ? .tcp : .tls
+        try await bind(host: host, port: port, tls: tlsContext.map { MQTTTLSContextProvider($0) })
+    }
+
+    /// Listens for MQTT over TLS (or TCP when `tls` is nil) on `host:port`; port 0 picks a free
+    /// port. Each connection uses the provider's context of the moment it is accepted, so the
+    /// certificate can be replaced while the listener runs. Clients that fail the handshake are
+    /// closed with one log line; a verified client certificate reaches the
+    /// ``MQTTAuthenticator`` in ``MQTTAuthenticationRequest/certificate``.
+    public func bind(host: String, port: Int, tls: MQTTTLSContextProvider?) async throws -> MQTTListener {
         let channel = try await ServerBootstrap(group: eventLoopGroup)
             .serverChannelOption(ChannelOptions.backlog, value: 4096)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
@@ -131,10 +139,11 @@ public final class MQTTBroker: Service, Sendable {
             )
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    if let tlsContext {
-                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tlsContext))
+                    if let tls {
+                        try self.addTLSHandlers(to: channel, tls: tls)
+                    } else {
+                        try self.addConnectionHandler(to: channel, transport: .tcp)
                     }
-                    try self.addConnectionHandler(to: channel, transport: transport)
                 }
             }
             .bind(host: host, port: port)

@@ -11,9 +11,10 @@ import Prometheus
 import ServiceLifecycle
 import UnixSignals
 
-/// The `meridian serve` process: the MQTT broker (TCP, and WebSocket on the HTTP port) and the
-/// HTTP server, on one shared event-loop group, run by one `ServiceGroup` that shuts everything
-/// down gracefully on SIGTERM/SIGINT.
+/// The `meridian serve` process: the MQTT broker (TCP, and WebSocket on the HTTP port; with TLS
+/// also MQTT over TLS, and secure WebSocket on the HTTPS port) and the HTTP(S) server, on one
+/// shared event-loop group, run by one `ServiceGroup` that shuts everything down gracefully on
+/// SIGTERM/SIGINT. SIGHUP reloads the TLS certificate.
 public struct MeridianApplication: Sendable {
     public let configuration: MeridianConfiguration
     public let logger: Logger
@@ -25,15 +26,35 @@ public struct MeridianApplication: Sendable {
 
     /// The addresses the server ended up listening on.
     public struct Endpoints: Sendable {
+        /// The MQTT over TCP port.
         public var mqttPort: Int
+        /// The HTTP (and WebSocket) port.
         public var httpPort: Int
+        /// The MQTT over TLS port; nil when TLS is disabled.
+        public var mqttsPort: Int?
+        /// The HTTPS (and secure WebSocket) port; nil when TLS is disabled.
+        public var httpsPort: Int?
 
-        /// The start-up line scripts read: `listening mqtt=… http=…`.
-        public var listeningLine: String { "listening mqtt=\(mqttPort) http=\(httpPort)" }
+        /// Endpoints with these ports (no TLS ports: TLS disabled).
+        public init(mqttPort: Int, httpPort: Int, mqttsPort: Int? = nil, httpsPort: Int? = nil) {
+            self.mqttPort = mqttPort
+            self.httpPort = httpPort
+            self.mqttsPort = mqttsPort
+            self.httpsPort = httpsPort
+        }
+
+        /// The start-up line scripts read: `listening mqtt=… http=…`, then `mqtts=… https=…`
+        /// when TLS is enabled.
+        public var listeningLine: String {
+            var line = "listening mqtt=\(mqttPort) http=\(httpPort)"
+            if let mqttsPort { line += " mqtts=\(mqttsPort)" }
+            if let httpsPort { line += " https=\(httpsPort)" }
+            return line
+        }
     }
 
     /// Runs until SIGTERM/SIGINT, printing the `listening` line on stdout once every listener
-    /// is bound.
+    /// is bound. SIGHUP reloads the TLS certificate.
     public func run() async throws {
         try await run(gracefulShutdownSignals: [.sigterm, .sigint]) { endpoints in
             // Unbuffered, so scripts reading a pipe see it at once.
@@ -70,6 +91,17 @@ public struct MeridianApplication: Sendable {
         if brokerConfiguration.version == BrokerConfiguration().version {
             brokerConfiguration.version = "meridian \(MeridianVersion.current)"
         }
+        // The certificate comes first: a missing or bad one stops start-up before any port is
+        // bound. SIGHUP is trapped before the `listening` line, so it never ends the process.
+        var tls: TLSService?
+        if configuration.tls.enabled {
+            tls = try TLSService(
+                configuration: configuration.tls,
+                dataDirectory: configuration.dataDirectory,
+                logger: logger
+            )
+        }
+        let hangUps = await UnixSignalsSequence(trapping: .sighup)
         let store = try openSessionStore(durability: brokerConfiguration.durability)
         let broker = MQTTBroker(configuration: brokerConfiguration, eventLoopGroup: group, sessionStore: store, logger: logger)
         if store != nil {
@@ -93,12 +125,38 @@ public struct MeridianApplication: Sendable {
         } catch {
             throw MeridianStartupError("cannot listen for MQTT on \(network.bind):\(network.mqttPort): \(error)")
         }
+        var mqttsPort: Int?
+        if let tls {
+            do {
+                mqttsPort = try await broker.bind(host: network.bind, port: network.mqttsPort, tls: tls.mqtt).port
+            } catch {
+                throw MeridianStartupError(
+                    "cannot listen for MQTT over TLS on \(network.bind):\(network.mqttsPort): \(error)"
+                )
+            }
+        }
         let readiness = ManagedAtomic(false)
-        let router = Router()
+        let router = Router(context: MeridianRequestContext.self)
         ServerRoutes.add(to: router, readiness: readiness, registry: registry, mqttPath: network.webSocketPath)
+        TLSAdminRoutes.add(to: router, tls: tls)
         let path = network.webSocketPath
-        let mqttPort = mqttListener.port
         let logger = self.logger
+        let dataDirectory = configuration.dataDirectory
+        let listening = ListeningPorts(
+            endpoints: Endpoints(mqttPort: mqttListener.port, httpPort: network.httpPort, mqttsPort: mqttsPort),
+            awaitingHTTPS: tls != nil
+        ) { endpoints in
+            readiness.store(true, ordering: .relaxed)
+            var metadata: Logger.Metadata = [
+                "mqtt.port": "\(endpoints.mqttPort)",
+                "http.port": "\(endpoints.httpPort)",
+                "data_dir": "\(dataDirectory)",
+            ]
+            if let port = endpoints.mqttsPort { metadata["mqtts.port"] = "\(port)" }
+            if let port = endpoints.httpsPort { metadata["https.port"] = "\(port)" }
+            logger.info("meridian started", metadata: metadata)
+            await onListening(endpoints)
+        }
         let app = Application(
             router: router,
             server: HTTPServerBuilder { responder in
@@ -106,28 +164,48 @@ public struct MeridianApplication: Sendable {
             },
             configuration: .init(address: .hostname(network.bind, port: network.httpPort), serverName: "meridian"),
             onServerRunning: { channel in
-                let httpPort = channel.localAddress?.port ?? network.httpPort
-                readiness.store(true, ordering: .relaxed)
-                logger.info(
-                    "meridian started",
-                    metadata: ["mqtt.port": "\(mqttPort)", "http.port": "\(httpPort)", "data_dir": "\(configuration.dataDirectory)"]
-                )
-                await onListening(Endpoints(mqttPort: mqttPort, httpPort: httpPort))
+                await listening.bound(http: channel.localAddress?.port ?? network.httpPort)
             },
             eventLoopGroupProvider: .shared(group),
             logger: logger
         )
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: app)]
+        if let tls {
+            let httpsApp = Application(
+                router: router,
+                server: HTTPServerBuilder { responder in
+                    HTTPSChildChannel(
+                        base: MQTTWebSocketChannel(
+                            responder: responder,
+                            broker: broker,
+                            path: path,
+                            transport: .secureWebSocket
+                        ),
+                        channels: tls.https,
+                        logger: logger
+                    )
+                },
+                configuration: .init(address: .hostname(network.bind, port: network.httpsPort), serverName: "meridian"),
+                onServerRunning: { channel in
+                    await listening.bound(https: channel.localAddress?.port ?? network.httpsPort)
+                },
+                eventLoopGroupProvider: .shared(group),
+                logger: logger
+            )
+            services.append(.init(service: httpsApp))
+        }
         let shutdownNotice = ShutdownNotice(readiness: readiness, logger: logger)
+        // Graceful shutdown runs in reverse order: readiness drops first, then the broker
+        // disconnects every MQTT client (WebSocket ones included, which the HTTP servers would
+        // otherwise wait for), then the HTTP servers stop.
+        services += [
+            .init(service: broker),
+            .init(service: ReloadOnHangUp(signals: hangUps, tls: tls, logger: logger)),
+            .init(service: shutdownNotice),
+        ]
         let serviceGroup = ServiceGroup(
             configuration: .init(
-                // Graceful shutdown runs in reverse order: readiness drops first, then the broker
-                // disconnects every MQTT client (WebSocket ones included, which the HTTP server
-                // would otherwise wait for), then the HTTP server stops.
-                services: [
-                    .init(service: app),
-                    .init(service: broker),
-                    .init(service: shutdownNotice),
-                ],
+                services: services,
                 gracefulShutdownSignals: gracefulShutdownSignals,
                 cancellationSignals: [],
                 logger: logger
@@ -149,6 +227,41 @@ extension MeridianApplication {
         } catch let error as SQLiteSessionStore.OpenError {
             throw MeridianStartupError(error.description)
         }
+    }
+}
+
+/// Collects the ports of the HTTP and HTTPS servers (each reports when it is running) and calls
+/// `onComplete` once, when every listener is bound.
+private actor ListeningPorts {
+    private var endpoints: Endpoints
+    private var awaitingHTTP = true
+    private var awaitingHTTPS: Bool
+    private let onComplete: @Sendable (MeridianApplication.Endpoints) async -> Void
+
+    typealias Endpoints = MeridianApplication.Endpoints
+
+    init(endpoints: Endpoints, awaitingHTTPS: Bool, onComplete: @escaping @Sendable (Endpoints) async -> Void) {
+        self.endpoints = endpoints
+        self.awaitingHTTPS = awaitingHTTPS
+        self.onComplete = onComplete
+    }
+
+    func bound(http port: Int) async {
+        endpoints.httpPort = port
+        awaitingHTTP = false
+        await completeIfReady()
+    }
+
+    func bound(https port: Int) async {
+        endpoints.httpsPort = port
+        awaitingHTTPS = false
+        await completeIfReady()
+    }
+
+    private func completeIfReady() async {
+        guard !awaitingHTTP, !awaitingHTTPS else { return }
+        awaitingHTTP = true  // once only
+        await onComplete(endpoints)
     }
 }
 

@@ -22,6 +22,12 @@ struct ConfigurationOptions: ParsableArguments {
     @Option(help: Self.help(for: "network.http_port", valueName: "port"))
     var httpPort: String?
 
+    @Option(help: Self.help(for: "network.mqtts_port", valueName: "port"))
+    var mqttsPort: String?
+
+    @Option(help: Self.help(for: "network.https_port", valueName: "port"))
+    var httpsPort: String?
+
     @Option(help: Self.help(for: "data_dir", valueName: "path"))
     var dataDir: String?
 
@@ -53,6 +59,8 @@ struct ConfigurationOptions: ParsableArguments {
             ("network.bind", bind),
             ("network.mqtt_port", mqttPort),
             ("network.http_port", httpPort),
+            ("network.mqtts_port", mqttsPort),
+            ("network.https_port", httpsPort),
             ("data_dir", dataDir),
             ("log_level", logLevel),
             ("broker.durability", durability),

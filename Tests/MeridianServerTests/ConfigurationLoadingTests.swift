@@ -329,7 +329,7 @@ struct ConfigurationLoadingTests {
             "[broker.limits]\nmax_connections = 5",
             "unknown key broker.limits.max_connections (m.toml line 2); did you mean broker.limits.maximum_connections?"
         ),
-        ("[tls]\nenabled = true", "unknown key tls.enabled (m.toml line 2)"),
+        ("[cluster]\nenabled = true", "unknown key cluster.enabled (m.toml line 2)"),
         (
             "[network]\nmqtt_port = 1883\nhttp_port = 1883",
             "network.http_port = 1883 (m.toml line 3) is the same as network.mqtt_port (m.toml line 2): the two listeners need different ports"

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import contract
+import pki
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KIND = os.environ.get("MERIDIAN_TEST_BROKER", "meridian").strip().lower() or "meridian"
@@ -97,6 +98,7 @@ class Broker:
         self.extra_args = list(extra_args or [])
         self.proc: subprocess.Popen | None = None
         self.ports: dict[str, int] = {}
+        self.ready_line = ""
         self.generation = 0
         self.stderr_path: Path | None = None
         self.start()
@@ -118,6 +120,27 @@ class Broker:
     @property
     def ws_port(self) -> int:
         return self.ports["http"]
+
+    @property
+    def mqtts_port(self) -> int | None:
+        """MQTT over TLS; None when the broker runs without TLS."""
+        return self.ports.get(contract.READY_KEY_MQTTS)
+
+    @property
+    def https_port(self) -> int | None:
+        """HTTPS, with MQTT over secure WebSocket at /mqtt; None without TLS."""
+        return self.ports.get(contract.READY_KEY_HTTPS)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.workdir / "data"
+
+    @property
+    def server_certificate(self) -> Path:
+        """The PEM file a client trusts to reach the TLS listeners: the configured
+        certificate, or the self-signed one in the data dir."""
+        configured = self.settings.get(contract.SETTING_TLS_CERTIFICATE)
+        return Path(configured) if configured else self.data_dir / contract.GENERATED_CERTIFICATE
 
     def stderr_text(self, limit: int = 20000) -> str:
         if self.stderr_path is None or not self.stderr_path.exists():
@@ -195,6 +218,7 @@ class Broker:
             self._fail_start(f"it exited with code {self.proc.returncode} before printing "
                              f"`{contract.READY_PREFIX} mqtt=<port> http=<port>`; "
                              f"stdout: {lines!r}")
+        self.ready_line = ready_lines[0]
         pairs = dict(item.split("=", 1) for item in ready_lines[0].split()[1:] if "=" in item)
         try:
             self.ports = {key: int(value) for key, value in pairs.items()}
@@ -204,9 +228,36 @@ class Broker:
             if not self.ports.get(key):
                 self._fail_start(f"readiness line {ready_lines[0]!r} has no {key}=<port>")
 
+    def _mosquitto_tls(self) -> tuple[bool, list[str]]:
+        """Meridian's tls.* settings as Mosquitto listener options (certificate files, client
+        CA, require_certificate); a self-signed certificate in the data dir like Meridian's
+        when none is configured. Returns (enabled, options)."""
+        settings = self.settings
+        if settings.get(contract.SETTING_TLS_ENABLED, "true").lower() == "false":
+            return False, []
+        certificate = settings.get(contract.SETTING_TLS_CERTIFICATE)
+        key = settings.get(contract.SETTING_TLS_PRIVATE_KEY)
+        if not certificate:
+            certificate = str(self.data_dir / contract.GENERATED_CERTIFICATE)
+            key = str(self.data_dir / contract.GENERATED_KEY)
+            if not Path(certificate).exists():
+                pki.self_signed_server(Path(certificate), Path(key))
+        options = [f"certfile {certificate}", f"keyfile {key}", "tls_version tlsv1.2"]
+        client_auth = settings.get(contract.SETTING_TLS_CLIENT_AUTH, "none")
+        if client_auth == "optional":
+            pytest.skip("tls.client_auth = optional has no Mosquitto equivalent")
+        if client_auth == "required":
+            options += [f"cafile {settings[contract.SETTING_TLS_CLIENT_CA]}",
+                        "require_certificate true"]
+        return True, options
+
     def _start_mosquitto(self, run_dir: Path) -> None:
+        self.data_dir.mkdir(exist_ok=True)
+        tls_enabled, tls_options = self._mosquitto_tls()
         options = {}
         for key, value in self.settings.items():
+            if key.startswith("tls."):
+                continue
             option = contract.MOSQUITTO_EQUIVALENTS.get(key)
             if option is None:
                 pytest.skip(f"setting {key} has no Mosquitto equivalent")
@@ -217,6 +268,7 @@ class Broker:
         last_error = ""
         for _attempt in range(5):  # a free port can be taken between probe and bind
             mqtt_port, ws_port = free_port(), free_port()
+            mqtts_port, https_port = free_port(), free_port()
             conf = run_dir / "mosquitto.conf"
             lines = [
                 "per_listener_settings false",
@@ -234,16 +286,23 @@ class Broker:
                 f"listener {ws_port} 127.0.0.1",
                 "protocol websockets",
             ]
+            if tls_enabled:
+                lines += [f"listener {mqtts_port} 127.0.0.1", "protocol mqtt", *tls_options,
+                          f"listener {https_port} 127.0.0.1", "protocol websockets",
+                          *tls_options]
             if os.geteuid() == 0:
                 lines.insert(0, "user root")  # else mosquitto switches to user `mosquitto`
             conf.write_text("\n".join(lines) + "\n")
             self._spawn([mosquitto_binary(), "-c", str(conf)])
             deadline = time.monotonic() + contract.READY_TIMEOUT
-            waiting = [mqtt_port, ws_port]
+            waiting = [mqtt_port, ws_port] + ([mqtts_port, https_port] if tls_enabled else [])
             while time.monotonic() < deadline and self.proc.poll() is None:
                 waiting = [p for p in waiting if not _accepts(self.host, p)]
                 if not waiting:
                     self.ports = {"mqtt": mqtt_port, "http": ws_port}
+                    if tls_enabled:
+                        self.ports[contract.READY_KEY_MQTTS] = mqtts_port
+                        self.ports[contract.READY_KEY_HTTPS] = https_port
                     return
                 time.sleep(0.02)
             last_error = self.stderr_text()

@@ -8,16 +8,19 @@ import os
 # --- `meridian serve` -------------------------------------------------------------------
 # Flags every `meridian serve` started by the suite gets (the ports are chosen by the OS).
 SERVE_ARGS = ["serve", "--bind", "127.0.0.1", "--mqtt-port", "0", "--http-port", "0",
+              "--mqtts-port", "0", "--https-port", "0",
               "--log-level", "info"]  # + "--data-dir", <tmp>
 # Settings passed as `--set key=value` to every broker the suite starts.
 DEFAULT_SETTINGS = {"broker.sys_interval": "1"}
-# The readiness line on stdout: `listening mqtt=<port> http=<port> [key=value ...]`.
+# The readiness line on stdout: `listening mqtt=<port> http=<port> [key=value ...]`; with
+# TLS enabled (the default) `mqtts=<port> https=<port>` follow.
 READY_PREFIX = "listening"
 READY_TIMEOUT = 60.0  # seconds to wait for it
 STOP_TIMEOUT = 10.0  # seconds SIGTERM may take before the process must have exited 0
 
 # Options `meridian serve --help` must list.
-HELP_OPTIONS = ["--mqtt-port", "--http-port", "--bind", "--data-dir", "--config", "--log-level"]
+HELP_OPTIONS = ["--mqtt-port", "--http-port", "--mqtts-port", "--https-port", "--bind", "--data-dir",
+                "--config", "--log-level"]
 
 # Settings used by tests (`--set key=value`), and their Mosquitto equivalent (config file
 # option) for MERIDIAN_TEST_BROKER=mosquitto. A setting missing here skips under Mosquitto.
@@ -30,6 +33,26 @@ MOSQUITTO_EQUIVALENTS = {
     SETTING_MAX_PACKET_SIZE: "max_packet_size",
     SETTING_MAX_QUEUED: "max_queued_messages",
 }
+
+# --- TLS ----------------------------------------------------------------------------------
+# Keys of the readiness line for the TLS listeners (MQTT over TLS; HTTPS with MQTT over
+# secure WebSocket at WS_PATH).
+READY_KEY_MQTTS = "mqtts"
+READY_KEY_HTTPS = "https"
+SETTING_TLS_ENABLED = "tls.enabled"
+SETTING_TLS_CERTIFICATE = "tls.certificate"
+SETTING_TLS_PRIVATE_KEY = "tls.private_key"
+SETTING_TLS_CLIENT_CA = "tls.client_ca"
+SETTING_TLS_CLIENT_AUTH = "tls.client_auth"  # none | optional | required
+# The self-signed certificate generated when none is configured, under the data dir.
+GENERATED_CERTIFICATE = "tls/server.crt"
+GENERATED_KEY = "tls/server.key"
+# Reload of certificate, key and client CA (loopback clients only), besides SIGHUP.
+TLS_RELOAD_PATH = "/admin/tls/reload"
+# Log lines (stderr) the TLS tests look for.
+LOG_TLS_HANDSHAKE_FAILED = "TLS handshake failed"
+LOG_TLS_RELOADED = "TLS certificate reloaded"
+LOG_TLS_RELOAD_FAILED = "TLS reload failed"
 
 # --- WebSocket ----------------------------------------------------------------------------
 WS_PATH = "/mqtt"  # on the http port, subprotocol "mqtt" (paho sends it)

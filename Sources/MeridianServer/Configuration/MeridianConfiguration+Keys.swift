@@ -46,6 +46,20 @@ extension MeridianConfiguration {
             flag: "--http-port",
             help: "TCP port of the HTTP API, dashboard and MQTT over WebSocket; 0 picks a free port."
         ),
+        .integer(
+            "network.mqtts_port",
+            \.network.mqttsPort,
+            range: 0...65535,
+            flag: "--mqtts-port",
+            help: "TCP port of the MQTT over TLS listener (when tls.enabled); 0 picks a free port."
+        ),
+        .integer(
+            "network.https_port",
+            \.network.httpsPort,
+            range: 0...65535,
+            flag: "--https-port",
+            help: "TCP port of HTTPS: the HTTP routes and MQTT over secure WebSocket (when tls.enabled); 0 picks a free port."
+        ),
         .string(
             "network.websocket_path",
             \.network.webSocketPath,
@@ -64,6 +78,37 @@ extension MeridianConfiguration {
             \.network.eventLoopThreads,
             range: 0...1024,
             help: "Event-loop threads serving connections; 0 = one per CPU core the process may use (CPU affinity and cgroup limits respected)."
+        ),
+
+        // [tls]
+        .boolean(
+            "tls.enabled",
+            \.tls.enabled,
+            help: "Serve MQTT over TLS (network.mqtts_port) and HTTPS with secure WebSocket (network.https_port)."
+        ),
+        .string(
+            "tls.certificate",
+            \.tls.certificate,
+            help: "PEM file with the server certificate, intermediates after it; empty: a self-signed one kept in tls/ in the data directory.",
+            check: { _ in nil }
+        ),
+        .string(
+            "tls.private_key",
+            \.tls.privateKey,
+            help: "PEM file with the server certificate's private key; set together with tls.certificate.",
+            check: { _ in nil }
+        ),
+        .string(
+            "tls.client_ca",
+            \.tls.clientCA,
+            help: "PEM file with the certificate authorities that client certificates must chain to.",
+            check: { _ in nil }
+        ),
+        .choice(
+            "tls.client_auth",
+            \.tls.clientAuthentication,
+            MeridianConfiguration.TLS.ClientAuthentication.allCases.map { (word: $0.rawValue, value: $0) },
+            help: "none: no client certificates; optional: verified against tls.client_ca when presented; required: every TLS client (MQTT and HTTPS) must present one."
         ),
 
         // [broker]

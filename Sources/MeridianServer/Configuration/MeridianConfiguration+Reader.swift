@@ -245,18 +245,31 @@ extension MeridianConfiguration {
 
     private static func crossKeyErrors(_ resolved: ResolvedConfiguration) -> [ConfigurationError] {
         var errors: [ConfigurationError] = []
-        let network = resolved.configuration.network
-        if network.mqttPort != 0, network.mqttPort == network.httpPort,
-            let mqtt = key(named: "network.mqtt_port"), let http = key(named: "network.http_port")
-        {
-            let mqttSource = resolved.source(of: mqtt)
-            let httpSource = resolved.source(of: http)
+        let configuration = resolved.configuration
+        let network = configuration.network
+        var listeners: [(name: String, port: Int)] = [
+            ("network.mqtt_port", network.mqttPort),
+            ("network.http_port", network.httpPort),
+        ]
+        if configuration.tls.enabled {
+            listeners += [("network.mqtts_port", network.mqttsPort), ("network.https_port", network.httpsPort)]
+        }
+        for (index, listener) in listeners.enumerated() where listener.port != 0 {
+            guard let earlier = listeners[..<index].first(where: { $0.port == listener.port }),
+                var first = key(named: earlier.name), var second = key(named: listener.name)
+            else { continue }
+            // Blame the key that was set over the one left at its default.
+            if resolved.source(of: second) == .defaultValue && resolved.source(of: first) != .defaultValue {
+                swap(&first, &second)
+            }
+            let firstSource = resolved.source(of: first)
+            let secondSource = resolved.source(of: second)
             errors.append(
                 .conflict(
-                    key: http.name,
-                    source: httpSource,
-                    message: "network.http_port = \(network.httpPort) (\(httpSource)) is the same as "
-                        + "network.mqtt_port (\(mqttSource)): the two listeners need different ports"
+                    key: second.name,
+                    source: secondSource,
+                    message: "\(second.name) = \(listener.port) (\(secondSource)) is the same as "
+                        + "\(first.name) (\(firstSource)): the two listeners need different ports"
                 )
             )
         }

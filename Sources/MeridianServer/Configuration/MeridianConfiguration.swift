@@ -17,6 +17,11 @@ public struct MeridianConfiguration: Sendable {
         public var mqttPort: Int = 1883
         /// TCP port of the HTTP API, the dashboard and MQTT over WebSocket; 0 picks a free port.
         public var httpPort: Int = 8080
+        /// TCP port of the MQTT over TLS listener (when ``TLS/enabled``); 0 picks a free port.
+        public var mqttsPort: Int = 8883
+        /// TCP port of HTTPS: the HTTP port's routes and MQTT over secure WebSocket (when
+        /// ``TLS/enabled``); 0 picks a free port.
+        public var httpsPort: Int = 8443
         /// HTTP path where MQTT over WebSocket is accepted.
         public var webSocketPath: String = "/mqtt"
         /// Event-loop threads serving connections; 0 = one per core the process may run on.
@@ -25,8 +30,38 @@ public struct MeridianConfiguration: Sendable {
         public init() {}
     }
 
+    /// The TLS listeners (MQTT over TLS, HTTPS and secure WebSocket): certificate, key and
+    /// client-certificate verification.
+    public struct TLS: Sendable {
+        /// Whether to serve MQTT over TLS and HTTPS at all.
+        public var enabled: Bool = true
+        /// PEM file with the server certificate (and any intermediates after it); empty means
+        /// a self-signed certificate generated in the data directory.
+        public var certificate: String = ""
+        /// PEM file with the certificate's private key; empty together with ``certificate``.
+        public var privateKey: String = ""
+        /// PEM file with the certificate authorities client certificates must chain to.
+        public var clientCA: String = ""
+        /// Whether clients are asked for a certificate.
+        public var clientAuthentication: ClientAuthentication = .none
+
+        /// Whether TLS clients are asked for a certificate.
+        public enum ClientAuthentication: String, Sendable, CaseIterable {
+            /// Client certificates are not requested.
+            case none
+            /// A client may present a certificate; if it does, it must chain to ``TLS/clientCA``.
+            case optional
+            /// A client must present a certificate that chains to ``TLS/clientCA``.
+            case required
+        }
+
+        public init() {}
+    }
+
     /// Listener addresses and ports.
     public var network = Network()
+    /// TLS listeners and certificates.
+    public var tls = TLS()
     /// Directory holding the server's state (database, time series, broker sessions).
     public var dataDirectory: String = "./meridian-data"
     /// Lowest level of log messages written to standard error.

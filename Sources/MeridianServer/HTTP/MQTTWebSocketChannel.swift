@@ -11,6 +11,10 @@ import NIOWebSocket
 /// The HTTP port's child channel: plain HTTP/1.1 for the API, or — for a WebSocket upgrade on
 /// the MQTT path asking for the `mqtt` subprotocol — MQTT over WebSocket handled by the broker's
 /// own channel handler, so WebSocket clients get the same code path as TCP clients.
+///
+/// On the HTTPS port (behind HummingbirdTLS's `TLSChannel`) the transport is
+/// `.secureWebSocket`, and the client certificate verified in the TLS handshake, if any, goes
+/// with the connection to the broker's authenticator.
 struct MQTTWebSocketChannel: ServerChildChannel, HTTPChannelHandler {
     enum UpgradeResult: Sendable {
         case mqtt(any Channel)
@@ -30,11 +34,19 @@ struct MQTTWebSocketChannel: ServerChildChannel, HTTPChannelHandler {
     let broker: MQTTBroker
     let path: String
     let maximumFrameSize: Int
+    /// `.webSocket` on the HTTP port, `.secureWebSocket` on the HTTPS port.
+    let transport: MQTTTransport
 
-    init(responder: @escaping HTTPChannelHandler.Responder, broker: MQTTBroker, path: String) {
+    init(
+        responder: @escaping HTTPChannelHandler.Responder,
+        broker: MQTTBroker,
+        path: String,
+        transport: MQTTTransport = .webSocket
+    ) {
         self.responder = responder
         self.broker = broker
         self.path = path
+        self.transport = transport
         self.maximumFrameSize = max(broker.configuration.limits.maximumPacketSize, 1 << 16)
     }
 
@@ -42,6 +54,7 @@ struct MQTTWebSocketChannel: ServerChildChannel, HTTPChannelHandler {
         channel.eventLoop.makeCompletedFuture {
             let path = self.path
             let broker = self.broker
+            let transport = self.transport
             let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
                 maxFrameSize: maximumFrameSize,
                 shouldUpgrade: { channel, head in
@@ -58,8 +71,10 @@ struct MQTTWebSocketChannel: ServerChildChannel, HTTPChannelHandler {
                 },
                 upgradePipelineHandler: { channel, _ in
                     channel.eventLoop.makeCompletedFuture {
+                        let secure = transport == .secureWebSocket
+                        let certificate = secure ? try MQTTPeerCertificate.verifiedPeer(of: channel) : nil
                         try channel.pipeline.syncOperations.addHandler(WebSocketMQTTHandler())
-                        try broker.addConnectionHandler(to: channel, transport: .webSocket)
+                        try broker.addConnectionHandler(to: channel, transport: transport, peerCertificate: certificate)
                         return UpgradeResult.mqtt(channel)
                     }
                 }
@@ -68,7 +83,8 @@ struct MQTTWebSocketChannel: ServerChildChannel, HTTPChannelHandler {
                 upgraders: [upgrader],
                 notUpgradingCompletionHandler: { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+                        let codec = HTTP1ToHTTPServerCodec(secure: transport == .secureWebSocket)
+                        try channel.pipeline.syncOperations.addHandler(codec)
                         let asyncChannel = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
                             wrappingChannelSynchronously: channel,
                             configuration: .init(isOutboundHalfClosureEnabled: true)

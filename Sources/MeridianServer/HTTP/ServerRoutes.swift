@@ -6,7 +6,7 @@ import Prometheus
 
 /// Health, readiness and metrics endpoints.
 enum ServerRoutes {
-    static func add(to router: Router<BasicRequestContext>, readiness: ManagedAtomic<Bool>, registry: PrometheusCollectorRegistry, mqttPath: String) {
+    static func add<Context: RequestContext>(to router: Router<Context>, readiness: ManagedAtomic<Bool>, registry: PrometheusCollectorRegistry, mqttPath: String) {
         router.get("/healthz") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: "ok\n")))
         }

@@ -197,7 +197,7 @@ struct ScriptedServerTests {
                 $0.pingTimeout = .milliseconds(500)
             }
             let connection = try await connect(client, to: server)
-            try await connection.next(.pingreq, within: .seconds(3))
+            try await connection.next(.pingreq, within: .seconds(15))
             let reason = await client.waitUntilClosed()
             #expect(reason.error?.code == .keepAliveTimeout)
         }

@@ -139,7 +139,7 @@ struct TLSServerTests {
             #expect(endpoints.mqttsPort == nil)
             #expect(endpoints.httpsPort == nil)
             #expect(endpoints.listeningLine == "listening mqtt=\(endpoints.mqttPort) http=\(endpoints.httpPort)")
-            let answer = try httpRequest("POST", "/admin/tls/reload", port: endpoints.httpPort)
+            let answer = try await httpRequest("POST", "/admin/tls/reload", port: endpoints.httpPort)
             #expect(answer.status == 409)
             #expect(answer.json["field"] as? String == "tls.enabled")
         }
@@ -172,7 +172,7 @@ struct TLSServerTests {
             // A good new pair, through the endpoint.
             _ = try directory.write("server.pem", second.certificate)
             _ = try directory.write("server-key.pem", second.privateKey)
-            let answer = try httpRequest("POST", "/admin/tls/reload", port: endpoints.httpPort)
+            let answer = try await httpRequest("POST", "/admin/tls/reload", port: endpoints.httpPort)
             #expect(answer.status == 200)
             let secondFingerprint = try fingerprint(ofPEM: second.certificate)
             #expect(answer.json["fingerprint"] as? String == secondFingerprint)
@@ -189,7 +189,7 @@ struct TLSServerTests {
 
             // A key that does not match: 500 naming tls.private_key, the second certificate stays.
             _ = try directory.write("server-key.pem", first.privateKey)
-            let refused = try httpRequest("POST", "/admin/tls/reload", port: endpoints.httpPort)
+            let refused = try await httpRequest("POST", "/admin/tls/reload", port: endpoints.httpPort)
             #expect(refused.status == 500)
             #expect(refused.contentType == "application/problem+json")
             #expect(refused.json["field"] as? String == "tls.private_key")
@@ -200,9 +200,9 @@ struct TLSServerTests {
             // Garbage in the certificate file: same.
             _ = try directory.write("server-key.pem", second.privateKey)
             _ = try directory.write("server.pem", "not a certificate\n")
-            let garbage = try httpRequest("POST", "/admin/tls/reload", port: endpoints.httpsPort ?? 0)
+            let garbage = try await httpRequest("POST", "/admin/tls/reload", port: endpoints.httpsPort ?? 0)
             #expect(garbage.status == 0)  // the HTTPS port needs TLS: the plain request gets no HTTP answer
-            let garbageOverHTTP = try httpRequest("POST", "/admin/tls/reload", port: endpoints.httpPort)
+            let garbageOverHTTP = try await httpRequest("POST", "/admin/tls/reload", port: endpoints.httpPort)
             #expect(garbageOverHTTP.status == 500)
             #expect(garbageOverHTTP.json["field"] as? String == "tls.certificate")
 

@@ -189,7 +189,19 @@ struct HTTPAnswer {
 }
 
 /// Sends a bodiless HTTP/1.1 request to 127.0.0.1:`port` over a plain socket.
-func httpRequest(_ method: String, _ path: String, port: Int) throws -> HTTPAnswer {
+///
+/// The socket calls block, so they run on a thread of their own: blocking one of the few threads
+/// of Swift's cooperative pool would starve the server's own route handlers, which run there too.
+func httpRequest(_ method: String, _ path: String, port: Int) async throws -> HTTPAnswer {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread {
+            continuation.resume(with: Result { try blockingHTTPRequest(method, path, port: port) })
+        }
+        thread.start()
+    }
+}
+
+private func blockingHTTPRequest(_ method: String, _ path: String, port: Int) throws -> HTTPAnswer {
     let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard descriptor >= 0 else { throw POSIXError(.EIO) }
     defer { close(descriptor) }

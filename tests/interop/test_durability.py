@@ -15,6 +15,7 @@ what the clients were promised:
 - Retained messages: the last acknowledged value of every topic survives, and so does an
   acknowledged delete.
 - Subscriptions (and an unsubscribe) acknowledged by SUBACK (UNSUBACK) survive.
+- The will of a persistent client connected at the crash is published after the restart.
 - `--durability strict` syncs before acknowledging (fsync/fdatasync counted with strace: a
   kill -9 cannot tell a sync from a write the OS still holds).
 - `--durability none` keeps nothing (documents the mode).
@@ -777,6 +778,39 @@ def test_subscriptions_survive_kill(broker_factory, version):
         f"after kill -9 and restart ({recovered}) expected the queued message and the live "
         f"ones on the kept subscriptions, with their QoS (1 and 2), and nothing on the "
         f"unsubscribed filter; got {delivered}")
+
+
+# --------------------------------------------------------------------------- wills
+
+def test_will_of_client_connected_at_kill_is_published(broker_factory):
+    """A persistent client with a will is connected when the broker is killed: its connection
+    ended without DISCONNECT, so after the restart its will is published, once, and reaches a
+    persistent subscriber that was offline (and whose session was created after the client's,
+    so it is recovered after it)."""
+    b = broker_factory()
+    will = mp.Will("dur/will", payload_of(7), qos=1)
+    w = Connection.__new__(Connection)  # connect by hand: Connection has no will parameter
+    w.version, w.client_id, w.buf, w.lost = mp.V311, new_client_id("dur-will"), bytearray(), False
+    w.sock = socket.create_connection((b.host, b.mqtt_port), timeout=SLOW)
+    w.send(mp.connect(w.client_id, version=mp.V311, clean=False, will=will))
+    p = w.next(SLOW)
+    assert p is not None and mp.parse_connack(p, mp.V311)[1] == 0, f"CONNACK {p!r}"
+    sub = Subscriber(mp.V311)
+    sub.connect(b)
+    sub.conn.subscribe([("dur/will", 1)])
+    sub.conn.disconnect()
+    os.kill(b.pid, signal.SIGKILL)
+    w.close()
+    recovered = restart_after_crash(b)
+    try:
+        assert sub.connect(b), f"subscriber's session lost ({recovered})"
+        sub.receive(until_seen={7})
+    finally:
+        sub.conn.close()
+    got = [(m["topic"], m["payload"]) for m in sub.messages]
+    assert got == [("dur/will", payload_of(7))], (
+        f"expected the will of the client connected at the crash, once; got {got} "
+        f"(recovered: {recovered})")
 
 
 # --------------------------------------------------------------------------- none

@@ -2,7 +2,7 @@ import Foundation
 import GRDB
 import MQTTBroker
 import MQTTCore
-import MeridianStorage
+@testable import MeridianStorage
 import NIOCore
 import Testing
 
@@ -56,6 +56,15 @@ struct SQLiteSessionStoreTests {
         #expect(state.messages[10] == Self.message(10, "one"))
         #expect(state.retained.map(\.topic) == ["t/11"])
         #expect(state.highestMessageID == 11 && state.highestSequence == 101 && state.highestSessionID == 3)
+    }
+
+    /// strict promises an fsync per commit: SQLite's synchronous=FULL in WAL mode. (GRDB sets
+    /// NORMAL when it enables WAL, so a setting made too early is silently lost.)
+    @Test(arguments: [(Durability.strict, 2), (.batch, 1)])
+    func synchronousLevelFollowsTheDurability(durability: Durability, level: Int) throws {
+        let store = try SQLiteSessionStore(path: Self.temporaryPath(), durability: durability)
+        defer { try? store.close() }
+        #expect(try store.synchronousLevel == level)
     }
 
     @Test func removalsAndPurge() throws {

@@ -132,15 +132,25 @@ class Broker:
         return self.ports.get(contract.READY_KEY_HTTPS)
 
     @property
-    def data_dir(self) -> Path:
-        return self.workdir / "data"
-
-    @property
     def server_certificate(self) -> Path:
         """The PEM file a client trusts to reach the TLS listeners: the configured
         certificate, or the self-signed one in the data dir."""
         configured = self.settings.get(contract.SETTING_TLS_CERTIFICATE)
         return Path(configured) if configured else self.data_dir / contract.GENERATED_CERTIFICATE
+
+    @property
+    def data_dir(self) -> Path:
+        """Meridian's --data-dir, kept across restarts (and crashes) of this broker."""
+        return self.workdir / "data"
+
+    def recovered_state(self) -> dict[str, int] | None:
+        """The key=value counts of this start's `recovered broker state` log line (Meridian),
+        or None when there is no such line."""
+        for line in self.stderr_text(limit=1_000_000).splitlines():
+            if contract.RECOVERED_LOG in line:
+                pairs = (item.split("=", 1) for item in line.split() if "=" in item)
+                return {k: int(v) for k, v in pairs if v.isdigit()}
+        return None
 
     def stderr_text(self, limit: int = 20000) -> str:
         if self.stderr_path is None or not self.stderr_path.exists():
@@ -190,7 +200,7 @@ class Broker:
             f"  --- stderr ---\n{self.stderr_text()}")
 
     def _start_meridian(self, run_dir: Path) -> None:
-        data_dir = self.workdir / "data"  # kept across restarts of this broker
+        data_dir = self.data_dir  # kept across restarts of this broker
         data_dir.mkdir(exist_ok=True)
         argv = [str(meridian_binary()), *contract.SERVE_ARGS, "--data-dir", str(data_dir)]
         for key, value in self.settings.items():
@@ -336,6 +346,23 @@ class Broker:
                            f"{signal.Signals(sig).name} (expected 0)\n"
                            f"--- stderr ---\n{self.stderr_text()}")
         return code
+
+    def crash(self) -> None:
+        """Kill the process with SIGKILL (unless a test already sent it) and reap it: a crash,
+        nothing flushed or closed. The data dir is kept; start() runs the broker on it again.
+        Fails if the process had exited by itself before."""
+        if self.proc is None:
+            return
+        proc = self.proc
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        try:
+            proc.wait(contract.STOP_TIMEOUT)
+        finally:
+            self._stderr_file.close()
+        assert proc.returncode == -signal.SIGKILL, (
+            f"{self.kind} (pid {proc.pid}) had exited with code {proc.returncode} before "
+            f"SIGKILL\n--- stderr ---\n{self.stderr_text()}")
 
     def kill(self) -> None:
         """Last-resort cleanup; no assertion."""

@@ -18,6 +18,16 @@ READY_PREFIX = "listening"
 READY_TIMEOUT = 60.0  # seconds to wait for it
 STOP_TIMEOUT = 10.0  # seconds SIGTERM may take before the process must have exited 0
 
+# Broker state (durability): `<data_dir>/broker.sqlite`, SQLite with GRDB's migration table.
+DURABILITY_FLAG = "--durability"  # strict | batch | none (key broker.durability)
+DURABILITY_MODES = ["strict", "batch", "none"]
+BROKER_STATE_FILE = "broker.sqlite"
+MIGRATIONS_TABLE = "grdb_migrations"  # column `identifier`; Meridian's rows are `broker-v<N>`
+# One stderr line at start-up (key=value metadata on the same line) when state was read.
+RECOVERED_LOG = "recovered broker state"
+RECOVERED_KEYS = ["sessions", "subscriptions", "queued", "inflight", "retained", "duration_ms"]
+STARTUP_FAILURE_EXIT = 1  # a corrupt or newer broker.sqlite stops start-up with this code
+
 # Options `meridian serve --help` must list.
 HELP_OPTIONS = ["--mqtt-port", "--http-port", "--mqtts-port", "--https-port", "--bind", "--data-dir",
                 "--config", "--log-level"]
@@ -28,6 +38,8 @@ SETTING_MAX_PACKET_SIZE = "broker.limits.maximum_packet_size"
 SETTING_MAX_QUEUED = "broker.limits.maximum_queued_messages"
 SETTING_MAX_CONNECTIONS = "broker.limits.maximum_connections"
 SETTING_SYS_INTERVAL = "broker.sys_interval"
+SETTING_DURABILITY = "broker.durability"
+SETTING_SYNC_INTERVAL = "broker.sync_interval"  # ms between fsyncs with batch durability
 MOSQUITTO_EQUIVALENTS = {
     SETTING_SYS_INTERVAL: "sys_interval",
     SETTING_MAX_PACKET_SIZE: "max_packet_size",

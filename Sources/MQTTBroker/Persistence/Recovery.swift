@@ -95,6 +95,7 @@ struct Recovery {
         let loops = core.loops
         var expired = 0
         let wallNow = wallClock.nowMilliseconds()
+        var installed: [Session] = []
         for (index, entry) in restored.values.sorted(by: { $0.record.id < $1.record.id }).enumerated() {
             let loop = loops[index % loops.count]
             let record = entry.record
@@ -104,7 +105,7 @@ struct Recovery {
             }
             let will = record.will.flatMap { messages[$0.id] }.map { PendingWill(message: $0, delay: record.willDelay) }
             let core = self.core
-            let future = loop.eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
+            let future = loop.eventLoop.flatSubmit { () -> EventLoopFuture<Session> in
                 let principal = MQTTPrincipal(clientIdentifier: record.clientIdentifier, username: record.username, attributes: record.attributes)
                 let session = Session(clientIdentifier: record.clientIdentifier, principal: principal, loop: loop, broker: core)
                 let since = loop.wallClock.deadline(at: disconnectedAt, now: loop.eventLoop.now)
@@ -122,10 +123,16 @@ struct Recovery {
                     let changes = entry.subscriptions.values.map { stored in
                         IndexChange.add(filter: stored.filter, entry: SubscriberEntry(session: session, options: stored.options, identifier: stored.identifier))
                     }
-                    return changes.isEmpty ? loop.eventLoop.makeSucceededVoidFuture() : core.applyIndexChanges(from: loop, changes)
+                    let indexed = changes.isEmpty ? loop.eventLoop.makeSucceededVoidFuture() : core.applyIndexChanges(from: loop, changes)
+                    return indexed.map { session }
                 }
             }
-            try await future.get()
+            installed.append(try await future.get())
+        }
+        // Timers only now: a will due at once must find every recovered subscription in place.
+        for loop in loops {
+            let sessions = installed.filter { $0.loop === loop }
+            try await loop.eventLoop.submit { for session in sessions { session.startRestoredTimers() } }.get()
         }
         core.metrics.sessionsChanged(to: core.registry.count)
 

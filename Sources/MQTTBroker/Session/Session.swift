@@ -542,7 +542,8 @@ final class Session: @unchecked Sendable {
     // MARK: recovery
 
     /// Restores a session read back from the session store, as disconnected since
-    /// `disconnectedSince`; its will and expiry timers run from there.
+    /// `disconnectedSince`; its will and expiry timers run from there once
+    /// ``startRestoredTimers()`` is called.
     func restore(
         expiryInterval: UInt32,
         will: PendingWill?,
@@ -564,6 +565,12 @@ final class Session: @unchecked Sendable {
         self.awaitingRelease = awaitingRelease
         stored = true
         disconnectedAt = disconnectedSince
+    }
+
+    /// Starts the will and expiry timers of a restored session. Recovery calls it once every
+    /// session is back, so that a will due at once reaches subscribers recovered after it.
+    func startRestoredTimers() {
+        eventLoop.assertInEventLoop()
         armTimer()
     }
 }

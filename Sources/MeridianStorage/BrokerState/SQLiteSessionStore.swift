@@ -29,13 +29,11 @@ public final class SQLiteSessionStore: MQTTSessionStore, Sendable {
     public init(path: String, durability: Durability) throws {
         self.path = path
         var configuration = Configuration()
-        configuration.journalMode = .wal
+        // WAL is switched on below, after the checks: GRDB's own WAL set-up writes to the file
+        // (a table created and dropped), and a file that is refused must stay untouched.
+        configuration.journalMode = .default
         configuration.busyMode = .timeout(10)
         configuration.label = "meridian.broker-state"
-        let synchronous = durability == .strict ? "FULL" : "NORMAL"
-        configuration.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
-        }
         let database: DatabaseQueue
         do {
             database = try DatabaseQueue(path: path, configuration: configuration)
@@ -56,6 +54,14 @@ public final class SQLiteSessionStore: MQTTSessionStore, Sendable {
             throw OpenError(
                 description: "\(path) was written by a newer version of Meridian (schema \(unknown.joined(separator: ", "))); refusing to start — run that version or restore a backup"
             )
+        }
+        let synchronous = durability == .strict ? "FULL" : "NORMAL"
+        try database.writeWithoutTransaction { db in
+            let mode = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
+            guard mode == "wal" else {
+                throw OpenError(description: "\(path): could not switch to write-ahead logging (journal mode \(mode ?? "unknown"))")
+            }
+            try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
         }
         try migrator.migrate(database)
         self.database = database
@@ -259,6 +265,11 @@ public final class SQLiteSessionStore: MQTTSessionStore, Sendable {
 
     public func close() throws {
         try database.close()
+    }
+
+    /// The connection's `PRAGMA synchronous` level: 2 (FULL) for strict, 1 (NORMAL) for batch.
+    var synchronousLevel: Int {
+        get throws { try database.read { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1 } }
     }
 
     // MARK: recovery

@@ -286,3 +286,10 @@ func socketTopicMatches(_ filter: String, _ topic: String) -> Bool {
     }
     return filterLevels.count == topicLevels.count
 }
+
+/// A flag one task sets and another reads.
+final class SocketFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+    var isSet: Bool { value.load(ordering: .acquiring) }
+    func set() { value.store(true, ordering: .releasing) }
+}

@@ -656,10 +656,3 @@ struct SocketTests {
         }
     }
 }
-
-/// A flag one task sets and another reads.
-private final class SocketFlag: Sendable {
-    private let value = Atomic<Bool>(false)
-    var isSet: Bool { value.load(ordering: .acquiring) }
-    func set() { value.store(true, ordering: .releasing) }
-}

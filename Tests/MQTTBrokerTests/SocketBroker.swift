@@ -29,25 +29,11 @@ final class SocketBroker: Sendable {
     /// it; shuts the broker and its group down afterwards, also when `body` throws.
     static func with<T>(
         loops: Int = 2,
+        store: (any MQTTSessionStore)? = nil,
         configure: (inout BrokerConfiguration) -> Void = { _ in },
         _ body: (SocketBroker) async throws -> T
     ) async throws -> T {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: loops)
-        var configuration = BrokerConfiguration()
-        configuration.sysInterval = 0
-        configure(&configuration)
-        var logger = Logger(label: "socket-tests")
-        logger.logLevel = .critical
-        let broker = MQTTBroker(configuration: configuration, eventLoopGroup: group, logger: logger)
-        let fixture: SocketBroker
-        do {
-            let listener = try await broker.bind(host: "127.0.0.1", port: 0)
-            broker.start()
-            fixture = SocketBroker(group: group, broker: broker, port: listener.port)
-        } catch {
-            try? await group.shutdownGracefully()
-            throw error
-        }
+        let fixture = try await start(loops: loops, store: store, configure: configure)
         do {
             let result = try await body(fixture)
             await fixture.stop()
@@ -58,8 +44,48 @@ final class SocketBroker: Sendable {
         }
     }
 
-    private func stop() async {
+    /// Starts a broker; with a `store`, it recovers the stored state before it listens.
+    static func start(
+        loops: Int = 2,
+        store: (any MQTTSessionStore)? = nil,
+        configure: (inout BrokerConfiguration) -> Void = { _ in }
+    ) async throws -> SocketBroker {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: loops)
+        var configuration = BrokerConfiguration()
+        configuration.sysInterval = 0
+        configure(&configuration)
+        var logger = Logger(label: "socket-tests")
+        logger.logLevel = .critical
+        let broker = MQTTBroker(
+            configuration: configuration,
+            eventLoopGroup: group,
+            sessionStore: store,
+            logger: logger
+        )
+        do {
+            if store != nil { try await broker.recover() }
+            let listener = try await broker.bind(host: "127.0.0.1", port: 0)
+            broker.start()
+            return SocketBroker(group: group, broker: broker, port: listener.port)
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
+    }
+
+    private let crashed = Atomic<Bool>(false)
+
+    /// Shuts the broker down gracefully (once; nothing after ``crash()``).
+    func stop() async {
+        guard !crashed.exchange(true, ordering: .relaxed) else { return }
         await broker.shutdown(timeout: .seconds(2))
+        try? await group.shutdownGracefully()
+    }
+
+    /// Stops the event loops without shutting the broker down, as if the process died: every
+    /// socket closes without a goodbye and nothing more reaches the session store.
+    func crash() async {
+        guard !crashed.exchange(true, ordering: .relaxed) else { return }
         try? await group.shutdownGracefully()
     }
 

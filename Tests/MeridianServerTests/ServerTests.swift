@@ -126,6 +126,87 @@ struct ServerTests {
         }
     }
 
+    @Test(
+        "a session moves between TCP and WebSocket: the old connection gets 0x8E, the new one resumes it",
+        arguments: [false, true]
+    )
+    func sessionMovesBetweenTransports(startOnWebSocket: Bool) async throws {
+        try await ServerFixture.with { server in
+            let root = serverTopicRoot("roaming")
+            let clientID = serverClientID("roamer")
+            let persistent: (inout MQTTClient.Configuration) -> Void = {
+                $0.cleanStart = false
+                $0.connectProperties.sessionExpiryInterval = 300
+            }
+            let before = server.client(clientID, webSocket: startOnWebSocket, configure: persistent)
+            try await before.connect()
+            try await before.subscribe("\(root)/#", qos: .atLeastOnce)
+            try await before.disconnect()
+            let publisher = server.client()
+            try await publisher.connect()
+            try await publisher.publish("\(root)/queued", payload: "while away", qos: .atLeastOnce)
+
+            let again = server.client(clientID, webSocket: startOnWebSocket, configure: persistent)
+            let againInbox = ServerInbox(again)
+            #expect(try await again.connect().sessionPresent)
+            #expect(try await againInbox.wait(forCount: 1).map(\.payload.string) == ["while away"])
+            let after = server.client(clientID, webSocket: !startOnWebSocket, configure: persistent)
+            let inbox = ServerInbox(after)
+            let connAck = try await after.connect()
+            #expect(connAck.sessionPresent)
+            try await serverEventually("the earlier connection to close") { !again.isConnected }
+            #expect(again.lastCloseReason?.serverReasonCode == .sessionTakenOver)
+
+            try await publisher.publish("\(root)/live", payload: "live", qos: .atLeastOnce)
+            try await inbox.wait(forCount: 1)
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(inbox.all.map(\.payload.string) == ["live"])
+            #expect(againInbox.all.count == 1)
+            try await after.disconnect(properties: [.sessionExpiryInterval(0)])
+            try await publisher.disconnect()
+        }
+    }
+
+    @Test("a stream over WebSocket keeps its order both ways")
+    func webSocketStreamsKeepTheirOrder() async throws {
+        try await ServerFixture.with { server in
+            let root = serverTopicRoot("ws-stream")
+            let webSocket = server.client(webSocket: true)
+            let tcp = server.client()
+            let webSocketInbox = ServerInbox(webSocket)
+            let tcpInbox = ServerInbox(tcp)
+            try await webSocket.connect()
+            try await tcp.connect()
+            try await webSocket.subscribe("\(root)/to-ws", qos: .atLeastOnce)
+            try await tcp.subscribe("\(root)/to-tcp", qos: .atLeastOnce)
+            let count = 300
+            async let fromTCP: Void = {
+                for index in 0..<count {
+                    try await tcp.publish(
+                        "\(root)/to-ws",
+                        payload: "\(index)",
+                        qos: index.isMultiple(of: 3) ? .atMostOnce : .atLeastOnce
+                    )
+                }
+            }()
+            async let fromWebSocket: Void = {
+                for index in 0..<count {
+                    try await webSocket.publish("\(root)/to-tcp", payload: "\(index)", qos: .atLeastOnce)
+                }
+            }()
+            _ = try await (fromTCP, fromWebSocket)
+            let atWebSocket = try await webSocketInbox.wait(forCount: count, within: .seconds(10))
+            let atTCP = try await tcpInbox.wait(forCount: count, within: .seconds(10))
+            #expect(atTCP.map(\.payload.string) == (0..<count).map { "\($0)" })
+            // QoS 0 and QoS 1 messages are ordered separately (MQTT 5 §4.6); each kind keeps its order.
+            let sequences = atWebSocket.compactMap { Int($0.payload.string) }
+            #expect(sequences.filter { $0.isMultiple(of: 3) } == (0..<count).filter { $0.isMultiple(of: 3) })
+            #expect(sequences.filter { !$0.isMultiple(of: 3) } == (0..<count).filter { !$0.isMultiple(of: 3) })
+            try await webSocket.disconnect()
+            try await tcp.disconnect()
+        }
+    }
+
     @Test("a WebSocket upgrade is accepted only on the MQTT path with the mqtt subprotocol")
     func webSocketUpgradeNeedsTheMQTTSubprotocol() async throws {
         try await ServerFixture.with { server in

@@ -190,7 +190,7 @@ struct SocketTestTimeout: Error, CustomStringConvertible {
 /// Waits until `condition` holds, checking every 10 ms; throws after `timeout`.
 func eventually(
     _ what: @autoclosure () -> String,
-    within timeout: Duration = .seconds(5),
+    within timeout: Duration = .seconds(10),
     _ condition: () async throws -> Bool
 ) async throws {
     let deadline = ContinuousClock.now + timeout
@@ -271,7 +271,7 @@ final class SocketInbox: Sendable {
     @discardableResult
     func wait(
         forCount count: Int,
-        within timeout: Duration = .seconds(5),
+        within timeout: Duration = .seconds(10),
         _ who: String = "client"
     ) async throws
         -> [PublishPacket]

@@ -63,7 +63,7 @@ final class SocketRawClient: Sendable {
     func next(
         _ type: MQTTPacketType,
         from start: Int = 0,
-        within timeout: Duration = .seconds(5)
+        within timeout: Duration = .seconds(10)
     ) async throws
         -> MQTTPacket
     {

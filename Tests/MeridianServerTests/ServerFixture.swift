@@ -209,7 +209,7 @@ struct ServerTestTimeout: Error, CustomStringConvertible {
 /// Waits until `condition` holds, checking every 10 ms; throws after `timeout`.
 func serverEventually(
     _ what: @autoclosure () -> String,
-    within timeout: Duration = .seconds(5),
+    within timeout: Duration = .seconds(10),
     _ condition: () async throws -> Bool
 ) async throws {
     let deadline = ContinuousClock.now + timeout
@@ -242,7 +242,7 @@ final class ServerInbox: Sendable {
 
     /// Waits until at least `count` messages arrived and returns them.
     @discardableResult
-    func wait(forCount count: Int, within timeout: Duration = .seconds(5)) async throws -> [PublishPacket] {
+    func wait(forCount count: Int, within timeout: Duration = .seconds(10)) async throws -> [PublishPacket] {
         try await serverEventually("\(count) messages (have \(received.all.count))", within: timeout) {
             self.received.all.count >= count
         }

@@ -354,7 +354,7 @@ struct SocketSessionTests {
             let hopsDone = SocketFlag()
             let traffic = Task {
                 var sent = 0
-                while !hopsDone.isSet || sent < 300, sent < 8_000 {
+                while !hopsDone.isSet || sent < 300, sent < 3_000 {
                     let publish = PublishPacket(
                         topic: "\(root)/stream",
                         payload: ByteBuffer(string: "\(sent)"),
@@ -385,9 +385,9 @@ struct SocketSessionTests {
 
             // Every message arrives (re-sends of unacknowledged ones may repeat, with DUP), and
             // the first arrivals follow the publisher's order.
-            let last = generations[generations.count - 1]
-            try await eventually("the last message", within: .seconds(10)) {
-                last.inbox.all.contains { $0.payload.string == "\(sent - 1)" }
+            let inboxes = generations.map(\.inbox)
+            try? await eventually("every message", within: .seconds(10)) {
+                Set(inboxes.flatMap { $0.all.map(\.payload.string) }).count == sent
             }
             var firstArrivals: [Int] = []
             var seen = Set<Int>()

@@ -1,6 +1,7 @@
 import MQTTClient
 import MQTTCore
 import NIOCore
+import Synchronization
 import Testing
 
 @testable import MQTTBroker
@@ -12,6 +13,7 @@ struct SocketDurabilityTests {
     @Test("acknowledged messages for persistent subscribers on both loops survive a crash and resume on the other loop")
     func acknowledgedMessagesSurviveACrash() async throws {
         let store = MemorySessionStore()
+        let disk = CrashableSessionStore(store)
         let root = socketTopicRoot("durable")
         let persistent: (inout MQTTClient.Configuration) -> Void = {
             $0.cleanStart = false
@@ -21,7 +23,7 @@ struct SocketDurabilityTests {
         let offlineID = socketClientID("offline")
         let count = 10
 
-        let first = try await SocketBroker.start(store: store)
+        let first = try await SocketBroker.start(store: disk)
         do {
             // One subscriber stays connected but acknowledges nothing; the other goes away.
             let online = first.client(onlineID) {
@@ -46,8 +48,14 @@ struct SocketDurabilityTests {
             }
             try await onlineInbox.wait(forCount: count)
             #expect(store.queuedOnDisk == 2 * count, "every acknowledged delivery is on disk")
+        } catch {
+            await first.stop()
+            throw error
         }
-        await first.crash()
+        // The crash: from now on nothing reaches the disk (the broker still shuts down, so its
+        // loops stop cleanly, but what it writes on the way out is lost).
+        disk.crash()
+        await first.stop()
 
         try await SocketBroker.with(store: store) { second in
             // Each subscriber comes back on the loop the other one used.
@@ -110,5 +118,36 @@ struct SocketDurabilityTests {
             }
             try await eventually("acknowledged deliveries to leave the store") { store.queuedOnDisk == 0 }
         }
+    }
+}
+
+/// A session store that forwards to another until it "crashes"; after that every write is
+/// lost, as if the process had died at that moment.
+final class CrashableSessionStore: MQTTSessionStore, Sendable {
+    private let store: any MQTTSessionStore
+    private let crashed = Atomic<Bool>(false)
+
+    init(_ store: any MQTTSessionStore) {
+        self.store = store
+    }
+
+    func crash() { crashed.store(true, ordering: .sequentiallyConsistent) }
+
+    private var isCrashed: Bool { crashed.load(ordering: .sequentiallyConsistent) }
+
+    func recover() throws -> RecoveredBrokerState { try store.recover() }
+
+    func write(_ operations: [PersistenceOperation]) throws {
+        if !isCrashed { try store.write(operations) }
+    }
+
+    func purge(limit: Int) throws -> Int { isCrashed ? 0 : try store.purge(limit: limit) }
+
+    func sync() throws {
+        if !isCrashed { try store.sync() }
+    }
+
+    func close() throws {
+        if !isCrashed { try store.close() }
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MQTTBroker
 import MQTTCore
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -13,9 +14,10 @@ import NIOWebSocket
 /// as `meridian serve` wires its HTTP port), plus TLS and secure WebSocket listeners when the
 /// options ask for them. Persistence off, like the Mosquitto fixture.
 ///
-/// ``kill()`` shuts the event-loop group down, which closes every socket without a goodbye
-/// and loses all state, as killing a broker process would; ``restart()`` starts a fresh broker
-/// on the same ports.
+/// ``kill()`` closes the listeners and every client socket without a goodbye and drops the
+/// broker with all its state, as killing a broker process would; ``restart()`` starts a fresh
+/// broker on the same ports. (The fixture sets up its own listeners, through the broker's public
+/// `addConnectionHandler`, so that it holds every accepted socket.)
 final class MeridianFixture: TestBrokerFixture, @unchecked Sendable {
     let host = "127.0.0.1"
     let mqttPort: Int
@@ -30,8 +32,8 @@ final class MeridianFixture: TestBrokerFixture, @unchecked Sendable {
     private struct Running {
         var group: MultiThreadedEventLoopGroup
         var broker: MQTTBroker
-        /// Listeners the broker does not own (WebSocket).
-        var extraListeners: [any Channel]
+        var listeners: [any Channel]
+        var connections: AcceptedChannels
         var ports: Ports
     }
 
@@ -63,13 +65,10 @@ final class MeridianFixture: TestBrokerFixture, @unchecked Sendable {
     }
 
     func kill() async {
-        guard
-            let running = lock.withLock({ () -> Running? in
-                defer { self.running = nil }
-                return self.running
-            })
-        else { return }
-        try? await running.group.shutdownGracefully()
+        guard let running = takeRunning() else { return }
+        for listener in running.listeners { try? await listener.close() }
+        for connection in running.connections.all { try? await connection.close() }
+        await Self.shutDown(running)
     }
 
     func restart() async throws {
@@ -79,14 +78,26 @@ final class MeridianFixture: TestBrokerFixture, @unchecked Sendable {
     }
 
     func stop() async {
-        guard
-            let running = lock.withLock({ () -> Running? in
-                defer { self.running = nil }
-                return self.running
-            })
-        else { return }
-        for listener in running.extraListeners { try? await listener.close() }
+        guard let running = takeRunning() else { return }
+        for listener in running.listeners { try? await listener.close() }
+        await Self.shutDown(running)
+    }
+
+    private func takeRunning() -> Running? {
+        lock.withLock {
+            defer { running = nil }
+            return running
+        }
+    }
+
+    /// Shuts the broker down (MQTT 5 clients still connected get 0x8B), lets the loops finish
+    /// what they still hand each other, then stops them: a loop stopped with such a task pending
+    /// would leak its promise, which debug builds trap on.
+    private static func shutDown(_ running: Running) async {
         await running.broker.shutdown(timeout: .seconds(1))
+        for _ in 0..<3 {
+            for loop in running.group.makeIterator() { try? await loop.submit {}.get() }
+        }
         try? await running.group.shutdownGracefully()
     }
 
@@ -107,27 +118,60 @@ final class MeridianFixture: TestBrokerFixture, @unchecked Sendable {
             authenticator: options.allowAnonymous ? AllowAllAuthenticator() : RefuseEveryoneAuthenticator(),
             logger: logger
         )
-        var running = Running(group: group, broker: broker, extraListeners: [], ports: ports)
+        var running = Running(
+            group: group,
+            broker: broker,
+            listeners: [],
+            connections: AcceptedChannels(),
+            ports: ports
+        )
         do {
             let tlsContext = try options.tls.map { try makeTLSContext($0) }
-            running.ports.mqtt = try await broker.bind(host: "127.0.0.1", port: ports.mqtt).port
-            let webSocket = try await bindWebSocket(broker, group: group, port: ports.webSocket, tls: nil)
-            running.extraListeners.append(webSocket)
+            let tcp = try await bindMQTT(
+                broker,
+                group: group,
+                port: ports.mqtt,
+                tls: nil,
+                accepted: running.connections
+            )
+            running.listeners.append(tcp)
+            running.ports.mqtt = tcp.localAddress?.port ?? 0
+            let webSocket = try await bindWebSocket(
+                broker,
+                group: group,
+                port: ports.webSocket,
+                tls: nil,
+                accepted: running.connections
+            )
+            running.listeners.append(webSocket)
             running.ports.webSocket = webSocket.localAddress?.port ?? 0
             if let tlsContext, let tlsPort = ports.tls {
-                running.ports.tls = try await broker.bind(host: "127.0.0.1", port: tlsPort, tlsContext: tlsContext).port
+                let secure = try await bindMQTT(
+                    broker,
+                    group: group,
+                    port: tlsPort,
+                    tls: tlsContext,
+                    accepted: running.connections
+                )
+                running.listeners.append(secure)
+                running.ports.tls = secure.localAddress?.port ?? 0
             }
             if let tlsContext, let tlsWebSocketPort = ports.tlsWebSocket {
-                let secure = try await bindWebSocket(broker, group: group, port: tlsWebSocketPort, tls: tlsContext)
-                running.extraListeners.append(secure)
+                let secure = try await bindWebSocket(
+                    broker,
+                    group: group,
+                    port: tlsWebSocketPort,
+                    tls: tlsContext,
+                    accepted: running.connections
+                )
+                running.listeners.append(secure)
                 running.ports.tlsWebSocket = secure.localAddress?.port ?? 0
             }
             broker.start()
             return running
         } catch {
-            for listener in running.extraListeners { try? await listener.close() }
-            await broker.shutdown(timeout: .milliseconds(100))
-            try? await group.shutdownGracefully()
+            for listener in running.listeners { try? await listener.close() }
+            await shutDown(running)
             throw error
         }
     }
@@ -142,13 +186,38 @@ final class MeridianFixture: TestBrokerFixture, @unchecked Sendable {
         )
     }
 
+    /// An MQTT listener (TLS when `tls` is given), set up as the broker's own `bind` does.
+    private static func bindMQTT(
+        _ broker: MQTTBroker,
+        group: MultiThreadedEventLoopGroup,
+        port: Int,
+        tls: NIOSSLContext?,
+        accepted: AcceptedChannels
+    ) async throws -> any Channel {
+        try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    accepted.add(channel)
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+                    }
+                    try broker.addConnectionHandler(to: channel, transport: tls == nil ? .tcp : .tls)
+                }
+            }
+            .bind(host: "127.0.0.1", port: port)
+            .get()
+    }
+
     /// An HTTP listener that upgrades `GET /mqtt` offering subprotocol `mqtt` to WebSocket and
     /// hands the connection to the broker; anything else gets 404.
     private static func bindWebSocket(
         _ broker: MQTTBroker,
         group: MultiThreadedEventLoopGroup,
         port: Int,
-        tls: NIOSSLContext?
+        tls: NIOSSLContext?,
+        accepted: AcceptedChannels
     ) async throws -> any Channel {
         let maximumFrameSize = max(broker.configuration.limits.maximumPacketSize, 1 << 16)
         return try await ServerBootstrap(group: group)
@@ -176,6 +245,7 @@ final class MeridianFixture: TestBrokerFixture, @unchecked Sendable {
                     }
                 )
                 return channel.eventLoop.makeCompletedFuture {
+                    accepted.add(channel)
                     if let tls {
                         try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
                     }
@@ -216,4 +286,19 @@ private struct RefuseEveryoneAuthenticator: MQTTAuthenticator {
     func authenticate(_ request: MQTTAuthenticationRequest) async -> MQTTAuthenticationResult {
         request.username == nil ? .refuse(.notAuthorized) : .refuse(.badUserNameOrPassword)
     }
+}
+
+/// The sockets a fixture's listeners accepted and that are still open.
+private final class AcceptedChannels: Sendable {
+    private let channels = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
+
+    func add(_ channel: any Channel) {
+        let key = ObjectIdentifier(channel)
+        channels.withLockedValue { $0[key] = channel }
+        channel.closeFuture.whenComplete { _ in
+            self.channels.withLockedValue { $0[key] = nil }
+        }
+    }
+
+    var all: [any Channel] { channels.withLockedValue { Array($0.values) } }
 }

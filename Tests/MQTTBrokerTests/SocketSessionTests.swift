@@ -372,8 +372,8 @@ struct SocketSessionTests {
                 try await eventually("every PUBACK") { publisher.packets.count { $0.type == .puback } == sent }
                 return sent
             }
-            for _ in 0..<60 {
-                try await Task.sleep(for: .milliseconds(5))
+            for _ in 0..<100 {
+                try await Task.sleep(for: .milliseconds(2))
                 loop = 1 - loop
                 let next = broker.client(subscriberID, configure: persistent)
                 generations.append((next, SocketInbox(next)))

@@ -7,11 +7,12 @@ import Testing
 struct ConnectionTests {
     @Test(
         "connect, subscribe, publish and disconnect",
-        arguments: [MQTTProtocolVersion.v3_1_1, .v5],
-        TestTransport.allCases
+        arguments: TestBrokerKind.allCases,
+        allPairs([MQTTProtocolVersion.v3_1_1, .v5], TestTransport.allCases)
     )
-    func connectsAndExchangesMessages(version: MQTTProtocolVersion, transport: TestTransport) async throws {
-        try await withBroker { broker in
+    func connectsAndExchangesMessages(kind: TestBrokerKind, setup: (MQTTProtocolVersion, TestTransport)) async throws {
+        let (version, transport) = setup
+        try await withBroker(kind) { broker in
             let client = makeClient(broker, version: version, transport: transport)
             let connAck = try await client.connect()
             #expect(connAck.reasonCode == .success)
@@ -40,9 +41,9 @@ struct ConnectionTests {
         }
     }
 
-    @Test("a CONNECT with an unsupported protocol level is refused with 0x84")
-    func refusedProtocolLevel() async throws {
-        try await withBroker { broker in
+    @Test("a CONNECT with an unsupported protocol level is refused with 0x84", arguments: TestBrokerKind.allCases)
+    func refusedProtocolLevel(kind: TestBrokerKind) async throws {
+        try await withBroker(kind) { broker in
             let client = makeClient(broker, version: .v5)
             // CONNECT "MQTT" level 6, clean start, keep alive 60, no properties, client id "bad".
             var connect = ByteBuffer()
@@ -61,12 +62,13 @@ struct ConnectionTests {
 
     @Test(
         "refused credentials surface the CONNACK reason code, never the password",
-        arguments: [MQTTProtocolVersion.v3_1_1, .v5]
+        arguments: TestBrokerKind.allCases,
+        [MQTTProtocolVersion.v3_1_1, .v5]
     )
-    func refusedCredentials(version: MQTTProtocolVersion) async throws {
+    func refusedCredentials(kind: TestBrokerKind, version: MQTTProtocolVersion) async throws {
         var options = BrokerOptions()
         options.allowAnonymous = false
-        try await withBroker(options) { broker in
+        try await withBroker(kind, options) { broker in
             let client = makeClient(broker, version: version) {
                 $0.username = "device-7"
                 $0.setPassword("s3cr3t-pa55")
@@ -83,9 +85,12 @@ struct ConnectionTests {
         }
     }
 
-    @Test("a protocol violation makes the broker close the connection, and the client says so")
-    func serverClosesOnProtocolViolation() async throws {
-        try await withBroker { broker in
+    @Test(
+        "a protocol violation makes the broker close the connection, and the client says so",
+        arguments: TestBrokerKind.allCases
+    )
+    func serverClosesOnProtocolViolation(kind: TestBrokerKind) async throws {
+        try await withBroker(kind) { broker in
             let client = makeClient(broker, version: .v5)
             try await client.connect()
             // A second CONNECT is a protocol error (MQTT 5 §3.1).
@@ -122,9 +127,9 @@ struct ConnectionTests {
         }
     }
 
-    @Test("connect twice fails with alreadyConnected")
-    func alreadyConnected() async throws {
-        try await withBroker { broker in
+    @Test("connect twice fails with alreadyConnected", arguments: TestBrokerKind.allCases)
+    func alreadyConnected(kind: TestBrokerKind) async throws {
+        try await withBroker(kind) { broker in
             let client = makeClient(broker)
             try await client.connect()
             await #expect(throws: MQTTClientError.alreadyConnected()) {
@@ -134,9 +139,9 @@ struct ConnectionTests {
         }
     }
 
-    @Test("packetBufferSize 0 turns the packets stream off; messages still flow")
-    func packetsStreamOff() async throws {
-        try await withBroker { broker in
+    @Test("packetBufferSize 0 turns the packets stream off; messages still flow", arguments: TestBrokerKind.allCases)
+    func packetsStreamOff(kind: TestBrokerKind) async throws {
+        try await withBroker(kind) { broker in
             let client = makeClient(broker) { $0.packetBufferSize = 0 }
             var iterator = client.packets.makeAsyncIterator()
             #expect(await iterator.next() == nil)

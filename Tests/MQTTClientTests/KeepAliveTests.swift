@@ -5,13 +5,17 @@ import Testing
 
 @Suite("Keep-alive and reconnect")
 struct KeepAliveTests {
-    @Test("the client's PINGREQs keep an idle connection open past the keep-alive", arguments: TestTransport.allCases)
-    func pingsKeepConnectionOpen(transport: TestTransport) async throws {
-        try await withBroker { broker in
+    @Test(
+        "the client's PINGREQs keep an idle connection open past the keep-alive",
+        arguments: TestBrokerKind.allCases,
+        TestTransport.allCases
+    )
+    func pingsKeepConnectionOpen(kind: TestBrokerKind, transport: TestTransport) async throws {
+        try await withBroker(kind) { broker in
             let client = makeClient(broker, transport: transport) { $0.keepAlive = .seconds(1) }
             let packets = StreamRecorder(client.packets)
             try await client.connect()
-            // Mosquitto drops a client silent for 1.5 keep-alives.
+            // Both brokers drop a client silent for 1.5 keep-alives.
             try await Task.sleep(for: .milliseconds(3500))
             #expect(client.isConnected)
             let pingResponses = packets.all.filter { if case .pingresp = $0 { true } else { false } }
@@ -23,9 +27,12 @@ struct KeepAliveTests {
         }
     }
 
-    @Test("after the broker restarts, the client reconnects with backoff and works again")
-    func reconnectsAfterBrokerRestart() async throws {
-        try await withBroker { broker in
+    @Test(
+        "after the broker restarts, the client reconnects with backoff and works again",
+        arguments: TestBrokerKind.allCases
+    )
+    func reconnectsAfterBrokerRestart(kind: TestBrokerKind) async throws {
+        try await withBroker(kind) { broker in
             let client = makeClient(broker) {
                 $0.reconnect = .exponentialBackoff(initialDelay: .milliseconds(100), maximumDelay: .milliseconds(400))
                 $0.keepAlive = .seconds(2)
@@ -82,9 +89,12 @@ struct KeepAliveTests {
         }
     }
 
-    @Test("disconnect() while reconnecting stops the attempts and fails waiting publishes")
-    func disconnectWhileReconnecting() async throws {
-        try await withBroker { broker in
+    @Test(
+        "disconnect() while reconnecting stops the attempts and fails waiting publishes",
+        arguments: TestBrokerKind.allCases
+    )
+    func disconnectWhileReconnecting(kind: TestBrokerKind) async throws {
+        try await withBroker(kind) { broker in
             let client = makeClient(broker) {
                 $0.reconnect = .exponentialBackoff(initialDelay: .milliseconds(100), maximumDelay: .milliseconds(200))
             }
@@ -117,9 +127,12 @@ struct KeepAliveTests {
         }
     }
 
-    @Test("without a reconnect policy, a lost connection ends and waitUntilClosed says why")
-    func noReconnectByDefault() async throws {
-        try await withBroker { broker in
+    @Test(
+        "without a reconnect policy, a lost connection ends and waitUntilClosed says why",
+        arguments: TestBrokerKind.allCases
+    )
+    func noReconnectByDefault(kind: TestBrokerKind) async throws {
+        try await withBroker(kind) { broker in
             let client = makeClient(broker)
             try await client.connect()
             await broker.kill()

@@ -7,10 +7,11 @@ import Testing
 struct SessionTests {
     @Test(
         "close() drops the connection without DISCONNECT and the broker publishes the will",
-        arguments: [MQTTProtocolVersion.v3_1_1, .v5]
+        arguments: TestBrokerKind.allCases,
+        [MQTTProtocolVersion.v3_1_1, .v5]
     )
-    func willAfterClose(version: MQTTProtocolVersion) async throws {
-        try await withBroker { broker in
+    func willAfterClose(kind: TestBrokerKind, version: MQTTProtocolVersion) async throws {
+        try await withBroker(kind) { broker in
             let willTopic = uniqueTopic("will")
             let watcher = makeClient(broker, version: version)
             try await watcher.connect()
@@ -36,9 +37,9 @@ struct SessionTests {
         }
     }
 
-    @Test("disconnect() sends DISCONNECT: no will")
-    func noWillAfterDisconnect() async throws {
-        try await withBroker { broker in
+    @Test("disconnect() sends DISCONNECT: no will", arguments: TestBrokerKind.allCases)
+    func noWillAfterDisconnect(kind: TestBrokerKind) async throws {
+        try await withBroker(kind) { broker in
             let willTopic = uniqueTopic("will")
             let watcher = makeClient(broker)
             try await watcher.connect()
@@ -61,10 +62,11 @@ struct SessionTests {
 
     @Test(
         "QoS 1 messages published while a persistent subscriber is away arrive when it resumes",
-        arguments: [MQTTProtocolVersion.v3_1_1, .v5]
+        arguments: TestBrokerKind.allCases,
+        [MQTTProtocolVersion.v3_1_1, .v5]
     )
-    func persistentSession(version: MQTTProtocolVersion) async throws {
-        try await withBroker { broker in
+    func persistentSession(kind: TestBrokerKind, version: MQTTProtocolVersion) async throws {
+        try await withBroker(kind) { broker in
             let topic = uniqueTopic("persistent")
             let subscriberID = uniqueClientID("subscriber")
             let configure: (inout MQTTClient.Configuration) -> Void = {
@@ -94,11 +96,14 @@ struct SessionTests {
         }
     }
 
-    @Test("manual acknowledgement leaves messages unacknowledged, holding the broker's in-flight window")
-    func manualAcknowledgement() async throws {
+    @Test(
+        "manual acknowledgement leaves messages unacknowledged, holding the broker's in-flight window",
+        arguments: TestBrokerKind.allCases
+    )
+    func manualAcknowledgement(kind: TestBrokerKind) async throws {
         var options = BrokerOptions()
         options.maximumInflightMessages = 1
-        try await withBroker(options) { broker in
+        try await withBroker(kind, options) { broker in
             let topic = uniqueTopic("manual")
             let subscriber = makeClient(broker) { $0.automaticAcknowledgement = false }
             try await subscriber.connect()
@@ -131,9 +136,12 @@ struct SessionTests {
         }
     }
 
-    @Test("manual acknowledgement at QoS 2: PUBREC on acknowledge, PUBCOMP on PUBREL")
-    func manualAcknowledgementQoS2() async throws {
-        try await withBroker { broker in
+    @Test(
+        "manual acknowledgement at QoS 2: PUBREC on acknowledge, PUBCOMP on PUBREL",
+        arguments: TestBrokerKind.allCases
+    )
+    func manualAcknowledgementQoS2(kind: TestBrokerKind) async throws {
+        try await withBroker(kind) { broker in
             let topic = uniqueTopic("manual2")
             let subscriber = makeClient(broker) { $0.automaticAcknowledgement = false }
             try await subscriber.connect()

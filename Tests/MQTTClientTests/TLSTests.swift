@@ -12,13 +12,17 @@ struct TLSTests {
         return tls
     }
 
-    @Test("connects over TLS with the test CA as trust root", arguments: [MQTTProtocolVersion.v3_1_1, .v5])
-    func trustedServer(version: MQTTProtocolVersion) async throws {
+    @Test(
+        "connects over TLS with the test CA as trust root",
+        arguments: TestBrokerKind.allCases,
+        [MQTTProtocolVersion.v3_1_1, .v5]
+    )
+    func trustedServer(kind: TestBrokerKind, version: MQTTProtocolVersion) async throws {
         let certificates = try TestCertificates.make()
         defer { certificates.remove() }
         var options = BrokerOptions()
         options.tls = certificates.brokerFiles
-        try await withBroker(options) { broker in
+        try await withBroker(kind, options) { broker in
             let tls = try clientTLS(trusting: certificates.caCertificate)
             let client = makeClient(broker, version: version) {
                 $0.host = "localhost"
@@ -36,8 +40,11 @@ struct TLSTests {
         }
     }
 
-    @Test("a server certificate from an untrusted CA is rejected with tlsHandshakeFailed")
-    func untrustedServer() async throws {
+    @Test(
+        "a server certificate from an untrusted CA is rejected with tlsHandshakeFailed",
+        arguments: TestBrokerKind.allCases
+    )
+    func untrustedServer(kind: TestBrokerKind) async throws {
         let certificates = try TestCertificates.make()
         let stranger = try TestCertificates.make(name: "Someone Else's CA")
         defer {
@@ -46,7 +53,7 @@ struct TLSTests {
         }
         var options = BrokerOptions()
         options.tls = certificates.brokerFiles
-        try await withBroker(options) { broker in
+        try await withBroker(kind, options) { broker in
             let tls = try clientTLS(trusting: stranger.caCertificate)
             let client = makeClient(broker) {
                 $0.host = "localhost"
@@ -62,13 +69,13 @@ struct TLSTests {
         }
     }
 
-    @Test("the certificate must name the server: tlsServerName is what is checked")
-    func hostnameIsVerified() async throws {
+    @Test("the certificate must name the server: tlsServerName is what is checked", arguments: TestBrokerKind.allCases)
+    func hostnameIsVerified(kind: TestBrokerKind) async throws {
         let certificates = try TestCertificates.make(subjectAltNames: "DNS:localhost")
         defer { certificates.remove() }
         var options = BrokerOptions()
         options.tls = certificates.brokerFiles
-        try await withBroker(options) { broker in
+        try await withBroker(kind, options) { broker in
             let tls = try clientTLS(trusting: certificates.caCertificate)
             let wrongName = makeClient(broker) {
                 $0.host = "127.0.0.1"
@@ -92,14 +99,14 @@ struct TLSTests {
         }
     }
 
-    @Test("MQTT over secure WebSocket")
-    func secureWebSocket() async throws {
+    @Test("MQTT over secure WebSocket", arguments: TestBrokerKind.allCases)
+    func secureWebSocket(kind: TestBrokerKind) async throws {
         let certificates = try TestCertificates.make()
         defer { certificates.remove() }
         var options = BrokerOptions()
         options.tls = certificates.brokerFiles
         options.tlsWebSocket = true
-        try await withBroker(options) { broker in
+        try await withBroker(kind, options) { broker in
             let tls = try clientTLS(trusting: certificates.caCertificate)
             let client = makeClient(broker) {
                 $0.host = "localhost"

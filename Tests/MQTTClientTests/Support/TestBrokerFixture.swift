@@ -1,7 +1,7 @@
 import Foundation
 
-/// A broker the client tests talk to. Today it is Mosquitto (``MosquittoFixture``); our own
-/// in-process broker can conform too, and ``TestBrokers/start(_:)`` is the one place that picks.
+/// A broker the client tests talk to: Mosquitto (``MosquittoFixture``) or our own broker
+/// in-process (``MeridianFixture``); ``TestBrokers/start(_:_:)`` is the one place that picks.
 protocol TestBrokerFixture: Sendable {
     /// The host to connect to.
     var host: String { get }
@@ -42,10 +42,27 @@ struct BrokerOptions: Sendable {
     }
 }
 
+/// Which broker a test runs against. Tests that hold for any conforming broker take
+/// `TestBrokerKind.allCases` as an argument; tests of Mosquitto-only behaviour use `.mosquitto`.
+enum TestBrokerKind: String, Sendable, CaseIterable, CustomStringConvertible {
+    /// A Mosquitto process (the reference broker).
+    case mosquitto
+    /// Our own `MQTTBroker`, in this process.
+    case meridian
+
+    var description: String { rawValue }
+}
+
 /// Where the client tests get their brokers.
 enum TestBrokers {
-    /// Starts a fresh broker for one test.
-    static func start(_ options: BrokerOptions = BrokerOptions()) async throws -> any TestBrokerFixture {
-        try await MosquittoFixture.start(options)
+    /// Starts a fresh broker of `kind` for one test.
+    static func start(
+        _ kind: TestBrokerKind = .mosquitto,
+        _ options: BrokerOptions = BrokerOptions()
+    ) async throws -> any TestBrokerFixture {
+        switch kind {
+        case .mosquitto: try await MosquittoFixture.start(options)
+        case .meridian: try await MeridianFixture.start(options)
+        }
     }
 }

@@ -44,3 +44,9 @@ extension ByteBuffer {
     /// The readable bytes as a string.
     var string: String { String(buffer: self) }
 }
+
+/// Every pair of an element of `first` with one of `second`, for tests parameterised over
+/// three dimensions (`@Test` takes at most two argument collections).
+func allPairs<A: Sendable, B: Sendable>(_ first: [A], _ second: [B]) -> [(A, B)] {
+    first.flatMap { a in second.map { (a, $0) } }
+}

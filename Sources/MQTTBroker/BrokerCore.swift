@@ -66,15 +66,26 @@ final class BrokerCore: Sendable {
     }
 
     /// Applies index changes to the calling loop's replica at once and to every other replica
-    /// through its loop; completes on `origin`'s loop when all are done.
-    func applyIndexChanges(from origin: LoopContext, _ changes: [IndexChange]) -> EventLoopFuture<Void> {
+    /// through its loop; completes on `origin`'s loop when all are done. `afterApply` runs on
+    /// each loop right after its replica changed.
+    func applyIndexChanges(
+        from origin: LoopContext,
+        _ changes: [IndexChange],
+        afterApply: (@Sendable (LoopContext) -> Void)? = nil
+    ) -> EventLoopFuture<Void> {
         origin.eventLoop.assertInEventLoop()
         let delta = origin.apply(changes)
         if delta != 0 { metrics.subscriptionsChanged(by: delta) }
+        afterApply?(origin)
         if loops.count == 1 { return origin.eventLoop.makeSucceededVoidFuture() }
         var futures: [EventLoopFuture<Void>] = []
         for context in loops where context !== origin {
-            futures.append(context.eventLoop.submit { _ = context.apply(changes) })
+            futures.append(
+                context.eventLoop.submit {
+                    _ = context.apply(changes)
+                    afterApply?(context)
+                }
+            )
         }
         return EventLoopFuture.andAllSucceed(futures, on: origin.eventLoop)
     }

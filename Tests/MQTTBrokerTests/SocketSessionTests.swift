@@ -10,14 +10,9 @@ import Testing
 /// across loops, through real sockets.
 @Suite("Sessions across event loops", .timeLimit(.minutes(1)))
 struct SocketSessionTests {
-    // These two fail today (known bug): a connection whose session is still being set up
-    // (SessionRegistry.open has not settled) when a newer connection with the same client
-    // identifier arrives is never disconnected. SessionRegistry.open completes `settled` in a
-    // callback registered before the connection handler's; the newer connection's takeover is
-    // chained on `settled` and runs on the same loop at once, so Session.takeOver finds no
-    // connection attached yet and disconnects nobody. The handler then attaches its connection
-    // to the moved session and sends CONNACK: two connections stay open with one client
-    // identifier (MQTT-3.1.4-3 says the existing one must get DISCONNECT 0x8E and be closed).
+    // A connection whose session is still being set up when a newer connection with the same
+    // client identifier arrives must still be found and disconnected (MQTT-3.1.4-3: DISCONNECT
+    // 0x8E, then closed): the registry settles a session only once its connection is attached.
     @Test("many concurrent connections with one client identifier settle to one connection and one session")
     func concurrentTakeoversSettle() async throws {
         try await SocketBroker.with { broker in
@@ -324,13 +319,10 @@ struct SocketSessionTests {
         }
     }
 
-    // Fails today (known bug): after a takeover from the other loop, messages that were on their
-    // way to the old session (routed there before the publisher's loop saw the new session)
-    // reach the new connection after messages the publisher sent later, which the publisher's
-    // loop already routes to the new session directly. The old session forwards what still
-    // reaches it with one more loop hop (Session.deliver, `.moved`), and nothing orders those
-    // forwarded deliveries before the direct ones (MQTT 5 §4.6: one publisher's messages go
-    // out in the order they were received). No message is lost.
+    // After a takeover from the other loop, messages still on their way to the old session
+    // (routed there before the publisher's loop saw the new one) are forwarded with one more
+    // hop; they must not be overtaken by later messages routed to the new session directly
+    // (MQTT 5 §4.6). Session.adopt's fences keep the order.
     @Test("a subscriber hopping between loops while a publisher streams misses nothing and keeps the order")
     func subscriberHoppingLoopsDuringTraffic() async throws {
         try await SocketBroker.with { broker in

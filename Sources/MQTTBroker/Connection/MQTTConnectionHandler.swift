@@ -442,6 +442,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         }
         let grantedKeepAlive = keepAlive
         let announcedKeepAlive = serverKeepAlive
+        session.beginSetup()
         broker.registry.open(session, cleanStart: connect.cleanStart).assumeIsolated().whenComplete { [self] result in
             self.broker.metrics.sessionsChanged(to: self.broker.registry.count)
             switch result {

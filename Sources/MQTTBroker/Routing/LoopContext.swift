@@ -312,6 +312,17 @@ final class LoopContext: @unchecked Sendable {
         }
     }
 
+    /// Sends a session takeover's fence (see `Session.adopt`) along the path that deliveries
+    /// to `predecessor` take from this loop: first this loop's pending batches, then the fence.
+    func sendFence(through predecessor: Session) {
+        if predecessor.loop === self {
+            predecessor.forwardFence()
+            return
+        }
+        flush()
+        predecessor.eventLoop.execute { predecessor.forwardFence() }
+    }
+
     /// Publishes a will (or any broker-originated message) from this loop: authorized when the
     /// client connected, seen by the tap, retained if flagged, routed.
     func publishWill(_ message: BrokerMessage, principal: MQTTPrincipal) {

@@ -32,6 +32,8 @@ struct SessionState {
     /// The session's identity in the session store, and whether it has a row there.
     var persistentID: Int64
     var stored: Bool
+    /// The session this state was taken from; it forwards what still reaches it.
+    var predecessor: Session
 }
 
 /// The will a session publishes if its connection ends without a normal DISCONNECT.
@@ -105,6 +107,14 @@ final class Session: @unchecked Sendable {
     }
     var principal: MQTTPrincipal
     var will: PendingWill?
+    /// What a later takeover waits for: a connection setting the session up (see
+    /// ``beginSetup()``) and fences still on their way (see ``adopt(_:)``).
+    private var settleBlockers = 0
+    private var setupWaiters: [() -> Void] = []
+    /// Fences not yet arrived from the loops (see ``adopt(_:)``); while any is missing,
+    /// deliveries routed here directly wait in `held`.
+    private var pendingFences = 0
+    private var held: [Delivery] = []
     /// While disconnected: one timer for whichever comes first, the will delay or the expiry.
     private var timer: Scheduled<Void>?
     private var disconnectedAt: NIODeadline?
@@ -211,6 +221,38 @@ final class Session: @unchecked Sendable {
 
     /// Attaches a connection and sends what the session holds: in-flight messages again (DUP),
     /// PUBRELs for QoS 2 messages awaiting completion, then the queue.
+    /// Marks the session as being set up by a connection (between `SessionRegistry.open` and
+    /// ``attach(_:sendQuota:)``). A later connection with the same client identifier takes it
+    /// over only once the setup has finished, so that it finds the connection to disconnect.
+    func beginSetup() {
+        eventLoop.assertInEventLoop()
+        settleBlockers += 1
+        setupPending = true
+    }
+
+    private var setupPending = false
+
+    /// Runs `body` once the session has settled: no connection setting it up and no fences
+    /// on their way (at once if so).
+    func whenSetupFinished(_ body: @escaping () -> Void) {
+        eventLoop.assertInEventLoop()
+        if settleBlockers > 0 { setupWaiters.append(body) } else { body() }
+    }
+
+    private func finishSetup() {
+        guard setupPending else { return }
+        setupPending = false
+        unblockSettle()
+    }
+
+    private func unblockSettle() {
+        settleBlockers -= 1
+        guard settleBlockers == 0 else { return }
+        let waiters = setupWaiters
+        setupWaiters = []
+        for waiter in waiters { waiter() }
+    }
+
     func attach(_ connection: MQTTConnectionHandler, sendQuota: Int) {
         eventLoop.assertInEventLoop()
         timer?.cancel()
@@ -230,6 +272,8 @@ final class Session: @unchecked Sendable {
             }
         }
         pump()
+        // Last: a waiting takeover may run from here and detach the connection again.
+        finishSetup()
     }
 
     /// Detaches the connection when it closes. `publishWill` is false after a normal DISCONNECT.
@@ -355,7 +399,7 @@ final class Session: @unchecked Sendable {
         loop.sessionRemoved(self)
         let handed = SessionState(
             subscriptions: subscriptions, inflight: inflight.inOrder, queue: queue, awaitingRelease: awaitingRelease,
-            persistentID: persistentID, stored: stored
+            persistentID: persistentID, stored: stored, predecessor: self
         )
         stored = false
         // The writer must see this loop's changes to the session before the successor's.
@@ -370,6 +414,14 @@ final class Session: @unchecked Sendable {
     }
 
     /// Takes over a predecessor's state and points its subscriptions at this session.
+    ///
+    /// Each loop switches its replica of the subscription index on its own time; until then it
+    /// routes to the predecessor, which forwards with one more hop. So that one publisher's
+    /// messages keep their order (MQTT 5 §4.6), every loop, right after switching, sends a
+    /// fence along the old path (its outbox to the predecessor's loop, the predecessor's
+    /// forward to this one). Deliveries routed here directly wait until every loop's fence has
+    /// arrived: by then everything sent along the old path has. A further takeover waits for
+    /// the fences too.
     func adopt(_ handed: SessionState) -> EventLoopFuture<Void> {
         eventLoop.assertInEventLoop()
         persistentIDValue.store(handed.persistentID, ordering: .relaxed)
@@ -385,7 +437,35 @@ final class Session: @unchecked Sendable {
             IndexChange.add(filter: stored.filter, entry: SubscriberEntry(session: self, options: stored.options, identifier: stored.identifier))
         }
         if changes.isEmpty { return eventLoop.makeSucceededVoidFuture() }
-        return broker.applyIndexChanges(from: loop, changes)
+        let predecessor = handed.predecessor
+        pendingFences += broker.loops.count
+        settleBlockers += 1
+        return broker.applyIndexChanges(from: loop, changes) { context in
+            context.sendFence(through: predecessor)
+        }
+    }
+
+    /// On the predecessor, in its state `.moved`: passes a fence on to the successor, behind
+    /// every delivery it forwarded before.
+    func forwardFence() {
+        eventLoop.assertInEventLoop()
+        guard case .moved(let successor) = state else { return }
+        if successor.loop === loop {
+            successor.fenceArrived()
+        } else {
+            successor.eventLoop.execute { successor.fenceArrived() }
+        }
+    }
+
+    private func fenceArrived() {
+        eventLoop.assertInEventLoop()
+        guard pendingFences > 0 else { return }
+        pendingFences -= 1
+        guard pendingFences == 0 else { return }
+        let waiting = held
+        held = []
+        for delivery in waiting { deliverNow(delivery) }
+        unblockSettle()
     }
 
     // MARK: delivery
@@ -393,14 +473,24 @@ final class Session: @unchecked Sendable {
     /// Delivers a message to this session (on its loop): sent now if the client is connected
     /// and the in-flight window allows, queued otherwise (QoS 1/2 only).
     func deliver(_ delivery: Delivery) {
+        if pendingFences > 0, case .active = state {
+            held.append(delivery)
+            return
+        }
+        deliverNow(delivery)
+    }
+
+    /// Delivers at once, also while fences are on their way: what the predecessor forwards was
+    /// routed before anything held here.
+    private func deliverNow(_ delivery: Delivery) {
         switch state {
         case .active:
             break
         case .moved(let successor):
             if successor.loop === loop {
-                successor.deliver(delivery)
+                successor.deliverNow(delivery)
             } else {
-                successor.eventLoop.execute { successor.deliver(delivery) }
+                successor.eventLoop.execute { successor.deliverNow(delivery) }
             }
             return
         case .ended:

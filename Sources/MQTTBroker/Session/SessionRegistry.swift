@@ -6,8 +6,8 @@ import NIOCore
 final class SessionRegistry: Sendable {
     private struct Entry {
         var session: Session
-        /// While the session is still taking over its predecessor: completes when it has
-        /// settled. The next connection with the same client identifier waits for it. `nil`
+        /// While the session is still taking over its predecessor, or its connection is not yet
+        /// attached: completes when it has settled. The next connection with the same client identifier waits for it. `nil`
         /// once settled, so idle sessions hold no future.
         var settled: EventLoopFuture<Void>?
     }
@@ -28,9 +28,16 @@ final class SessionRegistry: Sendable {
             entries[session.clientIdentifier] = Entry(session: session, settled: settled.futureResult)
             return previous
         }
+        // Settled once the session is taken over or set up *and* its connection attached (or
+        // given up): a takeover that ran earlier would find no connection to disconnect.
+        let settle = {
+            session.whenSetupFinished {
+                self.markSettled(session)
+                settled.succeed()
+            }
+        }
         guard let previous else {
-            markSettled(session)
-            settled.succeed()
+            settle()
             return eventLoop.makeSucceededFuture(false)
         }
         let old = previous.session
@@ -42,10 +49,7 @@ final class SessionRegistry: Sendable {
                 guard let handed else { return eventLoop.makeSucceededFuture(false) }
                 return session.adopt(handed).map { true }
             }
-        result.whenComplete { _ in
-            self.markSettled(session)
-            settled.succeed()
-        }
+        result.whenComplete { _ in settle() }
         return result
     }
 

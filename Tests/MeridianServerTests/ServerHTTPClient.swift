@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// An HTTP response as read off the socket.
 struct ServerHTTPResponse: Sendable {
@@ -25,28 +26,43 @@ enum ServerHTTPClient {
     /// `GET path` with `Connection: close`; reads the whole response.
     static func get(port: Int, path: String, headers: [(String, String)] = []) async throws -> ServerHTTPResponse {
         let request = request(port: port, path: path, headers: headers + [("Connection", "close")])
-        let raw = try await exchange(port: port, request: request, headOnly: false)
+        let raw = try await exchange(port: port, request: request, untilSwitchingProtocols: false)
         guard !raw.isEmpty else { throw Failure(description: "no response to GET \(path)") }
         return try parse(raw)
     }
 
-    /// A WebSocket upgrade request for `path` offering `subprotocols` (none if empty); reads the
-    /// response head (a 101 switches protocols, so there is no body to wait for). `nil` when the
-    /// server closed the connection without answering.
-    static func upgrade(port: Int, path: String, subprotocols: [String]) async throws -> ServerHTTPResponse? {
+    /// A WebSocket upgrade request for `path` offering `subprotocols` (none if empty), over TLS
+    /// if `tls` is given (for the HTTPS port, whose certificate names `localhost`). Reads the
+    /// response head of a 101 (it switches protocols, so there is no body to wait for), or any
+    /// other answer up to the server's close. `nil` when the server closed the connection, or
+    /// left it silent for 5 s, without answering.
+    static func upgrade(
+        port: Int,
+        path: String,
+        subprotocols: [String],
+        version: String = "13",
+        tls: TLSConfiguration? = nil
+    ) async throws -> ServerHTTPResponse? {
         var headers = [
             ("Upgrade", "websocket"),
             ("Connection", "Upgrade"),
             ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
-            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Version", version),
         ]
         if !subprotocols.isEmpty { headers.append(("Sec-WebSocket-Protocol", subprotocols.joined(separator: ", "))) }
         let raw = try await exchange(
             port: port,
             request: request(port: port, path: path, headers: headers),
-            headOnly: true
+            untilSwitchingProtocols: true,
+            tls: tls
         )
         return raw.isEmpty ? nil : try parse(raw)
+    }
+
+    /// Sends `request` exactly as given (several pipelined requests, say) and reads everything
+    /// up to the server's close.
+    static func send(port: Int, _ request: String) async throws -> String {
+        try await exchange(port: port, request: request, untilSwitchingProtocols: false)
     }
 
     private static func request(port: Int, path: String, headers: [(String, String)]) -> String {
@@ -55,14 +71,25 @@ enum ServerHTTPClient {
         return lines.joined(separator: "\r\n") + "\r\n\r\n"
     }
 
-    /// Sends `request` and collects the answer: the head only, or everything until the server
-    /// closes (empty if it closed without a word). Gives up after 5 s.
-    private static func exchange(port: Int, request: String, headOnly: Bool) async throws -> String {
+    /// Sends `request` and collects the answer: everything until the server closes (empty if it
+    /// closed without a word), or only the head of a 101 if `untilSwitchingProtocols`. Gives up
+    /// after 5 s.
+    private static func exchange(
+        port: Int,
+        request: String,
+        untilSwitchingProtocols: Bool,
+        tls: TLSConfiguration? = nil
+    ) async throws -> String {
+        let sslContext = try tls.map { try NIOSSLContext(configuration: $0) }
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(.seconds(5))
             .connect(host: "127.0.0.1", port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    if let sslContext {
+                        let handler = try NIOSSLClientHandler(context: sslContext, serverHostname: "localhost")
+                        try channel.pipeline.syncOperations.addHandler(handler)
+                    }
+                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                 }
             }
         let timeout = channel.channel.eventLoop.scheduleTask(in: .seconds(5)) { channel.channel.close(promise: nil) }
@@ -70,9 +97,15 @@ enum ServerHTTPClient {
         return try await channel.executeThenClose { inbound, outbound in
             try await outbound.write(ByteBuffer(string: request))
             var received = ""
-            for try await chunk in inbound {
-                received += String(buffer: chunk)
-                if headOnly, received.contains("\r\n\r\n") { break }
+            do {
+                for try await chunk in inbound {
+                    received += String(buffer: chunk)
+                    if untilSwitchingProtocols, received.hasPrefix("HTTP/1.1 101 "), received.contains("\r\n\r\n") {
+                        break
+                    }
+                }
+            } catch let error as NIOSSLError where error == .uncleanShutdown && !received.isEmpty {
+                // The answer is complete; the server closed without close_notify.
             }
             return received
         }

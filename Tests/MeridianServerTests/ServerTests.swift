@@ -234,24 +234,82 @@ struct ServerTests {
         }
     }
 
-    // Fails today (known bug): MQTTWebSocketChannel declines the upgrade, but NIO's typed upgrade
-    // handler does not keep the request of a declined upgrade, so nothing reaches the HTTP
-    // router and the connection closes without a response. hummingbird-websocket answers 400
-    // in that case (its `failedUpgrade` result); the /mqtt route's 400 is never reached.
     @Test("a refused WebSocket upgrade gets an HTTP 4xx answer, not a dropped connection")
     func refusedUpgradeIsAnswered() async throws {
         try await ServerFixture.with { server in
-            for (path, offered) in [("/mqtt", []), ("/mqtt", ["chat"]), ("/other", ["mqtt"])] {
+            // path, subprotocols offered, Sec-WebSocket-Version, then the expected answer.
+            typealias Refusal = (
+                path: String, offered: [String], version: String, status: Int, type: String, detail: String
+            )
+            let refusals: [Refusal] = [
+                ("/mqtt", [], "13", 400, "websocket-subprotocol", "upgrade on /mqtt needs the subprotocol mqtt"),
+                ("/mqtt", ["chat"], "13", 400, "websocket-subprotocol", "needs the subprotocol mqtt (or mqttv3.1)"),
+                ("/other", ["mqtt"], "13", 400, "websocket-path", "accepted on /mqtt only"),
+                ("/mqtt?x=1", ["mqtt"], "8", 426, "websocket-version", "Sec-WebSocket-Version: 13"),
+            ]
+            for refusal in refusals {
+                let context = "upgrade of \(refusal.path) offering \(refusal.offered), version \(refusal.version)"
                 let response = try await ServerHTTPClient.upgrade(
                     port: server.httpPort,
-                    path: path,
-                    subprotocols: offered
+                    path: refusal.path,
+                    subprotocols: refusal.offered,
+                    version: refusal.version
                 )
-                #expect(response != nil, "upgrade of \(path) offering \(offered): connection closed without a response")
-                if let response {
-                    #expect((400..<500).contains(response.status), "upgrade of \(path) offering \(offered)")
+                #expect(response != nil, "\(context): connection closed without a response")
+                guard let response else { continue }
+                #expect(response.status == refusal.status, "\(context)")
+                #expect(response.header("Content-Type") == "application/problem+json", "\(context)")
+                #expect(response.header("Connection")?.contains("close") == true, "\(context)")
+                #expect(response.header("Date")?.hasSuffix(" GMT") == true, "\(context)")
+                let problem = try JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: Any]
+                #expect(problem?["type"] as? String == "urn:meridian:problem:\(refusal.type)", "\(context)")
+                #expect(problem?["status"] as? Int == refusal.status, "\(context)")
+                #expect(
+                    (problem?["detail"] as? String)?.contains(refusal.detail) == true,
+                    "\(context): \(response.body)"
+                )
+                if refusal.status == 426 {
+                    #expect(response.header("Sec-WebSocket-Version") == "13")
                 }
             }
+
+            // No Sec-WebSocket-Key: NIO's upgrader turns it down before asking Meridian.
+            let keyless = try await ServerHTTPClient.send(
+                port: server.httpPort,
+                "GET /mqtt HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n"
+            )
+            #expect(keyless.hasPrefix("HTTP/1.1 400 "), "\(keyless)")
+            #expect(keyless.contains("urn:meridian:problem:websocket-handshake"), "\(keyless)")
+
+            // A plain GET of the MQTT path keeps its own answer; the server stays healthy.
+            let plain = try await server.get("/mqtt")
+            #expect(plain.status == 400)
+            #expect(plain.body.contains("Sec-WebSocket-Protocol: mqtt"))
+            #expect(try await server.get("/healthz").status == 200)
+        }
+    }
+
+    @Test(
+        "an upgrade to a protocol Meridian does not speak is ignored: the request is answered, then the connection closes"
+    )
+    func otherUpgradeIsServedAsHTTP() async throws {
+        try await ServerFixture.with { server in
+            // What `curl --http2` sends over plain HTTP, and a second request behind it, which
+            // NIO's HTTP decoder does not parse after an upgrade request: the first is answered
+            // and the connection closed (not left hanging until the client gives up after 5 s).
+            let upgrade =
+                "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA"
+            let started = ContinuousClock.now
+            let raw = try await ServerHTTPClient.send(
+                port: server.httpPort,
+                "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\(upgrade)\r\n\r\n"
+                    + "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            )
+            #expect(ContinuousClock.now - started < .seconds(4), "the connection was not closed")
+            #expect(raw.hasPrefix("HTTP/1.1 200 "), "\(raw)")
+            #expect(raw.hasSuffix("\r\n\r\nok\n"), "\(raw)")
+            #expect(try await server.get("/healthz").status == 200)
         }
     }
 

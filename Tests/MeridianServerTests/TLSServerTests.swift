@@ -130,6 +130,35 @@ struct TLSServerTests {
         }
     }
 
+    @Test("HTTPS: a refused WebSocket upgrade gets a 400 saying why; an accepted one switches protocols")
+    func refusedSecureUpgradeIsAnswered() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let configuration = testConfiguration(dataDirectory: directory.path)
+        let certificateFile = TLSMaterial.GeneratedFiles(dataDirectory: directory.path).certificate
+        try await withServer(configuration) { endpoints in
+            let port = try #require(endpoints.httpsPort)
+            let trust = try pinning(certificateFile)
+            let refused = try await ServerHTTPClient.upgrade(
+                port: port,
+                path: "/mqtt",
+                subprotocols: ["chat"],
+                tls: trust
+            )
+            #expect(refused?.status == 400)
+            #expect(refused?.header("Content-Type") == "application/problem+json")
+            #expect(refused?.body.contains("needs the subprotocol mqtt") == true)
+            let accepted = try await ServerHTTPClient.upgrade(
+                port: port,
+                path: "/mqtt",
+                subprotocols: ["mqtt"],
+                tls: trust
+            )
+            #expect(accepted?.status == 101)
+            #expect(accepted?.header("Sec-WebSocket-Protocol") == "mqtt")
+        }
+    }
+
     @Test("tls.enabled = false: no TLS listeners, none in the listening line, no certificate made")
     func disabled() async throws {
         let directory = try TemporaryDirectory()

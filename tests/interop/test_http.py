@@ -1,7 +1,9 @@
-"""Meridian's HTTP endpoints on the http port: /healthz, /readyz, /metrics."""
+"""Meridian's HTTP endpoints on the http port: /healthz, /readyz, /metrics, refused WebSocket upgrades."""
 
 from __future__ import annotations
 
+import http.client
+import json
 import re
 import time
 import urllib.error
@@ -82,3 +84,32 @@ def test_metrics_move_with_traffic(broker, client_factory, topic):
     assert after.get(contract.METRIC_CONNECTIONS, 0) >= 2, (
         f"{contract.METRIC_CONNECTIONS} = {after.get(contract.METRIC_CONNECTIONS)} with two "
         f"clients connected")
+
+
+@pytest.mark.parametrize("path, offered", [
+    ("/mqtt", None), ("/mqtt", "chat"), ("/other", "mqtt"),
+], ids=["mqtt-no-subprotocol", "mqtt-chat", "other-path"])
+def test_refused_websocket_upgrade_is_answered(broker, path, offered):
+    """A WebSocket upgrade Meridian declines gets a 400 saying why, not a dropped connection."""
+    headers = {
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version": "13",
+    }
+    if offered:
+        headers["Sec-WebSocket-Protocol"] = offered
+    conn = http.client.HTTPConnection(broker.host, broker.http_port, timeout=contract.TIMEOUT)
+    try:
+        conn.request("GET", path, headers=headers)
+        r = conn.getresponse()
+        body = r.read().decode()
+        assert r.status == 400, f"upgrade of {path} offering {offered}: {r.status} {body[:300]}"
+        assert r.getheader("Content-Type") == "application/problem+json"
+        problem = json.loads(body)
+        assert problem["status"] == 400
+        assert problem["detail"], problem
+    finally:
+        conn.close()
+    status, _, _ = http_get(broker, contract.HEALTH_PATH)
+    assert status == 200

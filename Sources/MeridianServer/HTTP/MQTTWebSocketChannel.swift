@@ -15,10 +15,18 @@ import NIOWebSocket
 /// On the HTTPS port (behind HummingbirdTLS's `TLSChannel`) the transport is
 /// `.secureWebSocket`, and the client certificate verified in the TLS handshake, if any, goes
 /// with the connection to the broker's authenticator.
+///
+/// A WebSocket upgrade it declines (another path, no MQTT subprotocol, a broken handshake) is
+/// answered with a 4xx saying why (``WebSocketUpgradeRefusal``), then the connection closes; an
+/// upgrade to any other protocol (`h2c`, say) is ignored: the request is served as plain HTTP,
+/// then the connection closes. NIO's upgrade handler drops the request of an upgrade no
+/// upgrader takes, so an ``UpgradeRequestRecorder`` in front of it keeps the request for that.
 struct MQTTWebSocketChannel: ServerChildChannel, HTTPChannelHandler {
     enum UpgradeResult: Sendable {
         case mqtt(any Channel)
         case http(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
+        /// A declined WebSocket upgrade: the client is told why, then the connection closes.
+        case refused(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, WebSocketUpgradeRefusal)
     }
 
     struct Value: ServerChildChannelValue {
@@ -55,14 +63,11 @@ struct MQTTWebSocketChannel: ServerChildChannel, HTTPChannelHandler {
             let path = self.path
             let broker = self.broker
             let transport = self.transport
+            let recorder = NIOLoopBound(UpgradeRequestRecorder(), eventLoop: channel.eventLoop)
             let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
                 maxFrameSize: maximumFrameSize,
                 shouldUpgrade: { channel, head in
-                    let requestPath = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
-                    guard requestPath == path else { return channel.eventLoop.makeSucceededFuture(nil) }
-                    let offered = head.headers[canonicalForm: "Sec-WebSocket-Protocol"].map { $0.lowercased() }
-                    guard let chosen = Self.subprotocols.first(where: { offered.contains($0) }) else {
-                        logger.debug("WebSocket upgrade without the mqtt subprotocol refused")
+                    guard case .success(let chosen) = Self.negotiate(head, path: path) else {
                         return channel.eventLoop.makeSucceededFuture(nil)
                     }
                     var headers = HTTPHeaders()
@@ -71,6 +76,7 @@ struct MQTTWebSocketChannel: ServerChildChannel, HTTPChannelHandler {
                 },
                 upgradePipelineHandler: { channel, _ in
                     channel.eventLoop.makeCompletedFuture {
+                        recorder.value.leave()
                         let secure = transport == .secureWebSocket
                         let certificate = secure ? try MQTTPeerCertificate.verifiedPeer(of: channel) : nil
                         try channel.pipeline.syncOperations.addHandler(WebSocketMQTTHandler())
@@ -89,15 +95,32 @@ struct MQTTWebSocketChannel: ServerChildChannel, HTTPChannelHandler {
                             wrappingChannelSynchronously: channel,
                             configuration: .init(isOutboundHalfClosureEnabled: true)
                         )
+                        let recorder = recorder.value
+                        if let request = recorder.upgradeRequest, WebSocketUpgradeRefusal.isWebSocketUpgrade(request) {
+                            recorder.leave()
+                            guard case .failure(let refusal) = Self.negotiate(request, path: path) else {
+                                // Accepted by us, so refused by NIO's own handshake checks.
+                                return UpgradeResult.refused(asyncChannel, .malformedHandshake)
+                            }
+                            return UpgradeResult.refused(asyncChannel, refusal)
+                        }
+                        // Not an upgrade (the request went through), or one to a protocol we do
+                        // not speak: serve it as plain HTTP, closing the connection after it.
+                        recorder.replay()
                         return UpgradeResult.http(asyncChannel)
                     }
                 }
             )
-            var configuration = NIOUpgradableHTTPServerPipelineConfiguration<UpgradeResult>(upgradeConfiguration: serverUpgradeConfiguration)
+            var configuration = NIOUpgradableHTTPServerPipelineConfiguration<UpgradeResult>(
+                upgradeConfiguration: serverUpgradeConfiguration
+            )
             configuration.enablePipelining = false
             configuration.enableErrorHandling = false
             configuration.enableResponseHeaderValidation = false
-            let result = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: configuration)
+            let sync = channel.pipeline.syncOperations
+            let result = try sync.configureUpgradableHTTPServerPipeline(configuration: configuration)
+            let upgradeHandler = try sync.handler(type: NIOTypedHTTPServerUpgradeHandler<UpgradeResult>.self)
+            try sync.addHandler(recorder.value, position: .before(upgradeHandler))
             return Value(upgradeResult: result, channel: channel)
         }
     }
@@ -107,6 +130,8 @@ struct MQTTWebSocketChannel: ServerChildChannel, HTTPChannelHandler {
             switch try await value.upgradeResult.get() {
             case .http(let asyncChannel):
                 await handleHTTP(asyncChannel: asyncChannel, logger: logger)
+            case .refused(let asyncChannel, let refusal):
+                await answer(refusal, on: asyncChannel, logger: logger)
             case .mqtt(let channel):
                 try? await channel.closeFuture.get()
             }

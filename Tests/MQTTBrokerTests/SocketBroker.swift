@@ -101,7 +101,7 @@ final class SocketBroker: Sendable {
             protocolVersion: version,
             clientIdentifier: clientIdentifier
         )
-        configuration.connectTimeout = .seconds(5)
+        configuration.connectTimeout = .seconds(20)
         configure(&configuration)
         return MQTTClient(configuration: configuration)
     }

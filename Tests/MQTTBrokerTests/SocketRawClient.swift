@@ -21,7 +21,7 @@ final class SocketRawClient: Sendable {
     static func open(port: Int, version: MQTTProtocolVersion = .v5) async throws -> SocketRawClient {
         let received = RawPackets()
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connectTimeout(.seconds(5))
+            .connectTimeout(.seconds(20))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(

@@ -74,7 +74,7 @@ struct TLSBrokerFixture {
             clientIdentifier: id
         )
         configuration.tlsServerName = "localhost"
-        configuration.connectTimeout = .seconds(5)
+        configuration.connectTimeout = .seconds(20)
         return MQTTClient(configuration: configuration, eventLoopGroup: group)
     }
 }

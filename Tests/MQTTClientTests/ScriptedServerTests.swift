@@ -26,7 +26,7 @@ struct ScriptedServerTests {
             port: server.port,
             clientIdentifier: uniqueClientID()
         )
-        configuration.connectTimeout = .seconds(5)
+        configuration.connectTimeout = .seconds(20)
         configure(&configuration)
         return MQTTClient(configuration: configuration)
     }

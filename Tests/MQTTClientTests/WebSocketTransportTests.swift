@@ -16,7 +16,7 @@ struct WebSocketTransportTests {
                 transport: .webSocket(path: "/mqtt", tls: nil),
                 clientIdentifier: uniqueClientID()
             )
-            configuration.connectTimeout = .seconds(5)
+            configuration.connectTimeout = .seconds(20)
             let client = MQTTClient(configuration: configuration)
             let messages = StreamRecorder(client.messages)
             async let connected = client.connect()
@@ -83,7 +83,7 @@ struct WebSocketTransportTests {
             transport: .webSocket(path: "/not-mqtt", tls: nil),
             clientIdentifier: uniqueClientID()
         )
-        configuration.connectTimeout = .seconds(5)
+        configuration.connectTimeout = .seconds(20)
         let client = MQTTClient(configuration: configuration)
         let error = await #expect(throws: MQTTClientError.self) {
             try await client.connect()

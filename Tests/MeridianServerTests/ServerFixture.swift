@@ -150,7 +150,7 @@ final class ServerFixture: Sendable {
             protocolVersion: version,
             clientIdentifier: clientIdentifier
         )
-        configuration.connectTimeout = .seconds(5)
+        configuration.connectTimeout = .seconds(20)
         configure(&configuration)
         return MQTTClient(configuration: configuration)
     }

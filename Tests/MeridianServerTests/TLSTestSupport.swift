@@ -143,7 +143,7 @@ func tlsClient(
         clientIdentifier: "tls-test-\(UInt32.random(in: 0...UInt32.max))"
     )
     configuration.tlsServerName = "localhost"
-    configuration.connectTimeout = .seconds(5)
+    configuration.connectTimeout = .seconds(20)
     return MQTTClient(configuration: configuration)
 }
 

@@ -73,8 +73,20 @@ final class MeridianFixture: TestBrokerFixture, @unchecked Sendable {
 
     func restart() async throws {
         let ports = Ports(mqtt: mqttPort, webSocket: wsPort, tls: tlsPort, tlsWebSocket: tlsWebSocketPort)
-        let running = try await Self.launch(options, ports: ports)
-        lock.withLock { self.running = running }
+        // The same ports again: one may briefly be held by another test's socket (an ephemeral
+        // client port, or a listener on port 0), so retry for a while before giving up.
+        var attempt = 0
+        while true {
+            do {
+                let running = try await Self.launch(options, ports: ports)
+                lock.withLock { self.running = running }
+                return
+            } catch {
+                attempt += 1
+                guard attempt < 100, "\(error)".contains("Address already in use") else { throw error }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
     }
 
     func stop() async {

@@ -35,7 +35,7 @@ func makeClient(
         protocolVersion: version,
         clientIdentifier: clientID
     )
-    configuration.connectTimeout = .seconds(5)
+    configuration.connectTimeout = .seconds(20)
     configure(&configuration)
     return MQTTClient(configuration: configuration)
 }

@@ -160,7 +160,7 @@ struct TLSServerTests {
     }
 
     @Test("tls.enabled = false: no TLS listeners, none in the listening line, no certificate made")
-    func disabled() async throws {
+    func tlsSwitchedOff() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let configuration = testConfiguration(dataDirectory: directory.path) { $0.tls.enabled = false }

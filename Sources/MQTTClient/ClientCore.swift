@@ -705,7 +705,6 @@ final class ClientCore {
         for promise in unsubscribePromises.values { promise.fail(requestError) }
         subscribePromises.removeAll()
         unsubscribePromises.removeAll()
-        snapshot.withLockedValue { $0.isConnected = false }
 
         let error = connection.error ?? error
         let reason = MQTTClient.CloseReason(
@@ -714,6 +713,11 @@ final class ClientCore {
                 ? nil : (error ?? MQTTClientError.connectionClosed("the server closed the connection")),
             initiatedByClient: connection.closeRequested
         )
+        // Both at once: whoever sees `isConnected == false` also sees why.
+        snapshot.withLockedValue {
+            $0.isConnected = false
+            $0.lastCloseReason = reason
+        }
         let wasConnected = connection.phase == .connected
 
         if let promise = connection.connectPromise {

@@ -12,11 +12,12 @@ struct KeepAliveTests {
     )
     func pingsKeepConnectionOpen(kind: TestBrokerKind, transport: TestTransport) async throws {
         try await withBroker(kind) { broker in
-            let client = makeClient(broker, transport: transport) { $0.keepAlive = .seconds(1) }
+            // 2 s, not 1: both brokers drop a client silent for 1.5 keep-alives, and with every
+            // test running at once on two cores a PINGREQ can be late by more than half a second.
+            let client = makeClient(broker, transport: transport) { $0.keepAlive = .seconds(2) }
             let packets = StreamRecorder(client.packets)
             try await client.connect()
-            // Both brokers drop a client silent for 1.5 keep-alives.
-            try await Task.sleep(for: .milliseconds(3500))
+            try await Task.sleep(for: .milliseconds(5500))
             #expect(client.isConnected)
             let pingResponses = packets.all.filter { if case .pingresp = $0 { true } else { false } }
             #expect(pingResponses.count >= 2)

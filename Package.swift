@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "MQTTCore", targets: ["MQTTCore"]),
         .library(name: "MQTTBroker", targets: ["MQTTBroker"]),
         .library(name: "MQTTClient", targets: ["MQTTClient"]),
+        .library(name: "MeridianCore", targets: ["MeridianCore"]),
         .library(name: "MeridianStorage", targets: ["MeridianStorage"]),
         .library(name: "MeridianServer", targets: ["MeridianServer"]),
     ],
@@ -33,6 +34,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.1"),
     ],
     targets: [
         .target(
@@ -78,8 +80,19 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "MeridianCore",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "MeridianStorage",
             dependencies: [
+                "MeridianCore",
                 "MQTTCore",
                 "MQTTBroker",
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -95,7 +108,9 @@ let package = Package(
             dependencies: [
                 "MQTTCore",
                 "MQTTBroker",
+                "MeridianCore",
                 "MeridianStorage",
+                .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -119,6 +134,7 @@ let package = Package(
             name: "meridian",
             dependencies: [
                 "MeridianServer",
+                "MeridianCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -153,9 +169,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "MeridianCoreTests",
+            dependencies: ["MeridianCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "MeridianStorageTests",
             dependencies: [
-                "MeridianStorage", "MQTTBroker", "MQTTCore",
+                "MeridianStorage", "MeridianCore", "MQTTBroker", "MQTTCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -165,7 +186,7 @@ let package = Package(
         .testTarget(
             name: "MeridianServerTests",
             dependencies: [
-                "MeridianServer", "MQTTBroker", "MQTTClient", "MQTTCore",
+                "MeridianServer", "MeridianCore", "MeridianStorage", "MQTTBroker", "MQTTClient", "MQTTCore",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -229,6 +229,21 @@ public final class MQTTBroker: Service, Sendable {
             let deadline = first.scheduleTask(in: timeout) {}
             EventLoopFuture.andAllComplete(closing, on: first).whenComplete { _ in deadline.cancel() }
             _ = try? await deadline.futureResult.get()
+            // Whatever did not close in time is closed now, so that nothing of the broker is
+            // still running (or completing promises on other loops) when the caller shuts the
+            // event loops down.
+            for loop in core.loops {
+                try? await loop.eventLoop.submit {
+                    for connection in loop.connections.values { connection.forceClose() }
+                }.get()
+            }
+            for future in closing { _ = try? await future.get() }
+        }
+        // Closing connections updates the subscription index on every loop, and those updates
+        // complete back on the loop they came from: two rounds through every loop let all of it
+        // finish (a promise left pending on a loop that is then shut down would leak).
+        for _ in 0..<2 {
+            for loop in core.loops { try? await loop.eventLoop.submit {}.get() }
         }
         // Sessions noted their disconnection; write everything pending, then close the store.
         if let persistence = core.persistence, let first = core.loops.first?.eventLoop {

@@ -928,6 +928,13 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         closeAfterFlush()
     }
 
+    /// Closes the channel now, without waiting for pending writes (a peer that stopped reading
+    /// must not hold up shutdown).
+    func forceClose() {
+        guard let context else { return }
+        context.channel.close(mode: .all, promise: nil)
+    }
+
     private func closeAfterFlush() {
         guard let context else { return }
         isDirty = false

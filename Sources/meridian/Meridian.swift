@@ -6,7 +6,10 @@ struct Meridian: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "meridian",
         abstract: "Meridian IoT platform: MQTT broker, device registry, telemetry and dashboard in one binary.",
-        subcommands: [ServeCommand.self, ConfigCommand.self]
+        subcommands: [
+            ServeCommand.self, ConfigCommand.self, DeviceCommand.self, CredentialsCommand.self, CertCommand.self,
+            APIKeyCommand.self, AuditCommand.self,
+        ]
     )
 
     /// ArgumentParser's `main`, except that `meridian serve --help` ends with the configuration

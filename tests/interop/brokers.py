@@ -91,8 +91,9 @@ class Broker:
     host = "127.0.0.1"
 
     def __init__(self, workdir: Path, settings: dict | None = None,
-                 extra_args: list[str] | None = None):
+                 extra_args: list[str] | None = None, env: dict | None = None):
         self.kind = KIND
+        self.env = dict(env or {})  # extra environment variables for the process
         self.workdir = workdir
         self.settings = {**contract.DEFAULT_SETTINGS, **(settings or {})}
         self.extra_args = list(extra_args or [])
@@ -186,7 +187,8 @@ class Broker:
         self.argv = argv
         self._stderr_file = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=self._stderr_file, preexec_fn=_die_with_parent)
+                                     stderr=self._stderr_file, preexec_fn=_die_with_parent,
+                                     env={**os.environ, **self.env})
 
     def _fail_start(self, why: str) -> None:
         global _default_start_failure

@@ -78,11 +78,12 @@ def _module_broker_watch(request):
 
 @pytest.fixture
 def broker_factory(tmp_path_factory):
-    """broker_factory(settings={...}, extra_args=[...]) -> a broker of the test's own."""
+    """broker_factory(settings={...}, extra_args=[...], env={...}) -> a broker of the test's own."""
     started: list[brokers.Broker] = []
 
-    def make(settings: dict | None = None, extra_args: list[str] | None = None):
-        b = brokers.Broker(tmp_path_factory.mktemp("own-broker"), settings, extra_args)
+    def make(settings: dict | None = None, extra_args: list[str] | None = None,
+             env: dict | None = None):
+        b = brokers.Broker(tmp_path_factory.mktemp("own-broker"), settings, extra_args, env)
         started.append(b)
         return b
 
@@ -137,3 +138,15 @@ def topic(request):
     """A topic prefix no other test (or run) uses."""
     name = request.node.name.replace("[", "-").replace("]", "").replace("/", "_")
     return f"it/{name[:60]}/{next(_counter)}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    """A Meridian server of the module's own, bootstrapped with the owner API key
+    platform_api.ADMIN_KEY, as a platform_api.Platform (REST API helpers + .broker)."""
+    import platform_api  # noqa: PLC0415 - only the platform tests need requests
+
+    b = brokers.Broker(tmp_path_factory.mktemp("platform"),
+                       env={platform_api.BOOTSTRAP_ENV: platform_api.ADMIN_KEY})
+    yield platform_api.Platform(b)
+    b.stop()

@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdCore
 import Logging
 import MQTTBroker
+import MeridianCore
 import MeridianStorage
 import NIOCore
 import NIOPosix
@@ -56,7 +57,7 @@ public struct MeridianApplication: Sendable {
     /// Runs until SIGTERM/SIGINT, printing the `listening` line on stdout once every listener
     /// is bound. SIGHUP reloads the TLS certificate.
     public func run() async throws {
-        try await run(gracefulShutdownSignals: [.sigterm, .sigint]) { endpoints in
+        try await run(gracefulShutdownSignals: [.sigterm, .sigint], printsFirstStartNotice: true) { endpoints in
             // Unbuffered, so scripts reading a pipe see it at once.
             FileHandle.standardOutput.write(Data((endpoints.listeningLine + "\n").utf8))
         }
@@ -67,13 +68,30 @@ public struct MeridianApplication: Sendable {
         gracefulShutdownSignals: [UnixSignal],
         onListening: @escaping @Sendable (Endpoints) async -> Void
     ) async throws {
+        try await run(gracefulShutdownSignals: gracefulShutdownSignals, printsFirstStartNotice: false, onListening: onListening)
+    }
+
+    /// `printsFirstStartNotice`: on the first start of an empty database without a bootstrap
+    /// API key, print the admin's user name, password and the dashboard URL to stdout once,
+    /// after `onListening`.
+    func run(
+        gracefulShutdownSignals: [UnixSignal],
+        printsFirstStartNotice: Bool,
+        onListening: @escaping @Sendable (Endpoints) async -> Void
+    ) async throws {
         let registry = MeridianMetrics.bootstrap()
         try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
         let threads = EventLoopThreads.resolve(configuration.network.eventLoopThreads)
         logger.debug("event loops", metadata: ["threads": "\(threads)"])
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         do {
-            try await serve(group: group, registry: registry, gracefulShutdownSignals: gracefulShutdownSignals, onListening: onListening)
+            try await serve(
+                group: group,
+                registry: registry,
+                gracefulShutdownSignals: gracefulShutdownSignals,
+                printsFirstStartNotice: printsFirstStartNotice,
+                onListening: onListening
+            )
         } catch {
             try? await group.shutdownGracefully()
             throw error
@@ -85,8 +103,12 @@ public struct MeridianApplication: Sendable {
         group: MultiThreadedEventLoopGroup,
         registry: PrometheusCollectorRegistry,
         gracefulShutdownSignals: [UnixSignal],
+        printsFirstStartNotice: Bool,
         onListening: @escaping @Sendable (Endpoints) async -> Void
     ) async throws {
+        // The registry first: the broker's authentication and the API both stand on it.
+        let platform = try await openPlatform()
+        let firstStart: BootstrapResult? = if let platform { try await bootstrap(platform.registry) } else { nil }
         var brokerConfiguration = configuration.broker
         if brokerConfiguration.version == BrokerConfiguration().version {
             brokerConfiguration.version = "meridian \(MeridianVersion.current)"
@@ -139,6 +161,9 @@ public struct MeridianApplication: Sendable {
         let router = Router(context: MeridianRequestContext.self)
         ServerRoutes.add(to: router, readiness: readiness, registry: registry, mqttPath: network.webSocketPath)
         TLSAdminRoutes.add(to: router, tls: tls)
+        if let platform {
+            try await APIRoutes.add(to: router, services: makeAPIServices(platform))
+        }
         let path = network.webSocketPath
         let logger = self.logger
         let dataDirectory = configuration.dataDirectory
@@ -156,6 +181,9 @@ public struct MeridianApplication: Sendable {
             if let port = endpoints.httpsPort { metadata["https.port"] = "\(port)" }
             logger.info("meridian started", metadata: metadata)
             await onListening(endpoints)
+            if printsFirstStartNotice, let firstStart, let notice = Self.firstStartNotice(firstStart, bind: network.bind, httpPort: endpoints.httpPort) {
+                FileHandle.standardOutput.write(Data(notice.utf8))
+            }
         }
         let app = Application(
             router: router,
@@ -227,6 +255,72 @@ extension MeridianApplication {
         } catch let error as SQLiteSessionStore.OpenError {
             throw MeridianStartupError(error.description)
         }
+    }
+}
+
+extension MeridianApplication {
+    /// The platform registry, `meridian.sqlite` in the data directory; nil while this build has
+    /// no registry store (then the REST API is not served).
+    func openRegistry() async throws -> Registry? {
+        // The SQLite registry store (MeridianStorage) lands with the registry work; wire it
+        // here: `Registry(store: try SQLiteRegistryStore(path: path))`.
+        nil
+    }
+
+    /// The registry and logger shared by the API and the broker's access control.
+    func openPlatform() async throws -> Platform? {
+        guard let registry = try await openRegistry() else { return nil }
+        return Platform(registry: registry, logger: logger)
+    }
+
+    /// On an empty database: tenant `default` with an admin API key of exactly
+    /// `MERIDIAN_BOOTSTRAP_API_KEY`, or with user `admin` and a random password (returned for
+    /// printing once). Logged without secrets.
+    func bootstrap(_ registry: Registry) async throws -> BootstrapResult? {
+        let apiKey = configuration.api.bootstrapAPIKey ?? ProcessInfo.processInfo.environment["MERIDIAN_BOOTSTRAP_API_KEY"]
+        guard let result = try await registry.bootstrapIfEmpty(apiKey: apiKey.flatMap { $0.isEmpty ? nil : $0 }) else {
+            return nil
+        }
+        var metadata: Logger.Metadata = ["tenant.id": "\(result.tenant.id)"]
+        if let id = result.apiKeyID { metadata["api_key.id"] = "\(id)" }
+        if let username = result.adminUsername { metadata["user.name"] = "\(username)" }
+        logger.info(
+            result.apiKeyID != nil
+                ? "first start: created tenant default with the bootstrap admin API key"
+                : "first start: created tenant default and an admin user; its password is printed once on stdout",
+            metadata: metadata
+        )
+        return result
+    }
+
+    /// The lines printed once after the `listening` line on a first start with a generated
+    /// admin password; nil when there is nothing to print.
+    static func firstStartNotice(_ result: BootstrapResult, bind: String, httpPort: Int) -> String? {
+        guard let username = result.adminUsername, let password = result.adminPassword else { return nil }
+        let host: String
+        switch bind {
+        case "0.0.0.0", "::", "[::]", "": host = "localhost"
+        default: host = bind.contains(":") ? "[\(bind)]" : bind
+        }
+        return """
+            first start: created tenant "\(result.tenant.name)" with admin user "\(username)", password: \(password)
+            (shown only this once) log in at http://\(host):\(httpPort)/
+
+            """
+    }
+
+    func makeAPIServices(_ platform: Platform) async throws -> APIServices {
+        let api = configuration.api
+        return APIServices(
+            registry: platform.registry,
+            signer: try await APITokenSigner.load(
+                dataDirectory: configuration.dataDirectory,
+                lifetime: TimeInterval(api.accessTokenLifetime)
+            ),
+            loginLimiter: LoginRateLimiter(maximumFailures: api.loginMaximumFailures, window: TimeInterval(api.loginWindow)),
+            refreshTokenLifetime: TimeInterval(api.refreshTokenLifetime),
+            logger: platform.logger
+        )
     }
 }
 

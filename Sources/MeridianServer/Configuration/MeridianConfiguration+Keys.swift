@@ -111,6 +111,32 @@ extension MeridianConfiguration {
             help: "none: no client certificates; optional: verified against tls.client_ca when presented; required: every TLS client (MQTT and HTTPS) must present one."
         ),
 
+        // [api]
+        .integer(
+            "api.access_token_ttl",
+            \.api.accessTokenLifetime,
+            range: 60...86_400,
+            help: "Seconds an access token from POST /api/v1/auth/login is valid."
+        ),
+        .integer(
+            "api.refresh_token_ttl",
+            \.api.refreshTokenLifetime,
+            range: 300...31_536_000,
+            help: "Seconds a refresh token is valid (each refresh issues a new one)."
+        ),
+        .integer(
+            "api.login_max_failures",
+            \.api.loginMaximumFailures,
+            range: 1...1000,
+            help: "Failed logins per user name, and per client address, within api.login_window before further attempts get 429."
+        ),
+        .integer(
+            "api.login_window",
+            \.api.loginWindow,
+            range: 1...86_400,
+            help: "Seconds over which failed logins are counted."
+        ),
+
         // [broker]
         .choice(
             "broker.durability",

@@ -58,6 +58,25 @@ public struct MeridianConfiguration: Sendable {
         public init() {}
     }
 
+    /// The REST API: token lifetimes and login rate limits.
+    public struct API: Sendable {
+        /// Seconds an access token (JWT) from login is valid.
+        public var accessTokenLifetime: Int = 900
+        /// Seconds a refresh token is valid.
+        public var refreshTokenLifetime: Int = 30 * 24 * 3600
+        /// Failed logins per user name, and per client address, within ``loginWindow`` before
+        /// further attempts are refused with 429.
+        public var loginMaximumFailures: Int = 10
+        /// Seconds over which failed logins are counted.
+        public var loginWindow: Int = 300
+        /// On an empty database, the admin API key to create (`MERIDIAN_BOOTSTRAP_API_KEY`);
+        /// nil reads that environment variable, and without it an admin user with a random
+        /// password is created and printed once. Not a configuration key: never in a file.
+        public var bootstrapAPIKey: String?
+
+        public init() {}
+    }
+
     /// Listener addresses and ports.
     public var network = Network()
     /// TLS listeners and certificates.
@@ -68,6 +87,8 @@ public struct MeridianConfiguration: Sendable {
     public var logLevel: Logger.Level = .info
     /// The MQTT broker's limits and features.
     public var broker = BrokerConfiguration()
+    /// The REST API.
+    public var api = API()
 
     /// A configuration with every value at its default.
     public init() {}

@@ -1,0 +1,559 @@
+import Foundation
+import HTTPTypes
+import MeridianCore
+
+/// The OpenAPI 3.1 description of the REST API, served at `/api/v1/openapi.json`. A test
+/// checks that its operations and ``APIRoutes/endpoints`` (what the router serves) are exactly
+/// the same set.
+enum OpenAPIDocument {
+    /// The document, encoded once (sorted keys).
+    static let json: [UInt8] = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Array((try? encoder.encode(document)) ?? Data("{}".utf8)) + [UInt8(ascii: "\n")]
+    }()
+
+    /// Every documented operation as `METHOD /path` (relative to `/api/v1`).
+    static var operations: Set<String> {
+        var result = Set<String>()
+        for (path, item) in document["paths"]?.entries ?? [:] {
+            for method in item.entries.keys { result.insert("\(method.uppercased()) \(path)") }
+        }
+        return result
+    }
+
+    static let document: OpenAPIValue = [
+        "openapi": "3.1.0",
+        "info": [
+            "title": "Meridian REST API",
+            "version": .string(MeridianVersion.current),
+            "description": .string(
+                """
+                Tenants, users, API keys, device profiles, devices, credentials, certificates, claiming, \
+                provisioning and the audit log. Authenticate with `Authorization: Bearer <token>`: an API key, or \
+                the access token from `POST /auth/login`. Every operation names the least role it needs \
+                (`x-minimum-role`); anything of another tenant is 404. Errors are `application/problem+json` \
+                naming the offending `field`.
+                """
+            ),
+        ],
+        "servers": [["url": "/api/v1"]],
+        "security": [["bearer": []]],
+        "paths": .object(paths),
+        "components": [
+            "securitySchemes": [
+                "bearer": [
+                    "type": "http", "scheme": "bearer",
+                    "description": "An API key (shown once at creation) or an access token from /auth/login (15 minutes).",
+                ]
+            ],
+            "schemas": .object(schemas),
+            "responses": [
+                "Problem": [
+                    "description": "The request was refused: a problem+json body says why and names the field at fault.",
+                    "content": ["application/problem+json": ["schema": ref("Problem")]],
+                ],
+                "NoContent": ["description": "Done; no body."],
+            ],
+        ],
+    ]
+
+    // MARK: Paths
+
+    private static let paths: [String: OpenAPIValue] = {
+        var paths: [String: [String: OpenAPIValue]] = [:]
+        func add(_ method: HTTPRequest.Method, _ path: String, _ operation: OpenAPIValue) {
+            let access = APIRoutes.endpoints.first { $0.method == method && $0.path == path }?.access
+            var operation = operation.entries
+            operation["operationId"] = .string(operationID(method, path))
+            switch access {
+            case .anyone:
+                operation["security"] = []
+            case .role(let role):
+                operation["x-minimum-role"] = .string(role.rawValue)
+            case .user(let role):
+                operation["x-minimum-role"] = .string(role.rawValue)
+                operation["x-users-only"] = true
+            case nil:
+                break
+            }
+            let parameters = pathParameters(path)
+            if !parameters.isEmpty {
+                operation["parameters"] = .array(parameters + (operation["parameters"].map { if case .array(let a) = $0 { a } else { [] } } ?? []))
+            }
+            var responses = operation["responses"]?.entries ?? [:]
+            if responses["4XX"] == nil { responses["4XX"] = ["$ref": "#/components/responses/Problem"] }
+            operation["responses"] = .object(responses)
+            paths[path, default: [:]][method.rawValue.lowercased()] = .object(operation)
+        }
+
+        // Authentication
+        add(.post, "/auth/login", op(
+            "Log in", tag: "auth",
+            description: "Checks a user's password and returns a 15-minute access token and a refresh token. Failed attempts are limited per user name and per client address (429 with Retry-After).",
+            body: ref("LoginRequest"), responses: ["200": json(ref("TokenPair"), "Logged in")]
+        ))
+        add(.post, "/auth/refresh", op(
+            "Exchange a refresh token", tag: "auth",
+            description: "Returns a new access token and a new refresh token; the old refresh token stops working.",
+            body: ref("RefreshRequest"), responses: ["200": json(ref("TokenPair"), "New tokens")]
+        ))
+        add(.get, "/me", op("Who am I", tag: "auth", responses: ["200": json(ref("Me"), "The caller")]))
+
+        // Tenants, users, API keys
+        add(.get, "/tenants", op(
+            "List tenants", tag: "tenants",
+            description: "A user's tenants; for an API key, its own tenant.",
+            responses: ["200": json(list(ref("Tenant")), "Tenants")]
+        ))
+        add(.post, "/tenants", op(
+            "Create a tenant", tag: "tenants",
+            description: "A new tenant owned by the calling user (API keys cannot create tenants).",
+            body: ref("CreateTenantRequest"), responses: ["201": json(ref("Tenant"), "Created")]
+        ))
+        add(.get, "/users", op("List the tenant's users", tag: "users", responses: ["200": json(list(ref("User")), "Users")]))
+        add(.post, "/users", op(
+            "Add a user to the tenant", tag: "users",
+            description: "Creates the user when the name is new (then `password` is required). Only owners may grant owner.",
+            body: ref("CreateUserRequest"), responses: ["201": json(ref("User"), "Added")]
+        ))
+        add(.patch, "/users/{id}", op(
+            "Change a user's role", tag: "users", body: ref("SetRoleRequest"),
+            responses: ["200": json(ref("User"), "Changed")]
+        ))
+        add(.delete, "/users/{id}", op(
+            "Remove a user from the tenant", tag: "users",
+            description: "The last owner cannot be removed.", responses: ["204": noContent]
+        ))
+        add(.get, "/api-keys", op("List API keys", tag: "api-keys", responses: ["200": json(list(ref("APIKey")), "API keys")]))
+        add(.post, "/api-keys", op(
+            "Create an API key", tag: "api-keys",
+            description: "The key itself is in `key`, shown only in this answer. A key's role cannot be above the caller's.",
+            body: ref("CreateAPIKeyRequest"), responses: ["201": json(ref("APIKey"), "Created")]
+        ))
+        add(.delete, "/api-keys/{id}", op("Revoke an API key", tag: "api-keys", responses: ["204": noContent]))
+
+        // Profiles
+        add(.get, "/profiles", op("List device profiles", tag: "profiles", responses: ["200": json(list(ref("Profile")), "Profiles")]))
+        add(.post, "/profiles", op(
+            "Create a device profile", tag: "profiles",
+            description: "With provisioning enabled and no secret given, a secret is generated and shown once in `provisioningSecret`.",
+            body: ref("ProfileRequest"), responses: ["201": json(ref("Profile"), "Created")]
+        ))
+        add(.get, "/profiles/{id}", op("Show a device profile", tag: "profiles", responses: ["200": json(ref("Profile"), "The profile")]))
+        add(.put, "/profiles/{id}", op(
+            "Replace a device profile", tag: "profiles", body: ref("ProfileRequest"),
+            responses: ["200": json(ref("Profile"), "Replaced")]
+        ))
+        add(.delete, "/profiles/{id}", op(
+            "Delete a device profile", tag: "profiles", description: "Refused (409) while devices use it.",
+            responses: ["204": noContent]
+        ))
+
+        // Devices
+        add(.get, "/devices", op(
+            "List devices", tag: "devices",
+            description: "Ordered by id, a page at a time: pass `nextCursor` as `cursor` for the next page (null on the last).",
+            parameters: [
+                queryParameter("limit", ["type": "integer", "minimum": 1, "maximum": 1000, "default": 100], "Devices per page."),
+                queryParameter("cursor", ["type": "string"], "The previous page's nextCursor."),
+                [
+                    "name": "label", "in": "query", "required": false, "style": "form", "explode": true,
+                    "description": "key=value; repeat for several (all must match).",
+                    "schema": ["type": "array", "items": ["type": "string", "pattern": "^[^=]+=.*$"]],
+                ],
+                queryParameter("status", ["type": "string", "enum": enumeration(DeviceStatus.allCases)], "Only devices with this status."),
+                queryParameter("profile", ["type": "string"], "Only devices of this profile (id)."),
+                queryParameter("namePrefix", ["type": "string"], "Only devices whose name starts with this."),
+            ],
+            responses: ["200": json(pageOf(ref("Device")), "A page of devices")]
+        ))
+        add(.post, "/devices", op(
+            "Create a device", tag: "devices", body: ref("CreateDeviceRequest"),
+            responses: ["201": json(ref("Device"), "Created")]
+        ))
+        add(.post, "/devices/import", op(
+            "Import devices in bulk", tag: "devices",
+            description: "CSV with a header row (`name` required; `id`, `profile`, `labels` as `k=v;k2=v2`, and `label.<key>` columns) or a JSON array of devices. All or nothing: every row is checked first, and a bad row refuses the whole import with `errors` listing each bad row (line, field, reason).",
+            requestBody: [
+                "required": true,
+                "content": [
+                    "application/json": ["schema": ["type": "array", "items": ref("CreateDeviceRequest")]],
+                    "text/csv": ["schema": ["type": "string"]],
+                ],
+            ],
+            responses: ["201": json(ref("ImportResult"), "Every device was created")]
+        ))
+        add(.get, "/devices/{id}", op("Show a device", tag: "devices", responses: ["200": json(ref("Device"), "The device")]))
+        add(.patch, "/devices/{id}", op(
+            "Change a device", tag: "devices",
+            description: "Fields left out stay as they are; `labels` replaces all labels; status `disabled` disconnects the device.",
+            body: ref("DevicePatch"), responses: ["200": json(ref("Device"), "Changed")]
+        ))
+        add(.delete, "/devices/{id}", op(
+            "Delete a device", tag: "devices", description: "Deletes it with its credentials.",
+            responses: ["204": noContent]
+        ))
+        add(.post, "/devices/{id}/decommission", op(
+            "Decommission a device", tag: "devices",
+            description: "Revokes every credential and disconnects it; keeps it (status decommissioned) or, with purge, deletes it.",
+            body: ref("DecommissionRequest"), bodyRequired: false,
+            responses: ["200": json(ref("Device"), "Decommissioned and kept"), "204": noContent]
+        ))
+
+        // Credentials, certificates, CA
+        add(.get, "/devices/{id}/credentials", op(
+            "List a device's credentials", tag: "credentials", description: "Never the secrets.",
+            responses: ["200": json(list(ref("Credential")), "Credentials")]
+        ))
+        add(.post, "/devices/{id}/credentials", op(
+            "Issue a credential", tag: "credentials",
+            description: "`token`: an access token (given, or generated), shown only here. `password`: a user name and password. `certificate`: with `csr`, a certificate signed by the tenant's CA; with `certificate`, an existing certificate registered by fingerprint; with neither, a key pair generated for the device (`privateKey`, shown only here).",
+            body: ref("CreateCredentialRequest"), responses: ["201": json(ref("IssuedCredential"), "Issued")]
+        ))
+        add(.delete, "/devices/{id}/credentials/{credentialId}", op(
+            "Revoke a credential", tag: "credentials",
+            description: "Connections that used it are closed at once.", responses: ["204": noContent]
+        ))
+        add(.post, "/devices/{id}/certificates", op(
+            "Issue a device certificate", tag: "credentials",
+            description: "Same as a certificate credential: from a CSR, or with a generated key pair when no CSR is given.",
+            body: ref("CertificateRequest"), bodyRequired: false,
+            responses: ["201": json(ref("IssuedCredential"), "Issued")]
+        ))
+        add(.get, "/ca", op(
+            "List the tenant's certificate authorities", tag: "credentials",
+            description: "The built-in CA is created on first use. Certificates only, never keys.",
+            responses: ["200": json(list(ref("CertificateAuthority")), "Certificate authorities")]
+        ))
+        add(.post, "/ca", op(
+            "Register an external certificate authority", tag: "credentials",
+            body: ref("RegisterCARequest"), responses: ["201": json(ref("CertificateAuthority"), "Registered")]
+        ))
+
+        // Claiming and provisioning
+        add(.post, "/devices/{id}/claim-code", op(
+            "Set a device's claim code", tag: "claiming",
+            description: "Replaces the code; valid for durationSeconds.", body: ref("ClaimCodeRequest"),
+            responses: ["204": noContent]
+        ))
+        add(.post, "/claims", op(
+            "Claim a device", tag: "claiming",
+            description: "Moves the device with this id (or name) and unexpired claim code into the caller's tenant; its old credentials are revoked.",
+            body: ref("ClaimRequest"), responses: ["200": json(ref("Device"), "Claimed")]
+        ))
+        add(.post, "/provision", op(
+            "Provision a device (ThingsBoard-compatible)", tag: "provisioning",
+            description: "A device registers itself with its profile's provisioning key and secret. No authentication header.",
+            body: ref("ProvisionRequest"),
+            responses: [
+                "200": json(ref("ProvisionResult"), "Provisioned"),
+                "4XX": json(ref("ProvisionFailure"), "Refused"),
+            ]
+        ))
+
+        // Audit
+        add(.get, "/audit", op(
+            "List audit entries", tag: "audit", description: "The tenant's entries, newest first.",
+            parameters: [
+                queryParameter("limit", ["type": "integer", "minimum": 1, "maximum": 1000, "default": 100], "Entries per page."),
+                queryParameter("before", ["type": "integer", "minimum": 1], "Only entries with a lower sequence (the previous page's nextCursor)."),
+            ],
+            responses: ["200": json(pageOf(ref("AuditEntry")), "A page of entries")]
+        ))
+        add(.get, "/audit/verify", op(
+            "Verify the audit chain", tag: "audit", description: "Walks the whole hash chain.",
+            responses: ["200": json(ref("AuditVerification"), "The outcome")]
+        ))
+        add(.get, "/openapi.json", op(
+            "This document", tag: "meta",
+            responses: ["200": ["description": "OpenAPI 3.1", "content": ["application/json": ["schema": ["type": "object"]]]]]
+        ))
+        return paths.mapValues { .object($0) }
+    }()
+
+    // MARK: Schemas
+
+    private static let schemas: [String: OpenAPIValue] = [
+        "Problem": object(
+            required: ["type", "title", "status", "detail"],
+            [
+                "type": ["type": "string", "description": "urn:meridian:problem:<kind>"],
+                "title": string, "status": ["type": "integer"], "detail": string,
+                "field": ["type": "string", "description": "The offending input: a JSON field (dotted path), query parameter or header."],
+                "errors": [
+                    "type": "array",
+                    "items": object(required: ["line", "field", "reason"], ["line": ["type": "integer"], "field": string, "reason": string]),
+                ],
+            ]
+        ),
+        "Role": ["type": "string", "enum": enumeration(Role.allCases)],
+        "LoginRequest": object(
+            required: ["username", "password"],
+            ["username": string, "password": string, "tenant": ["type": "string", "description": "Tenant id or name; the first tenant when absent."]]
+        ),
+        "RefreshRequest": object(required: ["refreshToken"], ["refreshToken": string]),
+        "TokenPair": object(
+            required: ["accessToken", "tokenType", "expiresIn", "refreshToken", "tenant", "role", "tenants"],
+            [
+                "accessToken": string, "tokenType": ["type": "string", "const": "Bearer"],
+                "expiresIn": ["type": "integer", "description": "Seconds."], "refreshToken": string, "tenant": string,
+                "role": ref("Role"), "tenants": ["type": "array", "items": ref("Tenant")],
+            ]
+        ),
+        "Me": object(
+            required: ["kind", "id", "tenant", "role"],
+            ["kind": ["type": "string", "enum": ["user", "api-key"]], "id": string, "username": string, "tenant": string, "role": ref("Role")]
+        ),
+        "Tenant": object(required: ["id", "name", "createdAt"], ["id": string, "name": string, "createdAt": dateTime, "role": ref("Role")]),
+        "CreateTenantRequest": object(required: ["name"], ["name": string]),
+        "User": object(
+            required: ["id", "username", "role", "createdAt", "disabled"],
+            ["id": string, "username": string, "role": ref("Role"), "createdAt": dateTime, "disabled": ["type": "boolean"]]
+        ),
+        "CreateUserRequest": object(required: ["username", "role"], ["username": string, "password": string, "role": ref("Role")]),
+        "SetRoleRequest": object(required: ["role"], ["role": ref("Role")]),
+        "APIKey": object(
+            required: ["id", "name", "role", "prefix", "createdAt", "expiresAt", "lastUsedAt", "revokedAt"],
+            [
+                "id": string, "name": string, "role": ref("Role"), "prefix": string, "createdAt": dateTime,
+                "expiresAt": nullable(dateTime), "lastUsedAt": nullable(dateTime), "revokedAt": nullable(dateTime),
+                "key": ["type": "string", "description": "The key itself: only in the answer to its creation."],
+            ]
+        ),
+        "CreateAPIKeyRequest": object(required: ["name", "role"], ["name": string, "role": ref("Role"), "expiresAt": dateTime]),
+        "Profile": object(
+            required: ["id", "name", "description", "transport", "provisioning", "createdAt"],
+            [
+                "id": string, "name": string, "description": string, "transport": anyJSON,
+                "provisioning": object(
+                    required: ["mode", "key"],
+                    ["mode": ["type": "string", "enum": enumeration(ProvisioningSettings.Mode.allCases)], "key": nullable(string)]
+                ),
+                "createdAt": dateTime,
+                "provisioningSecret": ["type": "string", "description": "Only when generated by this request."],
+            ]
+        ),
+        "ProfileRequest": object(
+            required: ["name"],
+            [
+                "name": string, "description": string, "transport": anyJSON,
+                "provisioningMode": ["type": "string", "enum": enumeration(ProvisioningSettings.Mode.allCases)],
+                "provisioningKey": string, "provisioningSecret": string,
+            ]
+        ),
+        "Labels": ["type": "object", "additionalProperties": ["type": "string"]],
+        "Device": object(
+            required: ["id", "name", "profileId", "labels", "metadata", "status", "createdAt", "lastSeenAt"],
+            [
+                "id": string, "name": string, "profileId": nullable(string), "labels": ref("Labels"), "metadata": anyJSON,
+                "status": ["type": "string", "enum": enumeration(DeviceStatus.allCases)], "createdAt": dateTime,
+                "lastSeenAt": nullable(dateTime),
+            ]
+        ),
+        "CreateDeviceRequest": object(
+            required: ["name"],
+            [
+                "id": ["type": "string", "description": "Optional: 1-64 letters, digits, - _ . :; generated when absent."],
+                "name": string, "profile": ["type": "string", "description": "Profile id or name."],
+                "labels": ref("Labels"), "metadata": anyJSON,
+            ]
+        ),
+        "DevicePatch": object(
+            required: [],
+            [
+                "name": string, "profile": ["type": "string", "description": "Profile id or name; empty removes it."],
+                "labels": ref("Labels"), "metadata": anyJSON,
+                "status": ["type": "string", "enum": ["active", "disabled"]],
+            ]
+        ),
+        "DecommissionRequest": object(required: [], ["purge": ["type": "boolean", "default": false]]),
+        "ImportResult": object(
+            required: ["created", "devices"],
+            ["created": ["type": "integer"], "devices": ["type": "array", "items": ref("Device")]]
+        ),
+        "Credential": object(
+            required: ["id", "deviceId", "type", "createdAt", "expiresAt", "revokedAt"],
+            credentialProperties
+        ),
+        "IssuedCredential": object(
+            required: ["id", "deviceId", "type", "createdAt", "expiresAt", "revokedAt"],
+            credentialProperties.merging([
+                "token": ["type": "string", "description": "token: shown only here."],
+                "privateKey": ["type": "string", "description": "Generated certificate: the device's key (PKCS#8 PEM), shown only here."],
+                "caCertificate": ["type": "string", "description": "certificate: the issuing CA (PEM)."],
+            ])
+        ),
+        "CreateCredentialRequest": object(
+            required: ["type"],
+            [
+                "type": ["type": "string", "enum": enumeration(CredentialType.allCases)],
+                "token": ["type": "string", "description": "token: at least 16 characters; generated when absent."],
+                "username": ["type": "string", "description": "password: the MQTT user name."],
+                "password": ["type": "string", "description": "password: at least 8 characters."],
+                "csr": ["type": "string", "description": "certificate: a PEM certificate signing request."],
+                "certificate": ["type": "string", "description": "certificate: an existing PEM certificate to register."],
+                "validityDays": ["type": "integer", "minimum": 1, "maximum": 3650],
+                "expiresAt": dateTime,
+            ]
+        ),
+        "CertificateRequest": object(
+            required: [],
+            [
+                "csr": ["type": "string", "description": "A PEM certificate signing request; a key pair is generated when absent."],
+                "certificate": ["type": "string", "description": "An existing PEM certificate to register."],
+                "validityDays": ["type": "integer", "minimum": 1, "maximum": 3650],
+            ]
+        ),
+        "CertificateAuthority": object(
+            required: ["id", "kind", "certificate", "fingerprint", "subject", "createdAt"],
+            [
+                "id": string, "kind": ["type": "string", "enum": ["built-in", "external"]], "certificate": string,
+                "fingerprint": string, "subject": string, "createdAt": dateTime,
+            ]
+        ),
+        "RegisterCARequest": object(required: ["certificate"], ["certificate": ["type": "string", "description": "PEM."]]),
+        "ClaimCodeRequest": object(
+            required: ["code", "durationSeconds"],
+            ["code": string, "durationSeconds": ["type": "integer", "minimum": 1, "maximum": .integer(APIRoutes.maximumClaimDuration)]]
+        ),
+        "ClaimRequest": object(
+            required: ["deviceId", "code"],
+            ["deviceId": ["type": "string", "description": "The device's id or name."], "code": string]
+        ),
+        "ProvisionRequest": object(
+            required: ["provisionDeviceKey", "provisionDeviceSecret"],
+            [
+                "provisionDeviceKey": string, "provisionDeviceSecret": string, "deviceName": string,
+                "credentialsType": ["type": "string", "enum": ["ACCESS_TOKEN", "MQTT_BASIC"], "default": "ACCESS_TOKEN"],
+                "token": string, "username": string, "password": string, "clientId": string,
+            ]
+        ),
+        "ProvisionResult": object(
+            required: ["status", "credentialsType", "credentialsValue", "deviceId", "deviceName"],
+            [
+                "status": ["type": "string", "const": "SUCCESS"],
+                "credentialsType": ["type": "string", "enum": ["ACCESS_TOKEN", "MQTT_BASIC"]],
+                "credentialsValue": [
+                    "oneOf": [
+                        ["type": "string", "description": "ACCESS_TOKEN: the token."],
+                        object(
+                            required: ["clientId", "userName", "password"],
+                            ["clientId": nullable(string), "userName": string, "password": string]
+                        ),
+                    ]
+                ],
+                "deviceId": string, "deviceName": string,
+            ]
+        ),
+        "ProvisionFailure": object(
+            required: ["status", "errorMsg"],
+            ["status": ["type": "string", "const": "FAILURE"], "errorMsg": string]
+        ),
+        "AuditEntry": object(
+            required: ["sequence", "timestamp", "tenantId", "actor", "action", "target", "details", "previousHash", "hash"],
+            [
+                "sequence": ["type": "integer"], "timestamp": dateTime, "tenantId": nullable(string),
+                "actor": object(
+                    required: ["kind", "id", "remoteAddress"],
+                    [
+                        "kind": ["type": "string", "enum": ["user", "api-key", "device", "system"]], "id": string,
+                        "remoteAddress": nullable(string),
+                    ]
+                ),
+                "action": string, "target": string, "details": ["type": "object", "additionalProperties": string],
+                "previousHash": string, "hash": string,
+            ]
+        ),
+        "AuditVerification": object(
+            required: ["intact", "entries"],
+            [
+                "intact": ["type": "boolean"], "entries": ["type": "integer"], "firstBrokenSequence": ["type": "integer"],
+                "problem": string,
+            ]
+        ),
+    ]
+
+    private static let credentialProperties: OpenAPIValue = [
+        "id": string, "deviceId": string, "type": ["type": "string", "enum": enumeration(CredentialType.allCases)],
+        "createdAt": dateTime, "expiresAt": nullable(dateTime), "revokedAt": nullable(dateTime),
+        "username": ["type": "string", "description": "password credentials."],
+        "fingerprint": ["type": "string", "description": "certificate: SHA-256 of the DER certificate, hex."],
+        "commonName": ["type": "string", "description": "certificate: the subject CN."],
+        "certificate": ["type": "string", "description": "certificate: PEM."],
+    ]
+
+    // MARK: Helpers
+
+    private static let string: OpenAPIValue = ["type": "string"]
+    private static let dateTime: OpenAPIValue = ["type": "string", "format": "date-time"]
+    /// Any JSON value.
+    private static let anyJSON: OpenAPIValue = ["description": "Any JSON value."]
+    private static let noContent: OpenAPIValue = ["$ref": "#/components/responses/NoContent"]
+
+    private static func ref(_ name: String) -> OpenAPIValue {
+        ["$ref": .string("#/components/schemas/\(name)")]
+    }
+
+    private static func nullable(_ schema: OpenAPIValue) -> OpenAPIValue {
+        ["anyOf": [schema, ["type": "null"]]]
+    }
+
+    private static func object(required: [String], _ properties: OpenAPIValue) -> OpenAPIValue {
+        ["type": "object", "required": .array(required.map { .string($0) }), "properties": properties]
+    }
+
+    private static func enumeration<T: RawRepresentable>(_ cases: [T]) -> OpenAPIValue where T.RawValue == String {
+        .array(cases.map { .string($0.rawValue) })
+    }
+
+    private static func list(_ item: OpenAPIValue) -> OpenAPIValue {
+        object(required: ["items"], ["items": ["type": "array", "items": item]])
+    }
+
+    private static func pageOf(_ item: OpenAPIValue) -> OpenAPIValue {
+        object(
+            required: ["items", "nextCursor"],
+            ["items": ["type": "array", "items": item], "nextCursor": nullable(string)]
+        )
+    }
+
+    private static func json(_ schema: OpenAPIValue, _ description: String) -> OpenAPIValue {
+        ["description": .string(description), "content": ["application/json": ["schema": schema]]]
+    }
+
+    private static func queryParameter(_ name: String, _ schema: OpenAPIValue, _ description: String) -> OpenAPIValue {
+        ["name": .string(name), "in": "query", "required": false, "schema": schema, "description": .string(description)]
+    }
+
+    private static func pathParameters(_ path: String) -> [OpenAPIValue] {
+        path.split(separator: "/").compactMap { component -> OpenAPIValue? in
+            guard component.hasPrefix("{"), component.hasSuffix("}") else { return nil }
+            let name = String(component.dropFirst().dropLast())
+            return ["name": .string(name), "in": "path", "required": true, "schema": ["type": "string"]]
+        }
+    }
+
+    private static func operationID(_ method: HTTPRequest.Method, _ path: String) -> String {
+        let words = path.split(whereSeparator: { $0 == "/" || $0 == "-" || $0 == "." || $0 == "{" || $0 == "}" })
+        return method.rawValue.lowercased() + words.map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined()
+    }
+
+    private static func op(
+        _ summary: String, tag: String, description: String? = nil, parameters: [OpenAPIValue] = [],
+        body: OpenAPIValue? = nil, bodyRequired: Bool = true, requestBody: OpenAPIValue? = nil,
+        responses: [String: OpenAPIValue]
+    ) -> OpenAPIValue {
+        var operation: [String: OpenAPIValue] = [
+            "summary": .string(summary), "tags": [.string(tag)], "responses": .object(responses),
+        ]
+        if let description { operation["description"] = .string(description) }
+        if !parameters.isEmpty { operation["parameters"] = .array(parameters) }
+        if let requestBody {
+            operation["requestBody"] = requestBody
+        } else if let body {
+            operation["requestBody"] = ["required": .bool(bodyRequired), "content": ["application/json": ["schema": body]]]
+        }
+        return .object(operation)
+    }
+}

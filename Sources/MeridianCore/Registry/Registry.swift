@@ -21,9 +21,16 @@ public final class Registry: Sendable {
     /// How often an API key's last-used time is written at most.
     static let lastUsedResolution: TimeInterval = 60
 
+    /// `now` is the registry's clock; its times are kept to whole milliseconds (what storage
+    /// keeps), so what a call returns equals what a later read returns.
     public init(store: any RegistryStore, now: @escaping @Sendable () -> Date = { Date() }) {
         self.store = store
-        self.now = now
+        self.now = { Registry.milliseconds(now()) }
+    }
+
+    /// `date` rounded to whole milliseconds.
+    public static func milliseconds(_ date: Date) -> Date {
+        Date(timeIntervalSince1970: (date.timeIntervalSince1970 * 1000).rounded() / 1000)
     }
 
     /// Called (synchronously, after commit) for every change that affects connected clients.
@@ -250,6 +257,7 @@ public final class Registry: Sendable {
         if let problem = RegistryValidation.name(name) { throw problem.error }
         let time = now()
         if let problem = RegistryValidation.expiry(expiresAt, now: time) { throw problem.error }
+        let expiresAt = expiresAt.map(Self.milliseconds)
         let secret = Secrets.generate(prefix: "mk_")
         let key = APIKey(
             id: MeridianID.generate(), tenantID: caller.tenantID, name: name, role: role, keyHash: Secrets.sha256(secret),
@@ -757,6 +765,7 @@ public final class Registry: Sendable {
     /// Records a device's last-seen time (batched by the caller; cheap: one UPDATE, not audited).
     public func markSeen(deviceIDs: [String], at time: Date) async throws {
         guard !deviceIDs.isEmpty else { return }
+        let time = Self.milliseconds(time)
         try await store.write { try $0.markSeen(deviceIDs: deviceIDs, at: time) }
     }
 
@@ -770,7 +779,8 @@ public final class Registry: Sendable {
     /// A device that exists in the profile's tenant gets a new credential only while it has no
     /// usable one; otherwise `.conflict` "device already provisioned" (as ThingsBoard refuses a
     /// second provisioning): an operator revokes the old credentials to let it provision again.
-    /// With `pre-registered-only` the device must exist already (`.forbidden` otherwise).
+    /// With `pre-registered-only` the device must exist already (`.forbidden` otherwise). An
+    /// existing device must be active and use this profile (`.forbidden` otherwise).
     public func provision(_ request: ProvisionRequest) async throws -> (device: Device, credential: IssuedCredential) {
         let bad = RegistryError(.unauthenticated, "unknown provisioning key or wrong secret")
         guard let profile = try await store.read({ try $0.profile(provisioningKey: request.provisionKey) }),
@@ -790,6 +800,9 @@ public final class Registry: Sendable {
             if let existing {
                 device = existing
                 guard device.status == .active else { throw RegistryError(.forbidden, "the device is \(device.status.rawValue)") }
+                guard device.profileID == profile.id else {
+                    throw RegistryError(.forbidden, "the device does not belong to this provisioning profile")
+                }
                 if try tx.credentials(deviceID: device.id, tenantID: device.tenantID).contains(where: { $0.isUsable(at: time) }) {
                     throw RegistryError.conflict("deviceName", "device already provisioned")
                 }

@@ -30,12 +30,16 @@ struct SQLiteRegistryTransaction: RegistryTransaction {
         try Row.fetchAll(db.cachedStatement(sql: sql), arguments: arguments)
     }
 
-    private static func seconds(_ date: Date?) -> Double? { date?.timeIntervalSince1970 }
+    /// Times are stored as milliseconds since 1970 (the registry works in whole milliseconds, so
+    /// a time reads back equal to what was written).
+    private static func seconds(_ date: Date?) -> Int64? {
+        date.map { Int64(($0.timeIntervalSince1970 * 1000).rounded()) }
+    }
     private static func date(_ row: Row, _ column: String) -> Date? {
-        (row[column] as Double?).map { Date(timeIntervalSince1970: $0) }
+        (row[column] as Int64?).map { Date(timeIntervalSince1970: Double($0) / 1000) }
     }
     private static func requiredDate(_ row: Row, _ column: String) -> Date {
-        Date(timeIntervalSince1970: row[column] as Double? ?? 0)
+        date(row, column) ?? Date(timeIntervalSince1970: 0)
     }
 
     private static let encoder: JSONEncoder = {

@@ -92,6 +92,8 @@ struct RegistryDeviceTests {
         let registry = fixture.registry
         let admin = fixture.caller(fixture.ownerA, role: .admin)
         let added = try await registry.addUser(username: "ops@example.com", password: "correct horse", role: .operator, by: admin)
+        #expect(added.user.passwordHash.isEmpty)
+        #expect(try await registry.users(by: admin).allSatisfy { $0.user.passwordHash.isEmpty })
         await #expect { try await registry.addUser(username: "boss@example.com", password: "correct horse", role: .owner, by: admin) } throws: {
             RegistryError.Code.matches($0, .forbidden)
         }

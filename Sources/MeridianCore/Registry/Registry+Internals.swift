@@ -313,3 +313,13 @@ extension Registry {
         return DeviceIdentity(deviceID: device.id, tenantID: device.tenantID, credentialID: credential.id, credentialType: credential.type)
     }
 }
+
+extension User {
+    /// The user without its password hash: what the registry hands out (``passwordHash`` is
+    /// empty).
+    var redacted: User {
+        var user = self
+        user.passwordHash = ""
+        return user
+    }
+}

@@ -142,15 +142,17 @@ public final class Registry: Sendable {
             }
             try tx.saveMembership(Membership(userID: user.id, tenantID: caller.tenantID, role: role))
             changes.audit(caller.tenantID, caller.actor, "user.add", "user:\(user.id)", ["username": username, "role": role.rawValue])
-            return TenantUser(user: user, role: role)
+            return TenantUser(user: user.redacted, role: role)
         }
     }
 
+    /// The tenant's users and their roles. Users the registry returns never carry their password
+    /// hash (``User/passwordHash`` is empty), here or from any other call.
     public func users(by caller: Caller) async throws -> [TenantUser] {
         try Self.require(caller, .viewer)
         return try await store.read { tx in
             try tx.memberships(tenantID: caller.tenantID).compactMap { membership in
-                try tx.user(id: membership.userID).map { TenantUser(user: $0, role: membership.role) }
+                try tx.user(id: membership.userID).map { TenantUser(user: $0.redacted, role: membership.role) }
             }
         }
     }
@@ -162,7 +164,7 @@ public final class Registry: Sendable {
             guard let membership = try tx.membership(userID: userID, tenantID: caller.tenantID),
                 let user = try tx.user(id: userID)
             else { throw RegistryError.notFound("user") }
-            if membership.role == role { return TenantUser(user: user, role: role) }
+            if membership.role == role { return TenantUser(user: user.redacted, role: role) }
             try Self.checkGrant(membership.role, by: caller)
             if membership.role == .owner, try Self.ownerCount(tx, caller.tenantID) <= 1 {
                 throw RegistryError.conflict("role", "the last owner of a tenant cannot be demoted")
@@ -171,7 +173,7 @@ public final class Registry: Sendable {
             changes.audit(
                 caller.tenantID, caller.actor, "user.role", "user:\(userID)", ["from": membership.role.rawValue, "to": role.rawValue]
             )
-            return TenantUser(user: user, role: role)
+            return TenantUser(user: user.redacted, role: role)
         }
     }
 
@@ -205,7 +207,7 @@ public final class Registry: Sendable {
             throw failure
         }
         guard PasswordHash.verify(password, against: user.passwordHash), !user.disabled else { throw failure }
-        return LoginResult(user: user, memberships: memberships)
+        return LoginResult(user: user.redacted, memberships: memberships)
     }
 
     /// A new refresh token (returned once, stored hashed) for the user in that tenant.
@@ -244,7 +246,7 @@ public final class Registry: Sendable {
             )
             return (user, membership)
         }
-        return (user, membership, newToken)
+        return (user.redacted, membership, newToken)
     }
 
     // MARK: API keys

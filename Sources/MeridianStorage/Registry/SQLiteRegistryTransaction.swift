@@ -288,10 +288,26 @@ struct SQLiteRegistryTransaction: RegistryTransaction {
     }
 
     func devices(_ query: DeviceQuery) throws -> [Device] {
-        var sql = "SELECT d.* FROM devices d WHERE d.tenant_id = ?"
-        var arguments: StatementArguments = [query.tenantID]
+        // With a label filter, the first label's index drives the scan (only matching devices are
+        // read, already in id order); otherwise the tenant's (tenant_id, id) index does.
+        let labels = query.labels.sorted { $0.key < $1.key }
+        var sql: String
+        var arguments: StatementArguments
+        let idColumn: String
+        if let (key, value) = labels.first {
+            sql = """
+                SELECT d.* FROM device_labels l0 JOIN devices d ON d.id = l0.device_id
+                WHERE l0.tenant_id = ? AND l0.key = ? AND l0.value = ? AND d.tenant_id = ?
+                """
+            arguments = [query.tenantID, key, value, query.tenantID]
+            idColumn = "l0.device_id"
+        } else {
+            sql = "SELECT d.* FROM devices d WHERE d.tenant_id = ?"
+            arguments = [query.tenantID]
+            idColumn = "d.id"
+        }
         if let after = query.after {
-            sql += " AND d.id > ?"
+            sql += " AND \(idColumn) > ?"
             arguments += [after]
         }
         if let status = query.status {
@@ -307,11 +323,11 @@ struct SQLiteRegistryTransaction: RegistryTransaction {
             sql += " AND substr(CAST(d.name AS BLOB), 1, ?) = CAST(? AS BLOB)"
             arguments += [prefix.utf8.count, prefix]
         }
-        for (key, value) in query.labels.sorted(by: { $0.key < $1.key }) {
-            sql += " AND EXISTS (SELECT 1 FROM device_labels l WHERE l.tenant_id = d.tenant_id AND l.device_id = d.id AND l.key = ? AND l.value = ?)"
+        for (key, value) in labels.dropFirst() {
+            sql += " AND EXISTS (SELECT 1 FROM device_labels l WHERE l.device_id = d.id AND l.key = ? AND l.value = ?)"
             arguments += [key, value]
         }
-        sql += " ORDER BY d.id LIMIT ?"
+        sql += " ORDER BY \(idColumn) LIMIT ?"
         arguments += [max(0, query.limit)]
         return try Row.fetchAll(db, sql: sql, arguments: arguments).map(Self.device)
     }

@@ -187,9 +187,9 @@ extension Registry {
             if let problem = RegistryValidation.expiry(expiresAt, now: time) { throw problem.error }
             if let token {
                 if let problem = RegistryValidation.token(token) { throw problem.error }
-                return .token(token: token, generated: false, expiresAt: expiresAt)
+                return .token(token: token, generated: false, expiresAt: expiresAt.map(Registry.milliseconds))
             }
-            return .token(token: Secrets.generate(), generated: true, expiresAt: expiresAt)
+            return .token(token: Secrets.generate(), generated: true, expiresAt: expiresAt.map(Registry.milliseconds))
         case .password(let username, let password, let expiresAt):
             if let problem = RegistryValidation.username(username) { throw problem.error }
             if username == "provision" {
@@ -197,7 +197,7 @@ extension Registry {
             }
             if let problem = RegistryValidation.password(password) { throw problem.error }
             if let problem = RegistryValidation.expiry(expiresAt, now: time) { throw problem.error }
-            return .password(username: username, hash: PasswordHash.make(password), expiresAt: expiresAt)
+            return .password(username: username, hash: PasswordHash.make(password), expiresAt: expiresAt.map(Registry.milliseconds))
         case .certificateSigningRequest(let pem, let validityDays):
             let days = try validity(validityDays)
             return .signingRequest(try TenantCertificates.verifiedSigningRequest(pem: pem), validityDays: days)
@@ -284,7 +284,7 @@ extension Registry {
         credential.certificatePEM = pem
         credential.certificateFingerprint = try TenantCertificates.fingerprint(certificate)
         credential.certificateCommonName = TenantCertificates.commonName(certificate.subject)
-        credential.expiresAt = certificate.notValidAfter
+        credential.expiresAt = Registry.milliseconds(certificate.notValidAfter)
         issued.certificatePEM = pem
         issued.caCertificatePEM = authority.certificatePEM
     }
@@ -311,5 +311,15 @@ extension Registry {
             device.tenantID == credential.tenantID
         else { return nil }
         return DeviceIdentity(deviceID: device.id, tenantID: device.tenantID, credentialID: credential.id, credentialType: credential.type)
+    }
+}
+
+extension User {
+    /// The user without its password hash: what the registry hands out (``passwordHash`` is
+    /// empty).
+    var redacted: User {
+        var user = self
+        user.passwordHash = ""
+        return user
     }
 }

@@ -21,9 +21,16 @@ public final class Registry: Sendable {
     /// How often an API key's last-used time is written at most.
     static let lastUsedResolution: TimeInterval = 60
 
+    /// `now` is the registry's clock; its times are kept to whole milliseconds (what storage
+    /// keeps), so what a call returns equals what a later read returns.
     public init(store: any RegistryStore, now: @escaping @Sendable () -> Date = { Date() }) {
         self.store = store
-        self.now = now
+        self.now = { Registry.milliseconds(now()) }
+    }
+
+    /// `date` rounded to whole milliseconds.
+    public static func milliseconds(_ date: Date) -> Date {
+        Date(timeIntervalSince1970: (date.timeIntervalSince1970 * 1000).rounded() / 1000)
     }
 
     /// Called (synchronously, after commit) for every change that affects connected clients.
@@ -135,15 +142,17 @@ public final class Registry: Sendable {
             }
             try tx.saveMembership(Membership(userID: user.id, tenantID: caller.tenantID, role: role))
             changes.audit(caller.tenantID, caller.actor, "user.add", "user:\(user.id)", ["username": username, "role": role.rawValue])
-            return TenantUser(user: user, role: role)
+            return TenantUser(user: user.redacted, role: role)
         }
     }
 
+    /// The tenant's users and their roles. Users the registry returns never carry their password
+    /// hash (``User/passwordHash`` is empty), here or from any other call.
     public func users(by caller: Caller) async throws -> [TenantUser] {
         try Self.require(caller, .viewer)
         return try await store.read { tx in
             try tx.memberships(tenantID: caller.tenantID).compactMap { membership in
-                try tx.user(id: membership.userID).map { TenantUser(user: $0, role: membership.role) }
+                try tx.user(id: membership.userID).map { TenantUser(user: $0.redacted, role: membership.role) }
             }
         }
     }
@@ -155,7 +164,7 @@ public final class Registry: Sendable {
             guard let membership = try tx.membership(userID: userID, tenantID: caller.tenantID),
                 let user = try tx.user(id: userID)
             else { throw RegistryError.notFound("user") }
-            if membership.role == role { return TenantUser(user: user, role: role) }
+            if membership.role == role { return TenantUser(user: user.redacted, role: role) }
             try Self.checkGrant(membership.role, by: caller)
             if membership.role == .owner, try Self.ownerCount(tx, caller.tenantID) <= 1 {
                 throw RegistryError.conflict("role", "the last owner of a tenant cannot be demoted")
@@ -164,7 +173,7 @@ public final class Registry: Sendable {
             changes.audit(
                 caller.tenantID, caller.actor, "user.role", "user:\(userID)", ["from": membership.role.rawValue, "to": role.rawValue]
             )
-            return TenantUser(user: user, role: role)
+            return TenantUser(user: user.redacted, role: role)
         }
     }
 
@@ -198,7 +207,7 @@ public final class Registry: Sendable {
             throw failure
         }
         guard PasswordHash.verify(password, against: user.passwordHash), !user.disabled else { throw failure }
-        return LoginResult(user: user, memberships: memberships)
+        return LoginResult(user: user.redacted, memberships: memberships)
     }
 
     /// A new refresh token (returned once, stored hashed) for the user in that tenant.
@@ -237,7 +246,7 @@ public final class Registry: Sendable {
             )
             return (user, membership)
         }
-        return (user, membership, newToken)
+        return (user.redacted, membership, newToken)
     }
 
     // MARK: API keys
@@ -250,6 +259,7 @@ public final class Registry: Sendable {
         if let problem = RegistryValidation.name(name) { throw problem.error }
         let time = now()
         if let problem = RegistryValidation.expiry(expiresAt, now: time) { throw problem.error }
+        let expiresAt = expiresAt.map(Self.milliseconds)
         let secret = Secrets.generate(prefix: "mk_")
         let key = APIKey(
             id: MeridianID.generate(), tenantID: caller.tenantID, name: name, role: role, keyHash: Secrets.sha256(secret),
@@ -757,6 +767,7 @@ public final class Registry: Sendable {
     /// Records a device's last-seen time (batched by the caller; cheap: one UPDATE, not audited).
     public func markSeen(deviceIDs: [String], at time: Date) async throws {
         guard !deviceIDs.isEmpty else { return }
+        let time = Self.milliseconds(time)
         try await store.write { try $0.markSeen(deviceIDs: deviceIDs, at: time) }
     }
 
@@ -770,7 +781,8 @@ public final class Registry: Sendable {
     /// A device that exists in the profile's tenant gets a new credential only while it has no
     /// usable one; otherwise `.conflict` "device already provisioned" (as ThingsBoard refuses a
     /// second provisioning): an operator revokes the old credentials to let it provision again.
-    /// With `pre-registered-only` the device must exist already (`.forbidden` otherwise).
+    /// With `pre-registered-only` the device must exist already (`.forbidden` otherwise). An
+    /// existing device must be active and use this profile (`.forbidden` otherwise).
     public func provision(_ request: ProvisionRequest) async throws -> (device: Device, credential: IssuedCredential) {
         let bad = RegistryError(.unauthenticated, "unknown provisioning key or wrong secret")
         guard let profile = try await store.read({ try $0.profile(provisioningKey: request.provisionKey) }),
@@ -790,6 +802,9 @@ public final class Registry: Sendable {
             if let existing {
                 device = existing
                 guard device.status == .active else { throw RegistryError(.forbidden, "the device is \(device.status.rawValue)") }
+                guard device.profileID == profile.id else {
+                    throw RegistryError(.forbidden, "the device does not belong to this provisioning profile")
+                }
                 if try tx.credentials(deviceID: device.id, tenantID: device.tenantID).contains(where: { $0.isUsable(at: time) }) {
                     throw RegistryError.conflict("deviceName", "device already provisioned")
                 }

@@ -1,17 +1,16 @@
-/// The registry's tables. Times are seconds since 1970 (REAL), except the audit log's, which are
-/// the milliseconds its hashes cover.
+/// The registry's tables. Times are milliseconds since 1970 (INTEGER).
 enum RegistrySchema {
     static let v1 = """
         CREATE TABLE tenants (
             id TEXT PRIMARY KEY,
             name TEXT NOT NULL,
-            created_at REAL NOT NULL
+            created_at INTEGER NOT NULL
         ) WITHOUT ROWID;
         CREATE TABLE users (
             id TEXT PRIMARY KEY,
             username TEXT NOT NULL UNIQUE,
             password_hash TEXT NOT NULL,
-            created_at REAL NOT NULL,
+            created_at INTEGER NOT NULL,
             disabled INTEGER NOT NULL DEFAULT 0
         ) WITHOUT ROWID;
         CREATE TABLE memberships (
@@ -25,9 +24,9 @@ enum RegistrySchema {
             token_hash TEXT PRIMARY KEY,
             user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
             tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
-            created_at REAL NOT NULL,
-            expires_at REAL NOT NULL,
-            revoked_at REAL
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            revoked_at INTEGER
         ) WITHOUT ROWID;
         CREATE TABLE api_keys (
             id TEXT PRIMARY KEY,
@@ -36,10 +35,10 @@ enum RegistrySchema {
             role TEXT NOT NULL,
             key_hash TEXT NOT NULL UNIQUE,
             prefix TEXT NOT NULL,
-            created_at REAL NOT NULL,
-            expires_at REAL,
-            last_used_at REAL,
-            revoked_at REAL
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER,
+            last_used_at INTEGER,
+            revoked_at INTEGER
         ) WITHOUT ROWID;
         CREATE INDEX api_keys_tenant ON api_keys(tenant_id);
         CREATE TABLE profiles (
@@ -51,7 +50,7 @@ enum RegistrySchema {
             provisioning_mode TEXT NOT NULL,
             provisioning_key TEXT UNIQUE,
             provisioning_secret_hash TEXT,
-            created_at REAL NOT NULL,
+            created_at INTEGER NOT NULL,
             UNIQUE (tenant_id, name)
         ) WITHOUT ROWID;
         CREATE TABLE devices (
@@ -61,8 +60,8 @@ enum RegistrySchema {
             profile_id TEXT REFERENCES profiles(id),
             labels TEXT NOT NULL,
             metadata TEXT NOT NULL,
-            created_at REAL NOT NULL,
-            last_seen_at REAL,
+            created_at INTEGER NOT NULL,
+            last_seen_at INTEGER,
             status TEXT NOT NULL,
             UNIQUE (tenant_id, name)
         );
@@ -81,9 +80,9 @@ enum RegistrySchema {
             tenant_id TEXT NOT NULL,
             device_id TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
             type TEXT NOT NULL,
-            created_at REAL NOT NULL,
-            expires_at REAL,
-            revoked_at REAL,
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER,
+            revoked_at INTEGER,
             token_hash TEXT UNIQUE,
             username TEXT,
             password_hash TEXT,
@@ -101,14 +100,14 @@ enum RegistrySchema {
             private_key_pem TEXT,
             fingerprint TEXT NOT NULL,
             subject TEXT NOT NULL,
-            created_at REAL NOT NULL,
+            created_at INTEGER NOT NULL,
             UNIQUE (tenant_id, fingerprint)
         ) WITHOUT ROWID;
         CREATE TABLE claim_codes (
             device_id TEXT PRIMARY KEY REFERENCES devices(id) ON DELETE CASCADE,
             code_hash TEXT NOT NULL,
-            created_at REAL NOT NULL,
-            expires_at REAL NOT NULL
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL
         ) WITHOUT ROWID;
         CREATE TABLE audit_log (
             sequence INTEGER PRIMARY KEY,

@@ -30,12 +30,16 @@ struct SQLiteRegistryTransaction: RegistryTransaction {
         try Row.fetchAll(db.cachedStatement(sql: sql), arguments: arguments)
     }
 
-    private static func seconds(_ date: Date?) -> Double? { date?.timeIntervalSince1970 }
+    /// Times are stored as milliseconds since 1970 (the registry works in whole milliseconds, so
+    /// a time reads back equal to what was written).
+    private static func seconds(_ date: Date?) -> Int64? {
+        date.map { Int64(($0.timeIntervalSince1970 * 1000).rounded()) }
+    }
     private static func date(_ row: Row, _ column: String) -> Date? {
-        (row[column] as Double?).map { Date(timeIntervalSince1970: $0) }
+        (row[column] as Int64?).map { Date(timeIntervalSince1970: Double($0) / 1000) }
     }
     private static func requiredDate(_ row: Row, _ column: String) -> Date {
-        Date(timeIntervalSince1970: row[column] as Double? ?? 0)
+        date(row, column) ?? Date(timeIntervalSince1970: 0)
     }
 
     private static let encoder: JSONEncoder = {
@@ -284,10 +288,26 @@ struct SQLiteRegistryTransaction: RegistryTransaction {
     }
 
     func devices(_ query: DeviceQuery) throws -> [Device] {
-        var sql = "SELECT d.* FROM devices d WHERE d.tenant_id = ?"
-        var arguments: StatementArguments = [query.tenantID]
+        // With a label filter, the first label's index drives the scan (only matching devices are
+        // read, already in id order); otherwise the tenant's (tenant_id, id) index does.
+        let labels = query.labels.sorted { $0.key < $1.key }
+        var sql: String
+        var arguments: StatementArguments
+        let idColumn: String
+        if let (key, value) = labels.first {
+            sql = """
+                SELECT d.* FROM device_labels l0 JOIN devices d ON d.id = l0.device_id
+                WHERE l0.tenant_id = ? AND l0.key = ? AND l0.value = ? AND d.tenant_id = ?
+                """
+            arguments = [query.tenantID, key, value, query.tenantID]
+            idColumn = "l0.device_id"
+        } else {
+            sql = "SELECT d.* FROM devices d WHERE d.tenant_id = ?"
+            arguments = [query.tenantID]
+            idColumn = "d.id"
+        }
         if let after = query.after {
-            sql += " AND d.id > ?"
+            sql += " AND \(idColumn) > ?"
             arguments += [after]
         }
         if let status = query.status {
@@ -303,11 +323,11 @@ struct SQLiteRegistryTransaction: RegistryTransaction {
             sql += " AND substr(CAST(d.name AS BLOB), 1, ?) = CAST(? AS BLOB)"
             arguments += [prefix.utf8.count, prefix]
         }
-        for (key, value) in query.labels.sorted(by: { $0.key < $1.key }) {
-            sql += " AND EXISTS (SELECT 1 FROM device_labels l WHERE l.tenant_id = d.tenant_id AND l.device_id = d.id AND l.key = ? AND l.value = ?)"
+        for (key, value) in labels.dropFirst() {
+            sql += " AND EXISTS (SELECT 1 FROM device_labels l WHERE l.device_id = d.id AND l.key = ? AND l.value = ?)"
             arguments += [key, value]
         }
-        sql += " ORDER BY d.id LIMIT ?"
+        sql += " ORDER BY \(idColumn) LIMIT ?"
         arguments += [max(0, query.limit)]
         return try Row.fetchAll(db, sql: sql, arguments: arguments).map(Self.device)
     }

@@ -45,6 +45,31 @@ struct RegistryAuditTests {
         #expect(broken.entries == victim - 1)
     }
 
+    @Test(
+        "tampering by hand — a blob, a wrong type, an unknown actor kind, a removed entry — is reported at that entry, never a crash",
+        arguments: [
+            "UPDATE audit_log SET hash = x'00ff' WHERE sequence = VICTIM",
+            "UPDATE audit_log SET timestamp_ms = 'yesterday' WHERE sequence = VICTIM",
+            "UPDATE audit_log SET actor_kind = 'robot' WHERE sequence = VICTIM",
+            "UPDATE audit_log SET details = 'not json' WHERE sequence = VICTIM",
+            "DROP TRIGGER IF EXISTS audit_log_no_delete; DELETE FROM audit_log WHERE sequence = VICTIM",
+        ]
+    )
+    func tamperingByHand(statement: String) async throws {
+        let fixture = try await RegistryFixture()
+        for index in 0..<6 {
+            _ = try await fixture.registry.createDevice(DeviceDraft(name: "tamper-\(index)"), by: fixture.ownerA)
+        }
+        let intact = try await fixture.registry.verifyAudit()
+        #expect(intact.isIntact)
+        let victim = intact.entries - 3
+        try await fixture.store.unsafeExecute(sql: statement.replacingOccurrences(of: "VICTIM", with: "\(victim)"))
+        let broken = try await fixture.registry.verifyAudit()
+        #expect(!broken.isIntact)
+        // A removed entry shows up at the one after it (the sequence gap).
+        #expect(broken.firstBrokenSequence == (statement.contains("DELETE") ? victim + 1 : victim))
+    }
+
     @Test("a failed change leaves no audit entry and the chain intact")
     func rollback() async throws {
         let fixture = try await RegistryFixture()

@@ -501,17 +501,53 @@ struct SQLiteRegistryTransaction: RegistryTransaction {
         try all("SELECT * FROM audit_log WHERE sequence > ? ORDER BY sequence LIMIT ?", [after, max(0, limit)]).map(Self.auditEntry)
     }
 
+    /// Reads an audit row without trusting it: a NULL, a value of the wrong type or an unknown
+    /// actor kind (all signs of editing by hand) yields an entry that cannot verify, never a
+    /// crash.
     private static func auditEntry(_ row: Row) -> AuditEntry {
-        // An unknown actor kind (an edited row) keeps a value that cannot verify.
-        let kind = AuditActor.Kind(rawValue: row["actor_kind"]) ?? .system
-        let details: [String: String] =
-            (row["details"] as String?).flatMap { try? JSONDecoder().decode([String: String].self, from: Data($0.utf8)) }
-            ?? ["<unreadable>": row["details"] ?? ""]
-        return AuditEntry(
-            sequence: row["sequence"], timestampMilliseconds: row["timestamp_ms"], tenantID: row["tenant_id"],
-            actor: AuditActor(kind: kind, id: row["actor_id"], remoteAddress: row["actor_remote_address"]),
-            action: row["action"], target: row["target"], details: details, previousHash: row["previous_hash"],
-            hash: row["hash"]
+        var readable = true
+        func text(_ column: String) -> String {
+            if let value = String.fromDatabaseValue(row[column] as DatabaseValue) { return value }
+            readable = false
+            return ""
+        }
+        func optionalText(_ column: String) -> String? {
+            let value = row[column] as DatabaseValue
+            if value.isNull { return nil }
+            if let text = String.fromDatabaseValue(value) { return text }
+            readable = false
+            return nil
+        }
+        func integer(_ column: String) -> Int64 {
+            if let value = Int64.fromDatabaseValue(row[column] as DatabaseValue) { return value }
+            readable = false
+            return -1
+        }
+        let kindText = text("actor_kind")
+        let kind = AuditActor.Kind(rawValue: kindText) ?? {
+            readable = false
+            return .system
+        }()
+        let detailsText = text("details")
+        let details: [String: String]
+        if let decoded = try? JSONDecoder().decode([String: String].self, from: Data(detailsText.utf8)) {
+            details = decoded
+        } else {
+            readable = false
+            details = [:]
+        }
+        let entry = AuditEntry(
+            sequence: integer("sequence"), timestampMilliseconds: integer("timestamp_ms"), tenantID: optionalText("tenant_id"),
+            actor: AuditActor(kind: kind, id: text("actor_id"), remoteAddress: optionalText("actor_remote_address")),
+            action: text("action"), target: text("target"), details: details, previousHash: text("previous_hash"),
+            hash: text("hash")
         )
+        guard readable else {
+            // A hash that cannot match: the verifier reports this entry as changed.
+            var unreadable = entry
+            unreadable.hash = "unreadable"
+            return unreadable
+        }
+        return entry
     }
 }

@@ -86,6 +86,8 @@ struct RegistryCredentialTests {
         let issued = try await registry.createCredential(deviceID: device.id, .certificateSigningRequest(pem: csrPEM), by: fixture.ownerA)
         let certificate = try Certificate(pemEncoded: try #require(issued.certificatePEM))
         let ca = try Certificate(pemEncoded: try #require(issued.caCertificatePEM))
+        // The built-in CA was created on first use, and observers were told.
+        #expect(fixture.recordedChanges().filter { $0 == .certificateAuthorityAdded(tenantID: fixture.ownerA.tenantID) }.count == 1)
         #expect(certificate.subject.description == "CN=\(device.id)")
         #expect(certificate.publicKey == Certificate.PublicKey(deviceKey.publicKey))
         #expect(try certificate.extensions.extendedKeyUsage?.contains(.clientAuth) == true)
@@ -186,6 +188,8 @@ struct RegistryCredentialTests {
         }
         let authority = try await registry.registerCertificateAuthority(pem: caPEM, by: fixture.ownerA)
         #expect(authority.kind == .external)
+        // The TLS listener learns of it, to trust it without a restart.
+        #expect(fixture.recordedChanges().contains(.certificateAuthorityAdded(tenantID: fixture.ownerA.tenantID)))
         await #expect { try await registry.registerCertificateAuthority(pem: caPEM, by: fixture.ownerA) } throws: {
             RegistryError.Code.matches($0, .conflict, field: "certificate")
         }

@@ -299,6 +299,7 @@ extension Registry {
         guard let tenant = try tx.tenant(id: tenantID) else { throw RegistryError.notFound("tenant") }
         let authority = try TenantCertificates.makeBuiltInAuthority(for: tenant, now: time)
         try tx.insertCertificateAuthority(authority)
+        changes.notify(.certificateAuthorityAdded(tenantID: tenantID))
         changes.audit(
             tenantID, actor, "ca.create", "ca:\(authority.id)", ["subject": authority.subject, "fingerprint": authority.fingerprint]
         )

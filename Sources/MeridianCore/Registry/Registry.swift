@@ -681,6 +681,7 @@ public final class Registry: Sendable {
                 throw RegistryError.conflict("certificate", "this CA is registered already")
             }
             try tx.insertCertificateAuthority(authority)
+            changes.notify(.certificateAuthorityAdded(tenantID: caller.tenantID))
             changes.audit(
                 caller.tenantID, caller.actor, "ca.register", "ca:\(authority.id)",
                 ["subject": authority.subject, "fingerprint": authority.fingerprint]

@@ -135,6 +135,7 @@ let package = Package(
             dependencies: [
                 "MeridianServer",
                 "MeridianCore",
+                "MeridianStorage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -178,6 +179,9 @@ let package = Package(
             dependencies: [
                 "MeridianStorage", "MeridianCore", "MQTTBroker", "MQTTCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

@@ -50,6 +50,8 @@ public final class MQTTBroker: Service, Sendable {
     public let eventLoopGroup: any EventLoopGroup
     private let listeners = NIOLockedValueBox<[any Channel]>([])
     private let sysTask = NIOLockedValueBox<[RepeatedTask]>([])
+    /// Spreads ``publish(topic:payload:qos:retain:properties:)`` over the loops.
+    let platformPublishCounter = NIOLockedValueBox<Int>(0)
 
     /// Creates a broker. Call ``bind(host:port:tlsContext:)`` (or ``bind(host:port:tls:)``) to listen, or
     /// ``addConnectionHandler(to:transport:)`` to serve channels set up elsewhere (WebSocket).

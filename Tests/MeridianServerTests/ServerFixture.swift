@@ -51,6 +51,8 @@ final class ServerFixture: Sendable {
             .appendingPathComponent("meridian-server-tests-\(UUID().uuidString)").path
         configuration.broker.durability = .none
         configuration.broker.sysInterval = 0
+        // The MQTT tests here connect without credentials (the registry's own are AccessTests).
+        configuration.auth.allowAnonymous = true
         return configuration
     }
 

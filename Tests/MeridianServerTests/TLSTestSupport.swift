@@ -88,6 +88,7 @@ func testConfiguration(
     configuration.dataDirectory = dataDirectory
     configuration.broker.durability = .none
     configuration.broker.sysInterval = 0
+    configuration.auth.allowAnonymous = true
     configure(&configuration)
     return configuration
 }

@@ -11,7 +11,9 @@ SERVE_ARGS = ["serve", "--bind", "127.0.0.1", "--mqtt-port", "0", "--http-port",
               "--mqtts-port", "0", "--https-port", "0",
               "--log-level", "info"]  # + "--data-dir", <tmp>
 # Settings passed as `--set key=value` to every broker the suite starts.
-DEFAULT_SETTINGS = {"broker.sys_interval": "1"}
+# `auth.allow_anonymous`: the suite's clients connect without credentials (the registry's
+# authentication has its own tests, test_access_*.py).
+DEFAULT_SETTINGS = {"broker.sys_interval": "1", "auth.allow_anonymous": "true"}
 # The readiness line on stdout: `listening mqtt=<port> http=<port> [key=value ...]`; with
 # TLS enabled (the default) `mqtts=<port> https=<port>` follow.
 READY_PREFIX = "listening"

@@ -43,6 +43,8 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     private var outboundAliases: [String: UInt16] = [:]
     private var sendReasonStrings = true
     private var refusedPublishLogged = false
+    /// The principal's topic mapping (set once authenticated); `nil` for most clients.
+    private var topicMapping: MQTTTopicMapping?
     /// Publisher flow control, while this client's acknowledgements are held for a congested
     /// subscriber (allocated only then, so an idle connection does not pay for it).
     private final class FlowControl {
@@ -413,8 +415,17 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             principal = accepted
         }
         principal.clientIdentifier = identifier
-        if let will = connect.will, !broker.authorizer.allowsEverything,
-            broker.authorizer.authorize(principal, .publish, topic: will.topic) == .deny
+        topicMapping = principal.topicMapping
+        var willTopic = connect.will?.topic ?? ""
+        if let mapping = topicMapping, connect.will != nil {
+            willTopic = mapping.toInternal(willTopic).topic
+            if willTopic.hasPrefix("$SYS") || topicLimitProblem(willTopic) != nil {
+                refuse(.notAuthorized, reason: "will topic not authorized", metric: "auth")
+                return
+            }
+        }
+        if connect.will != nil, !broker.authorizer.allowsEverything,
+            broker.authorizer.authorize(principal, .publish, topic: willTopic) == .deny
         {
             refuse(.notAuthorized, reason: "will topic not authorized", metric: "auth")
             return
@@ -432,8 +443,8 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         session.expiryInterval = expiry
         if let will = connect.will {
             let message = BrokerMessage(
-                publish: PublishPacket(topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain, properties: will.properties),
-                topic: will.topic,
+                publish: PublishPacket(topic: willTopic, payload: will.payload, qos: will.qos, retain: will.retain, properties: will.properties),
+                topic: willTopic,
                 origin: identifier,
                 now: context.eventLoop.now,
                 id: broker.persistence?.nextMessageID() ?? 0
@@ -534,9 +545,10 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         return nil
     }
 
-    private func handlePublish(_ publish: PublishPacket, topic: String) {
+    private func handlePublish(_ publish: PublishPacket, topic clientTopic: String) {
         guard let session else { return }
         let principal = session.principal
+        let topic = topicMapping.map { $0.toInternal(clientTopic).topic } ?? clientTopic
         loop.stats.messagesReceived &+= 1
         if topic.utf8.count > limits.maximumTopicLength || MQTTTopic.levelCount(topic) > limits.maximumTopicLevels {
             rejectPublish(publish, .topicNameInvalid, reason: "topic exceeds the broker's limits", topic: topic)
@@ -568,22 +580,30 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             topic: topic, payload: publish.payload, qos: publish.qos, retain: publish.retain,
             properties: publish.properties, protocolVersion: version
         )
-        if case .reject(let reasonCode, let reason) = broker.messageTap.inspect(tapped, from: principal) {
+        var consumed = false
+        switch broker.messageTap.inspect(tapped, from: principal) {
+        case .accept:
+            break
+        case .reject(let reasonCode, let reason):
             rejectPublish(publish, reasonCode, reason: reason ?? "rejected", topic: topic)
             return
+        case .consume:
+            consumed = true
         }
         let mark = loop.persistence.count
-        let message = BrokerMessage(
-            publish: publish,
-            topic: topic,
-            origin: session.clientIdentifier,
-            now: publish.properties.isEmpty ? NIODeadline.uptimeNanoseconds(0) : loop.eventLoop.now,
-            id: broker.persistence?.nextMessageID() ?? 0
-        )
-        if publish.retain && broker.configuration.features.retainAvailable {
-            loop.setRetained(message)
+        if !consumed {
+            let message = BrokerMessage(
+                publish: publish,
+                topic: topic,
+                origin: session.clientIdentifier,
+                now: publish.properties.isEmpty ? NIODeadline.uptimeNanoseconds(0) : loop.eventLoop.now,
+                id: broker.persistence?.nextMessageID() ?? 0
+            )
+            if publish.retain && broker.configuration.features.retainAvailable {
+                loop.setRetained(message)
+            }
+            loop.route(message)
         }
-        loop.route(message)
         let acknowledgement: MQTTPacket
         switch publish.qos {
         case .atMostOnce:
@@ -743,9 +763,13 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         var retainedRequests: [(TopicFilter, SubscriptionOptions, Bool)] = []
         let mark = loop.persistence.count
         for subscription in subscribe.subscriptions {
-            let filter: TopicFilter
+            var filter: TopicFilter
+            var rewrite: MQTTTopicRewrite?
             do {
                 filter = try TopicFilter(subscription.topicFilter)
+                if let topicMapping {
+                    (filter, rewrite) = try Self.mapped(filter, topicMapping)
+                }
             } catch {
                 codes.append(.topicFilterInvalid)
                 logRefusedSubscription(subscription.topicFilter, error.message)
@@ -775,7 +799,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
                 logRefusedSubscription(subscription.topicFilter, "not authorized")
                 continue
             }
-            let isNew = session.subscriptions[subscription.topicFilter] == nil
+            let isNew = session.subscriptions[filter.raw] == nil
             if isNew && session.subscriptions.count >= limits.maximumSubscriptionsPerClient {
                 codes.append(.quotaExceeded)
                 logRefusedSubscription(subscription.topicFilter, "more than \(limits.maximumSubscriptionsPerClient) subscriptions")
@@ -783,11 +807,13 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             }
             var options = subscription.options
             options.qos = min(options.qos, features.maximumQoS)
-            session.subscriptions[subscription.topicFilter] = StoredSubscription(filter: filter, options: options, identifier: identifier)
+            session.subscriptions[filter.raw] = StoredSubscription(filter: filter, options: options, identifier: identifier, rewrite: rewrite)
             if session.isPersistent {
                 loop.record(
                     .addSubscription(
-                        PersistedSubscription(sessionID: session.persistentID, filter: subscription.topicFilter, options: options.byte, identifier: identifier)
+                        PersistedSubscription(
+                            sessionID: session.persistentID, filter: filter.raw, options: options.byte, identifier: identifier, rewrite: rewrite
+                        )
                     )
                 )
             }
@@ -827,6 +853,15 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         }
     }
 
+    /// A client's filter in its internal form (the filter inside `$share/{group}/` is the one
+    /// rewritten) and the rewrite used.
+    private static func mapped(_ filter: TopicFilter, _ mapping: MQTTTopicMapping) throws(MQTTError) -> (TopicFilter, MQTTTopicRewrite?) {
+        let (inner, rewrite) = mapping.toInternal(filter.filter)
+        guard rewrite != nil else { return (filter, nil) }
+        let raw = filter.shareGroup.map { "$share/\($0)/\(inner)" } ?? inner
+        return (try TopicFilter(raw), rewrite)
+    }
+
     private func logRefusedSubscription(_ filter: String, _ reason: String) {
         log(.info, "subscription refused", ["mqtt.topic_filter": "\(filter)", "mqtt.reason": "\(reason)"])
     }
@@ -836,11 +871,19 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         var codes: [ReasonCode] = []
         var changes: [IndexChange] = []
         let mark = loop.persistence.count
-        for raw in unsubscribe.topicFilters {
-            guard let filter = try? TopicFilter(raw) else {
+        for clientFilter in unsubscribe.topicFilters {
+            guard var filter = try? TopicFilter(clientFilter) else {
                 codes.append(.topicFilterInvalid)
                 continue
             }
+            if let topicMapping {
+                guard let mapped = try? Self.mapped(filter, topicMapping) else {
+                    codes.append(.topicFilterInvalid)
+                    continue
+                }
+                filter = mapped.0
+            }
+            let raw = filter.raw
             if session.subscriptions.removeValue(forKey: raw) != nil {
                 if session.isPersistent { loop.record(.removeSubscription(sessionID: session.persistentID, filter: raw)) }
                 changes.append(.remove(filter: filter, clientIdentifier: session.clientIdentifier))
@@ -916,6 +959,15 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         closeAfterFlush()
     }
 
+    /// The platform ends the connection (``MQTTBroker/disconnect(where:reasonCode:reason:)``):
+    /// MQTT 5 clients get DISCONNECT with `reasonCode`; the will is published, as for any
+    /// server-initiated disconnection (MQTT 5 §3.1.2.5).
+    func disconnectByServer(_ reasonCode: ReasonCode, reason: String) {
+        guard machine.phase == .connected, session != nil else { return }
+        log(.info, "disconnecting client", ["mqtt.reason": "\(reasonCode): \(reason)"])
+        close(reasonCode, reason: reason)
+    }
+
     /// The broker is shutting down: MQTT 5 clients are told so (0x8B).
     func shutdown() {
         guard machine.phase != .closed else { return }
@@ -966,7 +1018,8 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     func sendPublish(_ delivery: Delivery, packetIdentifier: UInt16?, dup: Bool, now: NIODeadline, ticket: UInt64 = 0) -> Bool {
         guard heldOutbound.isEmpty && ticket <= loop.durableTicket else {
             let message = delivery.message
-            var size = 2 + message.topic.utf8.count + message.payload.readableBytes + (packetIdentifier == nil ? 0 : 2)
+            let topic = session?.externalTopic(message.topic) ?? message.topic
+            var size = 2 + topic.utf8.count + message.payload.readableBytes + (packetIdentifier == nil ? 0 : 2)
             if version == .v5 { size += message.properties.encodedSize + 16 }
             if 1 + ByteBuffer.mqttVariableByteIntegerSize(size) + size > clientMaximumPacketSize {
                 loop.stats.drop(.packetTooLarge)
@@ -986,7 +1039,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             return false
         }
         let message = delivery.message
-        var topic = message.topic
+        var topic = session?.externalTopic(message.topic) ?? message.topic
         var remaining = 2 + message.payload.readableBytes + (packetIdentifier == nil ? 0 : 2)
         var properties = MQTTProperties()
         var newAlias: UInt16 = 0

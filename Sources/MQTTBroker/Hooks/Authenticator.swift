@@ -10,11 +10,17 @@ public struct MQTTPrincipal: Sendable, Hashable, CustomStringConvertible {
     /// Attributes the authenticator attaches for the authorizer and the platform (tenant,
     /// device id, role, ...). The broker itself never interprets them.
     public var attributes: [String: String]
+    /// How this client's topic names map to the broker's (tenant isolation, per-device topic
+    /// aliases such as `v1/devices/me/...`); `nil` means the client uses internal names.
+    public var topicMapping: MQTTTopicMapping?
 
-    public init(clientIdentifier: String, username: String? = nil, attributes: [String: String] = [:]) {
+    public init(
+        clientIdentifier: String, username: String? = nil, attributes: [String: String] = [:], topicMapping: MQTTTopicMapping? = nil
+    ) {
         self.clientIdentifier = clientIdentifier
         self.username = username
         self.attributes = attributes
+        self.topicMapping = topicMapping
     }
 
     public var description: String {

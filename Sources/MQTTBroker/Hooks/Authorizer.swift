@@ -21,7 +21,8 @@ public enum MQTTAuthorization: Sendable, Hashable {
 /// fast and must not block: answer from memory.
 public protocol MQTTAuthorizer: Sendable {
     /// Decides one action. `topic` is a topic name for publishes and a topic filter (without a
-    /// `$share/{group}/` prefix) for subscriptions.
+    /// `$share/{group}/` prefix) for subscriptions, in its internal form (after the principal's
+    /// ``MQTTTopicMapping``).
     func authorize(_ principal: MQTTPrincipal, _ action: MQTTAction, topic: String) -> MQTTAuthorization
 
     /// `true` when every action is allowed, so the broker may skip the call per message.

@@ -28,10 +28,16 @@ public enum MQTTTapDecision: Sendable {
     /// Do not route it; MQTT 5 publishers receive this reason code (e.g.
     /// ``ReasonCode/payloadFormatInvalid``) and reason string in PUBACK/PUBREC.
     case reject(ReasonCode, reason: String?)
+    /// The platform takes the message over (a request it answers itself, e.g. provisioning):
+    /// it is acknowledged to the publisher as accepted but neither routed nor retained.
+    case consume
 }
 
 /// Sees every PUBLISH the broker accepts from a client, after authorization and before routing:
-/// the platform's ingress. Called on the publisher's event loop; must not block.
+/// the platform's ingress. Called on the publisher's event loop; must not block (hand slow work
+/// to a task and answer through ``MQTTBroker/publish(topic:payload:qos:retain:properties:)``).
+/// Topics are internal names (after the principal's ``MQTTTopicMapping``). Messages the
+/// platform publishes itself do not pass through the tap.
 public protocol MQTTMessageTap: Sendable {
     func inspect(_ message: MQTTTapMessage, from principal: MQTTPrincipal) -> MQTTTapDecision
 }

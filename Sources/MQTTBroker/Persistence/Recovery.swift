@@ -54,7 +54,7 @@ struct Recovery {
                 let options = try? SubscriptionOptions(byte: subscription.options, version: .v5)
             else { continue }
             restored[subscription.sessionID]!.subscriptions[subscription.filter] = StoredSubscription(
-                filter: filter, options: options, identifier: subscription.identifier
+                filter: filter, options: options, identifier: subscription.identifier, rewrite: subscription.rewrite
             )
             subscriptionCount += 1
         }

@@ -72,16 +72,22 @@ public struct PersistedSession: Sendable, Hashable {
 
 public struct PersistedSubscription: Sendable, Hashable {
     public var sessionID: Int64
+    /// The filter in its internal form (after the principal's topic mapping), with its
+    /// `$share/{group}/` prefix if any.
     public var filter: String
     /// The MQTT 5 subscription options byte.
     public var options: UInt8
     public var identifier: Int?
+    /// The rewrite the client's filter went through, so messages reach the client under the
+    /// name it subscribed with also after a restart; `nil` when the filter was used as is.
+    public var rewrite: MQTTTopicRewrite?
 
-    public init(sessionID: Int64, filter: String, options: UInt8, identifier: Int?) {
+    public init(sessionID: Int64, filter: String, options: UInt8, identifier: Int?, rewrite: MQTTTopicRewrite? = nil) {
         self.sessionID = sessionID
         self.filter = filter
         self.options = options
         self.identifier = identifier
+        self.rewrite = rewrite
     }
 }
 

@@ -330,7 +330,7 @@ final class LoopContext: @unchecked Sendable {
             topic: message.topic, payload: message.payload, qos: message.qos, retain: message.retain,
             properties: message.properties, protocolVersion: .v5
         )
-        if case .reject = broker.messageTap.inspect(tapMessage, from: principal) { return }
+        guard case .accept = broker.messageTap.inspect(tapMessage, from: principal) else { return }
         stats.messagesReceived += 1
         publishInternal(message)
     }

@@ -18,9 +18,23 @@ struct AcknowledgementWaiter: Sendable {
 
 /// A subscription as the session remembers it (to restore it on resume and answer UNSUBSCRIBE).
 struct StoredSubscription {
+    /// The filter in its internal form (after the principal's topic mapping).
     var filter: TopicFilter
     var options: SubscriptionOptions
     var identifier: Int?
+    /// The rewrite the client's filter went through, if any: messages matched by this
+    /// subscription reach the client under the external name again.
+    var rewrite: MQTTTopicRewrite? = nil
+}
+
+/// How a session names messages towards its client (see ``Session/externalTopic(_:)``).
+enum OutboundNaming {
+    /// Internal names as they are (no subscription went through a rewrite, no mapping).
+    case unchanged
+    /// Every subscription used this one rewrite.
+    case single(MQTTTopicRewrite)
+    /// Subscriptions differ: the first (by filter) that matches a topic decides.
+    case perFilter([(filter: String, rewrite: MQTTTopicRewrite?)])
 }
 
 /// What a session hands to its successor when a client resumes it on another connection.
@@ -96,7 +110,12 @@ final class Session: @unchecked Sendable {
     var isPersistent: Bool { persistentFlag.load(ordering: .relaxed) }
     /// Whether the session has a row in the session store.
     private var stored = false
-    var subscriptions: [String: StoredSubscription] = [:]
+    /// Subscriptions by internal filter (with its `$share/{group}/` prefix, if any).
+    var subscriptions: [String: StoredSubscription] = [:] {
+        didSet { outboundNamingStale = true }
+    }
+    private var outboundNamingStale = false
+    private var outboundNaming = OutboundNaming.unchanged
     private var inflight = InflightWindow()
     private var queue: Deque<Delivery> = []
     /// Inbound QoS 2 packet identifiers received and not yet released by PUBREL.
@@ -466,6 +485,53 @@ final class Session: @unchecked Sendable {
         held = []
         for delivery in waiting { deliverNow(delivery) }
         unblockSettle()
+    }
+
+    // MARK: outbound topic names
+
+    /// The name the client sees for an internal topic name: rewritten back with the rewrite of
+    /// the subscription that matched it (retained and queued messages too, also after a
+    /// restart, since subscriptions keep their rewrite), or by the principal's mapping when no
+    /// subscription matches any more. Sessions without rewrites return the name at once.
+    func externalTopic(_ topic: String) -> String {
+        if outboundNamingStale { rebuildOutboundNaming() }
+        switch outboundNaming {
+        case .unchanged:
+            guard let mapping = principal.topicMapping else { return topic }
+            for stored in subscriptions.values where MQTTTopic.matches(filter: stored.filter.filter, name: topic) { return topic }
+            return mapping.toExternal(topic)
+        case .single(let rewrite):
+            return rewrite.toExternal(topic) ?? principal.topicMapping?.toExternal(topic) ?? topic
+        case .perFilter(let filters):
+            for entry in filters where MQTTTopic.matches(filter: entry.filter, name: topic) {
+                return entry.rewrite.flatMap { $0.toExternal(topic) } ?? topic
+            }
+            return principal.topicMapping?.toExternal(topic) ?? topic
+        }
+    }
+
+    private func rebuildOutboundNaming() {
+        outboundNamingStale = false
+        var first: MQTTTopicRewrite??
+        var uniform = true
+        for stored in subscriptions.values {
+            if let seen = first {
+                if seen != stored.rewrite { uniform = false; break }
+            } else {
+                first = .some(stored.rewrite)
+            }
+        }
+        if uniform {
+            if case .some(.some(let rewrite)) = first {
+                outboundNaming = .single(rewrite)
+            } else {
+                outboundNaming = .unchanged
+            }
+            return
+        }
+        outboundNaming = .perFilter(
+            subscriptions.values.map { (filter: $0.filter.filter, rewrite: $0.rewrite) }.sorted { $0.filter < $1.filter }
+        )
     }
 
     // MARK: delivery

@@ -39,6 +39,9 @@ public enum RegistryChange: Sendable, Hashable {
     case credentialRevoked(deviceID: String, credentialID: String)
     /// An API key was revoked or expired: connections (and cached API decisions) using it must go.
     case apiKeyRevoked(apiKeyID: String)
+    /// A certificate authority was created or registered (also the built-in one, created on
+    /// first use): the MQTT TLS listener must trust it for client certificates.
+    case certificateAuthorityAdded(tenantID: String)
 }
 
 /// What the first start created.

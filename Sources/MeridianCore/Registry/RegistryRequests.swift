@@ -17,6 +17,20 @@ public struct DeviceDraft: Sendable, Hashable, Codable {
         self.labels = labels
         self.metadata = metadata
     }
+
+    private enum CodingKeys: String, CodingKey {
+        case id, name, profile, labels, metadata
+    }
+
+    /// Decodes a draft; only `name` is required (`labels` defaults to none).
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.id = try container.decodeIfPresent(String.self, forKey: .id)
+        self.name = try container.decode(String.self, forKey: .name)
+        self.profile = try container.decodeIfPresent(String.self, forKey: .profile)
+        self.labels = try container.decodeIfPresent([String: String].self, forKey: .labels) ?? [:]
+        self.metadata = try container.decodeIfPresent(JSONValue.self, forKey: .metadata)
+    }
 }
 
 /// Changes to a device (`PATCH /devices/{id}`); nil leaves a field as it is.

@@ -1,4 +1,5 @@
 import Logging
+import MeridianCore
 import MQTTBroker
 import MQTTCore
 
@@ -109,6 +110,19 @@ extension MeridianConfiguration {
             \.tls.clientAuthentication,
             MeridianConfiguration.TLS.ClientAuthentication.allCases.map { (word: $0.rawValue, value: $0) },
             help: "none: no client certificates; optional: verified against tls.client_ca when presented; required: every TLS client (MQTT and HTTPS) must present one."
+        ),
+
+        // [auth]
+        .boolean(
+            "auth.allow_anonymous",
+            \.auth.allowAnonymous,
+            help: "Accept MQTT clients that send no user name, as anonymous clients allowed everything outside the tenants' topics."
+        ),
+        .choice(
+            "auth.certificate_mapping",
+            \.auth.certificateMapping,
+            CertificateMapping.allCases.map { (word: $0.rawValue, value: $0) },
+            help: "How a verified client certificate names its device: fingerprint (registered as a credential) or common-name (the CN is the device id, issued by the device's tenant's CA)."
         ),
 
         // [api]

@@ -1,4 +1,5 @@
 import Logging
+import MeridianCore
 import MQTTBroker
 
 /// Everything a Meridian server needs to start, with defaults that run a single node out of the box.
@@ -58,6 +59,17 @@ public struct MeridianConfiguration: Sendable {
         public init() {}
     }
 
+    /// How MQTT clients authenticate against the registry.
+    public struct Auth: Sendable {
+        /// Whether clients without a user name are accepted, as anonymous clients with the
+        /// broker's allow-all rules on unmapped topics (never a tenant's `$tenants/...`).
+        public var allowAnonymous: Bool = false
+        /// How a verified client certificate identifies its device.
+        public var certificateMapping: CertificateMapping = .fingerprint
+
+        public init() {}
+    }
+
     /// The REST API: token lifetimes and login rate limits.
     public struct API: Sendable {
         /// Seconds an access token (JWT) from login is valid.
@@ -81,6 +93,8 @@ public struct MeridianConfiguration: Sendable {
     public var network = Network()
     /// TLS listeners and certificates.
     public var tls = TLS()
+    /// MQTT client authentication.
+    public var auth = Auth()
     /// Directory holding the server's state (database, time series, broker sessions).
     public var dataDirectory: String = "./meridian-data"
     /// Lowest level of log messages written to standard error.

@@ -19,6 +19,9 @@ final class TLSService: Sendable {
     /// The HTTPS listener's TLS configuration.
     let https: HTTPSChannels
     private let current: NIOLockedValueBox<TLSMaterial>
+    /// Further authorities the MQTT listener trusts for client certificates (the tenants' CAs,
+    /// set by the registry integration); when there are any, MQTT clients may present one.
+    private let mqttClientAuthorities = NIOLockedValueBox<[NIOSSLCertificate]>([])
     /// Held for a whole reload, so two reloads (a signal and a request) do not interleave.
     private let reloading = NIOLock()
 
@@ -74,10 +77,36 @@ final class TLSService: Sendable {
             logger.error("TLS reload failed; keeping the current certificate", metadata: ["tls.error": "\(error)"])
             throw error
         }
-        mqtt.replace(with: contexts.mqtt)
+        mqtt.replace(with: (try? mqttContext(for: material)) ?? contexts.mqtt)
         current.withLockedValue { $0 = material }
         log("TLS certificate reloaded", material)
         return material
+    }
+
+    /// Makes the MQTT listener also trust `authorities` for client certificates (requested,
+    /// optional unless `tls.client_auth` is `required`), for connections accepted from now on.
+    func setMQTTClientAuthorities(_ authorities: [NIOSSLCertificate]) throws(TLSSetupError) {
+        reloading.lock()
+        defer { reloading.unlock() }
+        mqttClientAuthorities.withLockedValue { $0 = authorities }
+        mqtt.replace(with: try mqttContext(for: material))
+    }
+
+    /// The MQTT listener's context: the HTTPS one's, plus the tenants' authorities when any.
+    private func mqttContext(for material: TLSMaterial) throws(TLSSetupError) -> NIOSSLContext {
+        let extra = mqttClientAuthorities.withLockedValue { $0 }
+        var tlsConfiguration = material.serverConfiguration(
+            clientAuthentication: extra.isEmpty || configuration.clientAuthentication == .required ? configuration.clientAuthentication : .optional
+        )
+        if !extra.isEmpty {
+            tlsConfiguration.trustRoots = .certificates(material.clientAuthorities + extra)
+            tlsConfiguration.sendCANameList = true
+        }
+        do {
+            return try NIOSSLContext(configuration: tlsConfiguration)
+        } catch {
+            throw .invalidClientCA(key: "tls.client_ca", path: configuration.clientCA, reason: "refused by the TLS library: \(error)")
+        }
     }
 
     /// The MQTT listener's context and the HTTPS listener's configuration for `material`.

@@ -126,6 +126,12 @@ public final class SQLiteSessionStore: MQTTSessionStore, Sendable {
                     """
             )
         }
+        // Topic mapping: a subscription remembers the rewrite its filter went through, so a
+        // restored session names messages the way its client subscribed to them.
+        migrator.registerMigration("broker-v2") { db in
+            try db.execute(sql: "ALTER TABLE mqtt_subscriptions ADD COLUMN rewrite_external TEXT")
+            try db.execute(sql: "ALTER TABLE mqtt_subscriptions ADD COLUMN rewrite_internal TEXT")
+        }
         return migrator
     }
 
@@ -192,8 +198,13 @@ public final class SQLiteSessionStore: MQTTSessionStore, Sendable {
         case .sessionDisconnected(let id, let at):
             try db.cachedStatement(sql: "UPDATE mqtt_sessions SET disconnected_at = ? WHERE id = ?").execute(arguments: [at, id])
         case .addSubscription(let subscription):
-            try db.cachedStatement(sql: "INSERT OR REPLACE INTO mqtt_subscriptions (session_id, filter, options, identifier) VALUES (?, ?, ?, ?)")
-                .execute(arguments: [subscription.sessionID, subscription.filter, Int(subscription.options), subscription.identifier])
+            try db.cachedStatement(
+                sql: "INSERT OR REPLACE INTO mqtt_subscriptions (session_id, filter, options, identifier, rewrite_external, rewrite_internal) VALUES (?, ?, ?, ?, ?, ?)"
+            )
+            .execute(arguments: [
+                subscription.sessionID, subscription.filter, Int(subscription.options), subscription.identifier,
+                subscription.rewrite?.external, subscription.rewrite?.internal,
+            ])
         case .removeSubscription(let sessionID, let filter):
             try db.cachedStatement(sql: "DELETE FROM mqtt_subscriptions WHERE session_id = ? AND filter = ?")
                 .execute(arguments: [sessionID, filter])
@@ -313,10 +324,18 @@ public final class SQLiteSessionStore: MQTTSessionStore, Sendable {
                     )
                 )
             }
-            let subscriptions = try Row.fetchCursor(db, sql: "SELECT session_id, filter, options, identifier FROM mqtt_subscriptions")
+            let subscriptions = try Row.fetchCursor(
+                db, sql: "SELECT session_id, filter, options, identifier, rewrite_external, rewrite_internal FROM mqtt_subscriptions"
+            )
             while let row = try subscriptions.next() {
+                let external: String? = row[4]
+                let internalPrefix: String? = row[5]
+                var rewrite: MQTTTopicRewrite?
+                if let external, let internalPrefix { rewrite = MQTTTopicRewrite(external: external, internal: internalPrefix) }
                 state.subscriptions.append(
-                    PersistedSubscription(sessionID: row[0], filter: row[1], options: UInt8(clamping: row[2] as Int), identifier: row[3])
+                    PersistedSubscription(
+                        sessionID: row[0], filter: row[1], options: UInt8(clamping: row[2] as Int), identifier: row[3], rewrite: rewrite
+                    )
                 )
             }
             let deliveries = try Row.fetchCursor(

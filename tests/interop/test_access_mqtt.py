@@ -1,0 +1,343 @@
+"""Devices authenticate against the registry and reach only their own topics (issue 4):
+token, user name/password and mTLS credentials with paho-mqtt as the device, revocation,
+ACL refusals, the ThingsBoard topic mapping, provisioning and claiming over MQTT.
+
+Each module's broker starts with MERIDIAN_BOOTSTRAP_API_KEY, so the tests create devices and
+credentials through the REST API with that admin key, and without `auth.allow_anonymous`.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import time
+import urllib.error
+import urllib.request
+import uuid
+from types import SimpleNamespace
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+import brokers
+import contract
+from mqttclient import V5, V311, TestClient
+
+pytestmark = pytest.mark.meridian_only(reason="Meridian's registry, credentials and ACL")
+
+ADMIN_KEY = "mk_interop_admin_" + uuid.uuid4().hex
+NOT_AUTHORIZED_V5 = 0x87
+BAD_CREDENTIALS_V5 = 0x86
+ADMINISTRATIVE_ACTION = 0x98
+SUBACK_FAILURE_V311 = 0x80
+
+
+@pytest.fixture(scope="module")
+def registry_broker(tmp_path_factory):
+    """A broker of this module's own: bootstrap API key set, anonymous clients refused."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MERIDIAN_BOOTSTRAP_API_KEY", ADMIN_KEY)
+    try:
+        b = brokers.Broker(tmp_path_factory.mktemp("access-broker"), {"auth.allow_anonymous": "false"})
+    finally:
+        mp.undo()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def clients():
+    made: list[TestClient] = []
+    yield made
+    for c in made:
+        try:
+            c.close()
+        except Exception:  # noqa: BLE001 - cleanup must not mask the test's result
+            pass
+
+
+# ---------------------------------------------------------------------------- REST API
+
+def api(broker, method: str, path: str, body: dict | None = None, key: str = ADMIN_KEY) -> tuple[int, dict]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"http://{broker.host}:{broker.http_port}/api/v1{path}", data=data, method=method)
+    request.add_header("Authorization", f"Bearer {key}")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=contract.TIMEOUT) as r:
+            text = r.read().decode()
+            return r.status, (json.loads(text) if text else {})
+    except urllib.error.HTTPError as e:
+        text = e.read().decode(errors="replace")
+        try:
+            return e.code, json.loads(text)
+        except ValueError:
+            return e.code, {"body": text}
+
+
+def create_device(broker, name: str | None = None) -> str:
+    status, device = api(broker, "POST", "/devices", {"name": name or f"dev-{uuid.uuid4().hex[:10]}", "labels": {}})
+    assert status == 201, f"POST /devices -> {status} {device}"
+    return device["id"]
+
+
+def create_credential(broker, device_id: str, body: dict) -> dict:
+    status, credential = api(broker, "POST", f"/devices/{device_id}/credentials", body)
+    assert status == 201, f"POST /devices/{device_id}/credentials -> {status} {credential}"
+    return credential
+
+
+def token_device(broker) -> tuple[str, str, str]:
+    """(device id, credential id, token) of a new device with a token."""
+    device_id = create_device(broker)
+    credential = create_credential(broker, device_id, {"type": "token"})
+    return device_id, credential["id"], credential["token"]
+
+
+def first_pem(value, label: str = "CERTIFICATE") -> str | None:
+    """The first string holding a PEM block with this label anywhere in a JSON value."""
+    if isinstance(value, str) and f"-----BEGIN {label}-----" in value:
+        return value
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        for item in value:
+            found = first_pem(item, label)
+            if found:
+                return found
+    return None
+
+
+# ---------------------------------------------------------------------------- MQTT
+
+def device_client(broker, clients, username=None, password=None, proto=V5, port=None, tls=None) -> TestClient:
+    target = broker if port is None else SimpleNamespace(host=broker.host, mqtt_port=port, ws_port=broker.ws_port)
+    c = TestClient(target, proto)
+    clients.append(c)
+    if username is not None or password is not None:
+        c.paho.username_pw_set(username, password)
+    if tls is not None:
+        c.paho.tls_set_context(tls)
+    return c
+
+
+def refused_code(broker, clients, **kwargs) -> int:
+    c = device_client(broker, clients, **kwargs)
+    return c.connect(expect_success=False)["reason_code"]
+
+
+def wait_until(what: str, condition, timeout: float = contract.TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout}s"
+        time.sleep(0.01)
+
+
+# ---------------------------------------------------------------------------- credentials
+
+@pytest.mark.parametrize("proto", [V311, V5], ids=["mqtt311", "mqtt5"])
+def test_token_connects_with_any_or_no_password(registry_broker, clients, proto):
+    device_id, _, token = token_device(registry_broker)
+    for password in (None, "", "anything"):
+        c = device_client(registry_broker, clients, username=token, password=password, proto=proto)
+        assert c.connect()["reason_code"] == 0
+        assert c.subscribe(f"devices/{device_id}/rpc/request/+", qos=1) == [1]
+        c.disconnect()
+
+
+def test_unknown_and_missing_credentials_are_refused(registry_broker, clients):
+    assert refused_code(registry_broker, clients, username="no-such-token-" + uuid.uuid4().hex) == BAD_CREDENTIALS_V5
+    assert refused_code(registry_broker, clients, username="nobody", password="wrong-password") == BAD_CREDENTIALS_V5
+    assert refused_code(registry_broker, clients, proto=V311, username="no-such-token-" + uuid.uuid4().hex) == 4
+    assert refused_code(registry_broker, clients) == NOT_AUTHORIZED_V5  # auth.allow_anonymous is off
+    assert refused_code(registry_broker, clients, proto=V311) == 5
+
+
+def test_username_and_password_credential(registry_broker, clients):
+    device_id = create_device(registry_broker)
+    username = f"user-{uuid.uuid4().hex[:12]}"
+    create_credential(registry_broker, device_id, {"type": "password", "username": username, "password": "correct horse battery"})
+    c = device_client(registry_broker, clients, username=username, password="correct horse battery")
+    c.connect()
+    assert c.subscribe(f"devices/{device_id}/#", qos=1) == [1]
+    c.disconnect()
+    assert refused_code(registry_broker, clients, username=username, password="wrong horse battery") == BAD_CREDENTIALS_V5
+
+
+def test_mtls_with_a_certificate_issued_by_the_tenant_ca(registry_broker, clients, tmp_path):
+    device_id = create_device(registry_broker)
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device_id)]))
+           .sign(key, hashes.SHA256()))
+    issued = create_credential(registry_broker, device_id,
+                               {"type": "certificate", "csr": csr.public_bytes(serialization.Encoding.PEM).decode()})
+    certificate = first_pem(issued)
+    assert certificate, f"no certificate PEM in {issued}"
+    cert_path, key_path = tmp_path / "device.crt", tmp_path / "device.key"
+    cert_path.write_text(certificate.split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n")
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the server's self-signed certificate
+    context.load_cert_chain(str(cert_path), str(key_path))
+    c = device_client(registry_broker, clients, port=registry_broker.mqtts_port, tls=context)
+    assert c.connect()["reason_code"] == 0
+    assert c.subscribe(f"devices/{device_id}/#", qos=1) == [1]
+    assert c.subscribe("#") == [NOT_AUTHORIZED_V5]
+    c.disconnect()
+    # A token device needs no client certificate on the TLS port.
+    _, _, token = token_device(registry_broker)
+    plain = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    plain.check_hostname = False
+    plain.verify_mode = ssl.CERT_NONE
+    t = device_client(registry_broker, clients, username=token, port=registry_broker.mqtts_port, tls=plain)
+    assert t.connect()["reason_code"] == 0
+    t.disconnect()
+
+
+@pytest.mark.parametrize("proto", [V311, V5], ids=["mqtt311", "mqtt5"])
+def test_revoked_credential_is_disconnected_and_refused(registry_broker, clients, proto):
+    device_id, credential_id, token = token_device(registry_broker)
+    c = device_client(registry_broker, clients, username=token, proto=proto)
+    c.connect()
+    started = time.monotonic()
+    status, body = api(registry_broker, "DELETE", f"/devices/{device_id}/credentials/{credential_id}")
+    assert status in (200, 204), f"revoke -> {status} {body}"
+    d = c.wait_disconnected()
+    assert time.monotonic() - started < 1.0, "the connection outlived the revocation by 1 s"
+    if proto == V5:
+        assert d.from_server and d.reason_code == ADMINISTRATIVE_ACTION, d
+    expected = BAD_CREDENTIALS_V5 if proto == V5 else 4
+    assert refused_code(registry_broker, clients, username=token, proto=proto) == expected
+
+
+# ---------------------------------------------------------------------------- ACL
+
+@pytest.mark.parametrize("proto", [V311, V5], ids=["mqtt311", "mqtt5"])
+def test_device_is_refused_outside_its_subtree(registry_broker, clients, proto):
+    device_id, _, token = token_device(registry_broker)
+    other_id, _, other_token = token_device(registry_broker)
+    c = device_client(registry_broker, clients, username=token, proto=proto)
+    c.connect()
+    refused = NOT_AUTHORIZED_V5 if proto == V5 else SUBACK_FAILURE_V311
+    for topic_filter in ["#", "+/+/telemetry", "+/#", "$SYS/#", f"devices/{other_id}/#", "devices/+/telemetry",
+                         "$tenants/#", "$tenants/+/devices/+/telemetry", "v1/devices/+/telemetry"]:
+        assert c.subscribe(topic_filter, qos=1) == [refused], topic_filter
+    assert c.subscribe(f"devices/{device_id}/#", qos=1) == [1]
+    # The other device listens to its own topics: nothing this device publishes elsewhere reaches it.
+    victim = device_client(registry_broker, clients, username=other_token)
+    victim.connect()
+    assert victim.subscribe(f"devices/{other_id}/#", qos=1) == [1]
+    assert victim.subscribe("v1/devices/me/#", qos=1) == [1]
+    for topic in [f"devices/{other_id}/telemetry", f"$tenants/default/devices/{other_id}/telemetry", "$SYS/broker/x"]:
+        c.publish(topic, b"intrusion", qos=1)
+    # ThingsBoard's topic names the connected device, whatever else the client claims.
+    c.publish("v1/devices/me/telemetry", b"mine", qos=1)
+    own = c.expect_one(what="its own ThingsBoard telemetry under its native name")
+    assert own.topic == f"devices/{device_id}/telemetry" and own.payload == b"mine"
+    victim.expect_none(what="messages published outside the publisher's subtree")
+    c.disconnect()
+    victim.disconnect()
+
+
+def test_thingsboard_telemetry_maps_to_the_native_topic_for_an_api_key_subscriber(registry_broker, clients):
+    device_id, _, token = token_device(registry_broker)
+    watcher = device_client(registry_broker, clients, username="api", password=ADMIN_KEY)
+    watcher.connect()
+    assert watcher.subscribe("devices/+/telemetry", qos=1) == [1]
+    assert watcher.subscribe("#", qos=1) == [NOT_AUTHORIZED_V5]
+    device = device_client(registry_broker, clients, username=token, proto=V311)
+    device.connect()
+    device.publish("v1/devices/me/telemetry", b'{"temperature":21.5}', qos=1)
+    message = watcher.expect_one(what="the device's ThingsBoard telemetry")
+    assert message.topic == f"devices/{device_id}/telemetry"
+    assert json.loads(message.payload) == {"temperature": 21.5}
+    # Commands go the other way: the device sees them under the form it subscribed with.
+    assert device.subscribe("v1/devices/me/rpc/request/+", qos=1) == [1]
+    watcher.publish(f"devices/{device_id}/rpc/request/7", b'{"method":"reboot"}', qos=1)
+    command = device.expect_one(what="the RPC request")
+    assert command.topic == "v1/devices/me/rpc/request/7"
+    device.disconnect()
+    watcher.disconnect()
+
+
+# ---------------------------------------------------------------------------- provisioning and claiming
+
+def create_profile(broker, mode: str) -> tuple[str, str]:
+    key, secret = f"pk-{uuid.uuid4().hex[:10]}", f"ps-{uuid.uuid4().hex}"
+    status, body = api(broker, "POST", "/profiles", {"name": f"profile-{uuid.uuid4().hex[:8]}", "provisioningMode": mode,
+                                                     "provisioningKey": key, "provisioningSecret": secret})
+    assert status == 201, f"POST /profiles -> {status} {body}"
+    return key, secret, body.get("id")
+
+
+def provision(broker, clients, request: dict) -> dict:
+    c = device_client(broker, clients, username="provision")
+    c.connect()
+    assert c.subscribe("/provision/response", qos=1) == [1]
+    assert c.subscribe("#") == [NOT_AUTHORIZED_V5]
+    c.publish("/provision/request", json.dumps(request).encode(), qos=1)
+    answer = c.expect_one(what="the provisioning response")
+    assert answer.topic == "/provision/response"
+    c.disconnect()
+    return json.loads(answer.payload)
+
+
+def test_provisioning_over_mqtt_allow_create(registry_broker, clients):
+    key, secret, _ = create_profile(registry_broker, "allow-create")
+    bystander = device_client(registry_broker, clients, username="provision")
+    bystander.connect()
+    assert bystander.subscribe("/provision/response", qos=1) == [1]
+    answer = provision(registry_broker, clients, {"provisionDeviceKey": key, "provisionDeviceSecret": secret,
+                                                  "deviceName": f"auto-{uuid.uuid4().hex[:8]}"})
+    assert answer["status"] == "SUCCESS", answer
+    assert answer["credentialsType"] == "ACCESS_TOKEN"
+    device = device_client(registry_broker, clients, username=answer["credentialsValue"])
+    assert device.connect()["reason_code"] == 0
+    device.disconnect()
+    bystander.expect_none(what="another provisioning client's response")
+    wrong = provision(registry_broker, clients, {"provisionDeviceKey": key, "provisionDeviceSecret": "wrong"})
+    assert wrong["status"] == "FAILURE" and wrong.get("errorMsg"), wrong
+
+
+def test_provisioning_over_mqtt_pre_registered_only(registry_broker, clients):
+    key, secret, profile_id = create_profile(registry_broker, "pre-registered-only")
+    name = f"known-{uuid.uuid4().hex[:8]}"
+    status, body = api(registry_broker, "POST", "/devices", {"name": name, "labels": {}, "profile": profile_id})
+    assert status == 201, body
+    unknown = provision(registry_broker, clients, {"provisionDeviceKey": key, "provisionDeviceSecret": secret,
+                                                   "deviceName": f"stranger-{uuid.uuid4().hex[:8]}"})
+    assert unknown["status"] == "FAILURE", unknown
+    known = provision(registry_broker, clients, {"provisionDeviceKey": key, "provisionDeviceSecret": secret, "deviceName": name})
+    assert known["status"] == "SUCCESS", known
+    device = device_client(registry_broker, clients, username=known["credentialsValue"])
+    assert device.connect()["reason_code"] == 0
+    device.disconnect()
+
+
+def test_claiming_over_mqtt(registry_broker, clients):
+    device_id, _, token = token_device(registry_broker)
+    watcher = device_client(registry_broker, clients, username="api", password=ADMIN_KEY)
+    watcher.connect()
+    assert watcher.subscribe(f"devices/{device_id}/#", qos=1) == [1]
+    device = device_client(registry_broker, clients, username=token)
+    device.connect()
+    info = device.paho.publish("v1/devices/me/claim", json.dumps({"secretKey": "s3cr3t", "durationMs": 60000}), qos=1)
+    info.wait_for_publish(timeout=contract.TIMEOUT)
+    assert info.is_published()
+    watcher.expect_none(what="the claim request (it is consumed, not routed)")
+    # The claim code now lets an operator attach the device; a wrong one does not.
+    wait_until("the claim code is stored", lambda: api(registry_broker, "POST", "/devices/claim",
+                                                       {"deviceId": device_id, "secretKey": "wrong"})[0] != 500)
+    status, body = api(registry_broker, "POST", "/devices/claim", {"deviceId": device_id, "secretKey": "wrong"})
+    assert status in (400, 403, 404), body
+    status, body = api(registry_broker, "POST", "/devices/claim", {"deviceId": device_id, "secretKey": "s3cr3t"})
+    assert status == 200, body
+    device.disconnect()
+    watcher.disconnect()

@@ -259,12 +259,15 @@ extension MeridianApplication {
 }
 
 extension MeridianApplication {
-    /// The platform registry, `meridian.sqlite` in the data directory; nil while this build has
-    /// no registry store (then the REST API is not served).
+    /// The platform registry, `meridian.sqlite` in the data directory. A database that is
+    /// corrupt or from a newer version stops start-up.
     func openRegistry() async throws -> Registry? {
-        // The SQLite registry store (MeridianStorage) lands with the registry work; wire it
-        // here: `Registry(store: try SQLiteRegistryStore(path: path))`.
-        nil
+        let path = (configuration.dataDirectory as NSString).appendingPathComponent("meridian.sqlite")
+        do {
+            return Registry(store: try SQLiteRegistryStore(path: path))
+        } catch let error as SQLiteRegistryStore.OpenError {
+            throw MeridianStartupError(error.description)
+        }
     }
 
     /// The registry and logger shared by the API and the broker's access control.

@@ -290,7 +290,7 @@ enum OpenAPIDocument {
         "Role": ["type": "string", "enum": enumeration(Role.allCases)],
         "LoginRequest": object(
             required: ["username", "password"],
-            ["username": string, "password": string, "tenant": ["type": "string", "description": "Tenant id or name; the first tenant when absent."]]
+            ["username": username, "password": ["type": "string", "maxLength": 1024], "tenant": ["type": "string", "description": "Tenant id or name; the first tenant when absent."]]
         ),
         "RefreshRequest": object(required: ["refreshToken"], ["refreshToken": string]),
         "TokenPair": object(
@@ -306,12 +306,12 @@ enum OpenAPIDocument {
             ["kind": ["type": "string", "enum": ["user", "api-key"]], "id": string, "username": string, "tenant": string, "role": ref("Role")]
         ),
         "Tenant": object(required: ["id", "name", "createdAt"], ["id": string, "name": string, "createdAt": dateTime, "role": ref("Role")]),
-        "CreateTenantRequest": object(required: ["name"], ["name": string]),
+        "CreateTenantRequest": object(required: ["name"], ["name": name]),
         "User": object(
             required: ["id", "username", "role", "createdAt", "disabled"],
             ["id": string, "username": string, "role": ref("Role"), "createdAt": dateTime, "disabled": ["type": "boolean"]]
         ),
-        "CreateUserRequest": object(required: ["username", "role"], ["username": string, "password": string, "role": ref("Role")]),
+        "CreateUserRequest": object(required: ["username", "role"], ["username": username, "password": password, "role": ref("Role")]),
         "SetRoleRequest": object(required: ["role"], ["role": ref("Role")]),
         "APIKey": object(
             required: ["id", "name", "role", "prefix", "createdAt", "expiresAt", "lastUsedAt", "revokedAt"],
@@ -321,7 +321,7 @@ enum OpenAPIDocument {
                 "key": ["type": "string", "description": "The key itself: only in the answer to its creation."],
             ]
         ),
-        "CreateAPIKeyRequest": object(required: ["name", "role"], ["name": string, "role": ref("Role"), "expiresAt": dateTime]),
+        "CreateAPIKeyRequest": object(required: ["name", "role"], ["name": name, "role": ref("Role"), "expiresAt": dateTime]),
         "Profile": object(
             required: ["id", "name", "description", "transport", "provisioning", "createdAt"],
             [
@@ -337,12 +337,16 @@ enum OpenAPIDocument {
         "ProfileRequest": object(
             required: ["name"],
             [
-                "name": string, "description": string, "transport": anyJSON,
+                "name": name, "description": ["type": "string", "maxLength": 4096], "transport": anyJSON,
                 "provisioningMode": ["type": "string", "enum": enumeration(ProvisioningSettings.Mode.allCases)],
                 "provisioningKey": string, "provisioningSecret": string,
             ]
         ),
-        "Labels": ["type": "object", "additionalProperties": ["type": "string"]],
+        "Labels": [
+            "type": "object", "maxProperties": 64,
+            "propertyNames": ["type": "string", "pattern": "^[A-Za-z0-9._/-]{1,128}$"],
+            "additionalProperties": ["type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f]+$"],
+        ],
         "Device": object(
             required: ["id", "name", "profileId", "labels", "metadata", "status", "createdAt", "lastSeenAt"],
             [
@@ -354,15 +358,18 @@ enum OpenAPIDocument {
         "CreateDeviceRequest": object(
             required: ["name"],
             [
-                "id": ["type": "string", "description": "Optional: 1-64 letters, digits, - _ . :; generated when absent."],
-                "name": string, "profile": ["type": "string", "description": "Profile id or name."],
+                "id": [
+                    "type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$",
+                    "description": "Optional: 1-64 letters, digits, - _ . :; generated when absent.",
+                ],
+                "name": name, "profile": ["type": "string", "description": "Profile id or name."],
                 "labels": ref("Labels"), "metadata": anyJSON,
             ]
         ),
         "DevicePatch": object(
             required: [],
             [
-                "name": string, "profile": ["type": "string", "description": "Profile id or name; empty removes it."],
+                "name": name, "profile": ["type": "string", "description": "Profile id or name; empty removes it."],
                 "labels": ref("Labels"), "metadata": anyJSON,
                 "status": ["type": "string", "enum": ["active", "disabled"]],
             ]
@@ -388,9 +395,9 @@ enum OpenAPIDocument {
             required: ["type"],
             [
                 "type": ["type": "string", "enum": enumeration(CredentialType.allCases)],
-                "token": ["type": "string", "description": "token: at least 16 characters; generated when absent."],
-                "username": ["type": "string", "description": "password: the MQTT user name."],
-                "password": ["type": "string", "description": "password: at least 8 characters."],
+                "token": token.merging(["description": "token: 16-256 characters; generated when absent."]),
+                "username": username.merging(["description": "password: the MQTT user name."]),
+                "password": password.merging(["description": "password: 8-1024 characters."]),
                 "csr": ["type": "string", "description": "certificate: a PEM certificate signing request."],
                 "certificate": ["type": "string", "description": "certificate: an existing PEM certificate to register."],
                 "validityDays": ["type": "integer", "minimum": 1, "maximum": 3650],
@@ -486,6 +493,11 @@ enum OpenAPIDocument {
     // MARK: Helpers
 
     private static let string: OpenAPIValue = ["type": "string"]
+    /// A name: 1-128 characters, no control characters.
+    private static let name: OpenAPIValue = ["type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[^\\u0000-\\u001f\\u007f]*\\S[^\\u0000-\\u001f\\u007f]*$"]
+    private static let username: OpenAPIValue = ["type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[^\\s\\u0000-\\u001f\\u007f]+$"]
+    private static let password: OpenAPIValue = ["type": "string", "minLength": 8, "maxLength": 1024]
+    private static let token: OpenAPIValue = ["type": "string", "minLength": 16, "maxLength": 256, "pattern": "^[\\x21-\\x7e]+$"]
     private static let dateTime: OpenAPIValue = ["type": "string", "format": "date-time"]
     /// Any JSON value.
     private static let anyJSON: OpenAPIValue = ["description": "Any JSON value."]

@@ -79,6 +79,8 @@ public struct APITokenSigner: Sendable {
 
     /// A new access token for `userID` acting in `tenantID` with `role`.
     func sign(userID: String, username: String, tenantID: String, role: Role, now: Date = Date()) async throws -> String {
+        // Whole seconds: JWT NumericDates are read as integers by many clients.
+        let now = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))
         let claims = Claims(
             sub: SubjectClaim(value: userID),
             tenant: tenantID,

@@ -125,7 +125,21 @@ public struct MeridianApplication: Sendable {
         }
         let hangUps = await UnixSignalsSequence(trapping: .sighup)
         let store = try openSessionStore(durability: brokerConfiguration.durability)
-        let broker = MQTTBroker(configuration: brokerConfiguration, eventLoopGroup: group, sessionStore: store, logger: logger)
+        // Who may connect and what they may touch comes from the registry; revocations there
+        // disconnect clients here.
+        let access = platform.map {
+            AccessControl(registry: $0.registry, configuration: configuration.auth, tls: tls, logger: self.logger)
+        }
+        let broker: MQTTBroker
+        if let access {
+            broker = MQTTBroker(
+                configuration: brokerConfiguration, eventLoopGroup: group, authenticator: access.authenticator,
+                authorizer: access.authorizer, messageTap: access.messageTap, sessionStore: store, logger: logger
+            )
+            await access.attach(broker)
+        } else {
+            broker = MQTTBroker(configuration: brokerConfiguration, eventLoopGroup: group, sessionStore: store, logger: logger)
+        }
         if store != nil {
             let started = NIODeadline.now()
             let summary = try await broker.recover()

@@ -246,7 +246,8 @@ struct SocketSessionTests {
             let clientID = socketClientID("brief")
             let brief: (inout MQTTClient.Configuration) -> Void = {
                 $0.cleanStart = false
-                $0.connectProperties.sessionExpiryInterval = 1
+                // 3 s, so that the checks before it expires are done in time on a loaded machine.
+                $0.connectProperties.sessionExpiryInterval = 3
             }
             let subscriber = broker.client(clientID, configure: brief)
             try await broker.connect(subscriber, onLoop: 1)
@@ -257,7 +258,7 @@ struct SocketSessionTests {
             try await publisher.publish("\(root)/queued", payload: "lost with the session", qos: .atLeastOnce)
             #expect(try await broker.perLoopState().map(\.indexEntries) == [1, 1])
 
-            try await eventually("the session to expire", within: .seconds(5)) {
+            try await eventually("the session to expire", within: .seconds(15)) {
                 broker.statistics.sessions == 1 && broker.statistics.subscriptions == 0
             }
             #expect(try await broker.perLoopState().map(\.indexEntries) == [0, 0])

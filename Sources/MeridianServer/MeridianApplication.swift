@@ -106,13 +106,16 @@ public struct MeridianApplication: Sendable {
         printsFirstStartNotice: Bool,
         onListening: @escaping @Sendable (Endpoints) async -> Void
     ) async throws {
-        // The registry first: the broker's authentication and the API both stand on it.
-        let platform = try await openPlatform()
-        let firstStart: BootstrapResult? = if let platform { try await bootstrap(platform.registry) } else { nil }
         var brokerConfiguration = configuration.broker
         if brokerConfiguration.version == BrokerConfiguration().version {
             brokerConfiguration.version = "meridian \(MeridianVersion.current)"
         }
+        // The broker's state is checked before anything is created in the data directory: a
+        // corrupt or newer broker.sqlite stops start-up with the directory untouched.
+        let store = try openSessionStore(durability: brokerConfiguration.durability)
+        // Then the registry: the broker's authentication and the API both stand on it.
+        let platform = try await openPlatform()
+        let firstStart: BootstrapResult? = if let platform { try await bootstrap(platform.registry) } else { nil }
         // The certificate comes first: a missing or bad one stops start-up before any port is
         // bound. SIGHUP is trapped before the `listening` line, so it never ends the process.
         var tls: TLSService?
@@ -124,7 +127,6 @@ public struct MeridianApplication: Sendable {
             )
         }
         let hangUps = await UnixSignalsSequence(trapping: .sighup)
-        let store = try openSessionStore(durability: brokerConfiguration.durability)
         // Who may connect and what they may touch comes from the registry; revocations there
         // disconnect clients here.
         let access = platform.map {

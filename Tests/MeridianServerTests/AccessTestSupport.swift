@@ -25,6 +25,8 @@ final class FakeAccessRegistry: AccessRegistry {
         var claims: [(deviceID: String, code: String, duration: TimeInterval)] = []
         var authorities: [String] = []
         var lookups = 0
+        /// Every markSeen call's device ids.
+        var seen: [[String]] = []
         var observers: [@Sendable (RegistryChange) -> Void] = []
         var failing = false
     }
@@ -137,6 +139,10 @@ final class FakeAccessRegistry: AccessRegistry {
 
     func allCertificateAuthorityPEMs() async throws -> [String] {
         state.withLock { $0.authorities }
+    }
+
+    func markSeen(deviceIDs: [String], at time: Date) async throws {
+        state.withLock { $0.seen.append(deviceIDs) }
     }
 }
 

@@ -100,7 +100,9 @@ struct AccessAuthenticationTests {
     static func authenticator(_ registry: FakeAccessRegistry, allowAnonymous: Bool = false, cache: AuthenticationCache = .init()) -> RegistryAuthenticator {
         RegistryAuthenticator(
             registry: registry, cache: cache, allowAnonymous: allowAnonymous, certificateMapping: .fingerprint,
-            authorities: CertificateAuthorities(), logger: quietLogger
+            authorities: CertificateAuthorities(),
+            lastSeen: LastSeenRecorder(logger: quietLogger) { devices, time in try await registry.markSeen(deviceIDs: devices, at: time) },
+            logger: quietLogger
         )
     }
 
@@ -162,6 +164,14 @@ struct AccessAuthenticationTests {
         #expect(Self.refusal(await auth.authenticate(Self.request(username: nil, password: nil))) == .notAuthorized)
         let anonymous = Self.principal(await Self.authenticator(registry, allowAnonymous: true).authenticate(Self.request(username: nil, password: nil)))
         #expect(anonymous?.attributes["access.kind"] == "anonymous")
+        // A verified certificate that names no device (e.g. from tls.client_ca): refused, or
+        // anonymous where anonymous clients are allowed — and not cached as such.
+        let stranger = MQTTPeerCertificate(subject: "CN=x", commonName: "x", subjectAlternativeNames: [], sha256Fingerprint: "cd34", der: [2])
+        let certificateOnly = Self.request(username: nil, password: nil, certificate: stranger)
+        #expect(Self.refusal(await auth.authenticate(certificateOnly)) == .badUserNameOrPassword)
+        let open = Self.authenticator(registry, allowAnonymous: true)
+        #expect(Self.principal(await open.authenticate(certificateOnly))?.attributes["access.kind"] == "anonymous")
+        #expect(open.authenticateImmediately(certificateOnly) == nil)
         registry.state.withLock { $0.failing = true }
         #expect(Self.refusal(await auth.authenticate(Self.request(username: "token-0123456789abcdef", password: nil))) == .serverUnavailable)
     }
@@ -194,6 +204,24 @@ struct AccessAuthenticationTests {
         #expect(Self.principal(auth.authenticateImmediately(keyRequest)) != nil)
         registry.emit(.apiKeyRevoked(apiKeyID: "k1"))
         #expect(auth.authenticateImmediately(keyRequest) == nil)
+    }
+
+    @Test("devices' connects are recorded as last seen, in one batch for a burst of connects")
+    func lastSeenIsBatched() async throws {
+        let registry = FakeAccessRegistry()
+        for index in 0..<20 { registry.addToken("token-0123456789abcd\(index)", device: "d\(index)", credential: "c\(index)") }
+        registry.addAPIKey("mk_key", id: "k1", role: .viewer)
+        let auth = Self.authenticator(registry)
+        for index in 0..<20 {
+            #expect(Self.principal(await auth.authenticate(Self.request(username: "token-0123456789abcd\(index)", password: nil))) != nil)
+        }
+        // Cached answers count as seen too; API keys are not devices.
+        #expect(Self.principal(auth.authenticateImmediately(Self.request(username: "token-0123456789abcd0", password: nil))) != nil)
+        #expect(Self.principal(await auth.authenticate(Self.request(username: nil, password: "mk_key"))) != nil)
+        try await accessEventually("the batch to be written") { !registry.state.withLock { $0.seen.isEmpty } }
+        let batches = registry.state.withLock { $0.seen }
+        #expect(batches.count == 1)
+        #expect(Set(batches.joined()) == Set((0..<20).map { "d\($0)" }))
     }
 
     @Test("the cache keeps no more than its capacity")

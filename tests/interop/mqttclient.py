@@ -101,6 +101,9 @@ class TestClient:
         self.paho.max_queued_messages_set(0)
         self.messages: queue.Queue[Message] = queue.Queue()
         self.connected = threading.Event()
+        # Set when CONNACK arrives and never cleared by a disconnection: a refused CONNECT is
+        # answered and closed at once, and paho may run both callbacks before connect() waits.
+        self.connack_received = threading.Event()
         self.disconnected = threading.Event()
         self.connack: dict = {}
         self.disconnection: Disconnection | None = None
@@ -124,6 +127,7 @@ class TestClient:
         receive_maximum = self.connack["props"].get("ReceiveMaximum")
         if receive_maximum:
             self.paho._max_inflight_messages = min(100, receive_maximum)
+        self.connack_received.set()
         self.connected.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
@@ -193,12 +197,13 @@ class TestClient:
             if connect_props:
                 kwargs["properties"] = props(PacketTypes.CONNECT, **connect_props)
         self.connected.clear()
+        self.connack_received.clear()
         self.disconnected.clear()
         self.disconnection = None
         self.paho.connect(self.broker.host, port, keepalive=30, **kwargs)
         self.paho.loop_start()
         self._loop_started = True
-        if not self.connected.wait(timeout):
+        if not self.connack_received.wait(timeout):
             raise AssertionError(f"{self}: no CONNACK within {timeout}s"
                                  + self._disconnect_note())
         if expect_success:

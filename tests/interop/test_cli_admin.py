@@ -8,6 +8,7 @@ import os
 import sqlite3
 import stat
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -69,6 +70,11 @@ def test_token_from_the_cli_connects_and_revoking_it_refuses_the_device(platform
     device = TestClient(platform.broker, V5, client_id=f"it-cli-{uuid.uuid4().hex[:8]}")
     device.paho.username_pw_set(token)
     assert device.connect()["reason_code"] == 0
+    # The connect is recorded as the device's last-seen time (written in batches, within ~1 s).
+    deadline = time.monotonic() + 15
+    while cli_json(platform, "device", "show", device_id).get("lastSeenAt") is None:
+        assert time.monotonic() < deadline, "lastSeenAt was not recorded"
+        time.sleep(0.2)
     listed = cli_json(platform, "credentials", "list", device_id)
     items = listed["items"] if isinstance(listed, dict) else listed
     assert [item["id"] for item in items] == [credential_id]

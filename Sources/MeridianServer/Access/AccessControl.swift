@@ -18,6 +18,7 @@ final class AccessControl: Sendable {
     let messageTap: RegistryMessageTap
     let cache: AuthenticationCache
     let authorities: CertificateAuthorities
+    let lastSeen: LastSeenRecorder
     private let registry: any AccessRegistry
     private let broker = BrokerReference()
     private let tls: TLSService?
@@ -33,9 +34,14 @@ final class AccessControl: Sendable {
         let authorities = CertificateAuthorities()
         self.cache = cache
         self.authorities = authorities
+        let lastSeen = LastSeenRecorder(logger: logger) { devices, time in
+            try await registry.markSeen(deviceIDs: devices, at: time)
+        }
+        self.lastSeen = lastSeen
         self.authenticator = RegistryAuthenticator(
             registry: registry, cache: cache, allowAnonymous: configuration.allowAnonymous,
-            certificateMapping: configuration.certificateMapping, authorities: authorities, logger: logger
+            certificateMapping: configuration.certificateMapping, authorities: authorities, lastSeen: lastSeen,
+            logger: logger
         )
         self.authorizer = RegistryAuthorizer(logger: logger)
         self.messageTap = RegistryMessageTap(registry: registry, broker: broker, logger: logger)

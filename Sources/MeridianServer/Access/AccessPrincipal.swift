@@ -16,6 +16,7 @@ protocol AccessRegistry: Sendable {
     func provision(_ request: ProvisionRequest) async throws -> (device: Device, credential: IssuedCredential)
     func setClaimCode(deviceID: String, code: String, duration: TimeInterval, actor: AuditActor) async throws
     func allCertificateAuthorityPEMs() async throws -> [String]
+    func markSeen(deviceIDs: [String], at time: Date) async throws
 }
 
 extension Registry: AccessRegistry {}

@@ -31,6 +31,8 @@ struct RegistryAuthenticator: MQTTAuthenticator {
     /// The certificate authorities client certificates may have been issued by, to tell the
     /// registry which one issued a certificate.
     let authorities: CertificateAuthorities
+    /// Devices' last-seen times, noted at every accepted device CONNECT.
+    let lastSeen: LastSeenRecorder
     let logger: Logger
 
     /// Prefix of API keys.
@@ -56,6 +58,7 @@ struct RegistryAuthenticator: MQTTAuthenticator {
         if let cached = cache.lookup(cacheKey(request)) {
             var principal = cached
             principal.clientIdentifier = request.clientIdentifier
+            noteSeen(principal)
             return .accept(principal)
         }
         return nil
@@ -71,7 +74,11 @@ struct RegistryAuthenticator: MQTTAuthenticator {
                 )
                 return .refuse(.badUserNameOrPassword, reason: "bad user name or password")
             }
-            cache.store(principal, for: cacheKey(request))
+            // Not anonymous answers: a certificate registered later must be recognised.
+            if principal.attributes[AccessPrincipal.kindKey] != AccessPrincipal.Kind.anonymous.rawValue {
+                cache.store(principal, for: cacheKey(request))
+            }
+            noteSeen(principal)
             return .accept(principal)
         } catch {
             logger.error(
@@ -95,8 +102,12 @@ struct RegistryAuthenticator: MQTTAuthenticator {
             ) {
                 return AccessPrincipal.device(identity, clientIdentifier: client, username: username)
             }
-            // An unknown certificate: the client may still identify itself otherwise.
-            if username == nil && !Self.isAPIKey(request.password) { return nil }
+            // A certificate the TLS listener verified (e.g. against `tls.client_ca`) that names
+            // no device: the client may still identify itself otherwise, or be anonymous
+            // where that is allowed.
+            if username == nil && !Self.isAPIKey(request.password) {
+                return allowAnonymous ? AccessPrincipal.anonymous(clientIdentifier: client) : nil
+            }
         }
         if let password, password.hasPrefix(Self.apiKeyPrefix) {
             if let key = try await registry.authenticateAPIKey(password) {
@@ -132,6 +143,10 @@ struct RegistryAuthenticator: MQTTAuthenticator {
         return AccessPrincipal.member(
             kind: .user, tenantID: membership.tenantID, role: membership.role, id: login.user.id, clientIdentifier: client, username: username
         )
+    }
+
+    private func noteSeen(_ principal: MQTTPrincipal) {
+        if let deviceID = principal.attributes[AccessPrincipal.deviceKey] { lastSeen.note(deviceID) }
     }
 
     private func cacheKey(_ request: MQTTAuthenticationRequest) -> String {

@@ -66,7 +66,8 @@ def clients():
 def api(broker, method: str, path: str, body: dict | None = None, key: str = ADMIN_KEY) -> tuple[int, dict]:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(f"http://{broker.host}:{broker.http_port}/api/v1{path}", data=data, method=method)
-    request.add_header("Authorization", f"Bearer {key}")
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
     if data is not None:
         request.add_header("Content-Type", "application/json")
     try:
@@ -363,6 +364,38 @@ def test_provisioning_over_mqtt_pre_registered_only(registry_broker, clients):
     device = device_client(registry_broker, clients, username=known["credentialsValue"])
     assert device.connect()["reason_code"] == 0
     device.disconnect()
+
+
+def test_provisioning_over_http_then_connecting_with_paho(registry_broker, clients):
+    key, secret, _ = create_profile(registry_broker, "allow-create")
+    name = f"http-{uuid.uuid4().hex[:8]}"
+    request = {"provisionDeviceKey": key, "provisionDeviceSecret": secret, "deviceName": name}
+    # No API key: the device knows only the profile's key and secret.
+    status, answer = api(registry_broker, "POST", "/provision", request, key="")
+    assert status == 200 and answer["status"] == "SUCCESS", answer
+    device = device_client(registry_broker, clients, username=answer["credentialsValue"])
+    assert device.connect()["reason_code"] == 0
+    assert device.subscribe(f"devices/{answer['deviceId']}/#", qos=1) == [1]
+    device.publish(f"devices/{answer['deviceId']}/telemetry", b'{"t":1}', qos=1)
+    assert device.expect_one(what="its own telemetry").payload == b'{"t":1}'
+    device.disconnect()
+    status, wrong = api(registry_broker, "POST", "/provision", {**request, "provisionDeviceSecret": "nope"}, key="")
+    assert 400 <= status < 500 and wrong["status"] == "FAILURE", wrong
+
+
+def test_decommissioning_disconnects_and_refuses_the_device(registry_broker, clients):
+    device_id, _, token = token_device(registry_broker)
+    device = device_client(registry_broker, clients, username=token)
+    device.connect()
+    status, body = api(registry_broker, "POST", f"/devices/{device_id}/decommission", {"purge": False})
+    assert status == 200, body
+    assert device.wait_disconnected().reason_code == 0x98
+    assert refused_code(registry_broker, clients, username=token) == BAD_CREDENTIALS_V5
+    status, kept = api(registry_broker, "GET", f"/devices/{device_id}")
+    assert status == 200 and kept["status"] == "decommissioned"
+    status, audit = api(registry_broker, "GET", "/audit?limit=50")
+    assert any(entry["target"] == f"device:{device_id}" and "decommission" in entry["action"]
+               for entry in audit["items"]), audit
 
 
 def other_tenant_operator_key(broker) -> str:

@@ -11,6 +11,10 @@ final class BrokerCore: Sendable {
     let authenticator: any MQTTAuthenticator
     let authorizer: any MQTTAuthorizer
     let messageTap: any MQTTMessageTap
+    /// The hooks' answers that let a publish skip them, read once (not per message).
+    let authorizesEverything: Bool
+    let authorizesUnmappedOutsideDollarTopics: Bool
+    let tapsUnmappedPrincipals: Bool
     /// Carries durable changes to the session store; `nil` when state lives in memory only.
     let persistence: PersistencePipeline?
     let registry = SessionRegistry()
@@ -40,6 +44,9 @@ final class BrokerCore: Sendable {
         self.authenticator = authenticator
         self.authorizer = authorizer
         self.messageTap = messageTap
+        self.authorizesEverything = authorizer.allowsEverything
+        self.authorizesUnmappedOutsideDollarTopics = authorizer.allowsUnmappedPrincipalsOutsideDollarTopics
+        self.tapsUnmappedPrincipals = messageTap.inspectsUnmappedPrincipals
         if let sessionStore, configuration.durability != .none {
             self.persistence = PersistencePipeline(store: sessionStore, durability: configuration.durability, logger: logger)
         } else {

@@ -105,3 +105,59 @@ struct PlatformHooksTests {
         try await late.expectNothing()
     }
 }
+
+/// Counts its calls; denies `$`-topics and, for mapped principals, everything outside their
+/// `$tenants/` subtree. Declares that unmapped principals may use every topic outside `$`.
+final class CountingAuthorizer: MQTTAuthorizer {
+    let calls = Mutex<[String]>([])
+
+    func authorize(_ principal: MQTTPrincipal, _ action: MQTTAction, topic: String) -> MQTTAuthorization {
+        calls.withLock { $0.append("\(principal.username ?? "-") \(action.rawValue) \(topic)") }
+        if principal.topicMapping == nil { return topic.hasPrefix("$") ? .deny : .allow }
+        return topic.hasPrefix("$tenants/t1/") ? .allow : .deny
+    }
+
+    var allowsUnmappedPrincipalsOutsideDollarTopics: Bool { true }
+}
+
+/// Counts its calls; declares it has nothing to do with unmapped principals' messages.
+final class CountingTap: MQTTMessageTap {
+    let calls = Mutex<[String]>([])
+
+    func inspect(_ message: MQTTTapMessage, from principal: MQTTPrincipal) -> MQTTTapDecision {
+        calls.withLock { $0.append("\(principal.username ?? "-") \(message.topic)") }
+        return .accept
+    }
+
+    var inspectsUnmappedPrincipals: Bool { false }
+}
+
+@Suite("Hooks skipped per message where they say so")
+struct HookFastPathTests {
+    @Test("unmapped principals' publishes outside $-topics skip the authorizer and the tap; $-topics and mapped principals still go through both")
+    func unmappedPublishesSkipTheHooks() async throws {
+        let authorizer = CountingAuthorizer()
+        let tap = CountingTap()
+        let broker = TestBroker(authenticator: MappingAuthenticator(), authorizer: authorizer, messageTap: tap)
+        let (watcher, _) = try await broker.connect("watcher")
+        try await watcher.subscribe("plain/#", qos: .atLeastOnce)
+        let (anonymous, _) = try await broker.connect("anon")
+        for index in 0..<5 { _ = try await anonymous.publish("plain/\(index)", "x", qos: .atLeastOnce) }
+        for _ in 0..<5 { _ = try await watcher.nextPublish() }
+        #expect(authorizer.calls.withLock { $0.filter { $0.contains(" publish ") } }.isEmpty)
+        #expect(tap.calls.withLock { $0 }.isEmpty)
+
+        // A $-topic from an unmapped principal is still asked about, and refused.
+        let refused = try await anonymous.publish("$tenants/t1/devices/d1/telemetry", "sneak", qos: .atLeastOnce)
+        #expect(refused?.reasonCode == .notAuthorized)
+        #expect(authorizer.calls.withLock { $0 } .contains("- publish $tenants/t1/devices/d1/telemetry"))
+
+        // A mapped principal goes through both hooks for every publish.
+        let (device, _) = try await broker.connect("dev", username: "device:t1:d1")
+        _ = try await device.publish("devices/d1/telemetry", "ok", qos: .atLeastOnce)
+        #expect(authorizer.calls.withLock { $0 }.contains("device:t1:d1 publish $tenants/t1/devices/d1/telemetry"))
+        #expect(tap.calls.withLock { $0 } == ["device:t1:d1 $tenants/t1/devices/d1/telemetry"])
+        let outside = try await device.publish("devices/d2/telemetry", "no", qos: .atLeastOnce)
+        #expect(outside?.reasonCode == .notAuthorized)
+    }
+}

@@ -547,7 +547,6 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     private func handlePublish(_ publish: PublishPacket, topic clientTopic: String) {
         guard let session else { return }
-        let principal = session.principal
         let topic = topicMapping.map { $0.toInternal(clientTopic).topic } ?? clientTopic
         loop.stats.messagesReceived &+= 1
         if topic.utf8.count > limits.maximumTopicLength || MQTTTopic.levelCount(topic) > limits.maximumTopicLevels {
@@ -558,7 +557,13 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             rejectPublish(publish, .notAuthorized, reason: "$SYS topics are reserved for the broker", topic: topic)
             return
         }
-        if !broker.authorizer.allowsEverything && broker.authorizer.authorize(principal, .publish, topic: topic) == .deny {
+        // Unmapped principals (anonymous clients) skip the hooks where they say so: one branch
+        // per message instead of two calls.
+        let unmapped = topicMapping == nil
+        let authorized =
+            broker.authorizesEverything
+            || (unmapped && broker.authorizesUnmappedOutsideDollarTopics && topic.utf8.first != UInt8(ascii: "$"))
+        if !authorized && broker.authorizer.authorize(session.principal, .publish, topic: topic) == .deny {
             rejectPublish(publish, .notAuthorized, reason: "not authorized to publish to this topic", topic: topic)
             return
         }
@@ -576,19 +581,21 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
                 return
             }
         }
-        let tapped = MQTTTapMessage(
-            topic: topic, payload: publish.payload, qos: publish.qos, retain: publish.retain,
-            properties: publish.properties, protocolVersion: version
-        )
         var consumed = false
-        switch broker.messageTap.inspect(tapped, from: principal) {
-        case .accept:
-            break
-        case .reject(let reasonCode, let reason):
-            rejectPublish(publish, reasonCode, reason: reason ?? "rejected", topic: topic)
-            return
-        case .consume:
-            consumed = true
+        if !unmapped || broker.tapsUnmappedPrincipals {
+            let tapped = MQTTTapMessage(
+                topic: topic, payload: publish.payload, qos: publish.qos, retain: publish.retain,
+                properties: publish.properties, protocolVersion: version
+            )
+            switch broker.messageTap.inspect(tapped, from: session.principal) {
+            case .accept:
+                break
+            case .reject(let reasonCode, let reason):
+                rejectPublish(publish, reasonCode, reason: reason ?? "rejected", topic: topic)
+                return
+            case .consume:
+                consumed = true
+            }
         }
         let mark = loop.persistence.count
         if !consumed {

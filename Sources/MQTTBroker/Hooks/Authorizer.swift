@@ -27,10 +27,16 @@ public protocol MQTTAuthorizer: Sendable {
 
     /// `true` when every action is allowed, so the broker may skip the call per message.
     var allowsEverything: Bool { get }
+
+    /// `true` when principals without a topic mapping (``MQTTPrincipal/topicMapping`` nil) may
+    /// publish to every topic that does not start with `$`: the broker then skips the call for
+    /// those publishes (one branch instead of a call per message). Default `false`.
+    var allowsUnmappedPrincipalsOutsideDollarTopics: Bool { get }
 }
 
 extension MQTTAuthorizer {
     public var allowsEverything: Bool { false }
+    public var allowsUnmappedPrincipalsOutsideDollarTopics: Bool { false }
 }
 
 /// Allows every action on every topic except publishing to `$`-topics, which belong to the

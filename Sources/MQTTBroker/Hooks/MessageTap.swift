@@ -40,11 +40,21 @@ public enum MQTTTapDecision: Sendable {
 /// platform publishes itself do not pass through the tap.
 public protocol MQTTMessageTap: Sendable {
     func inspect(_ message: MQTTTapMessage, from principal: MQTTPrincipal) -> MQTTTapDecision
+
+    /// `false` when messages from principals without a topic mapping are always accepted
+    /// unseen: the broker then does not call ``inspect(_:from:)`` for them. Default `true`.
+    var inspectsUnmappedPrincipals: Bool { get }
+}
+
+extension MQTTMessageTap {
+    public var inspectsUnmappedPrincipals: Bool { true }
 }
 
 /// A tap that accepts everything and looks at nothing.
 public struct NoMessageTap: MQTTMessageTap {
     public init() {}
+
+    public var inspectsUnmappedPrincipals: Bool { false }
 
     public func inspect(_ message: MQTTTapMessage, from principal: MQTTPrincipal) -> MQTTTapDecision { .accept }
 }

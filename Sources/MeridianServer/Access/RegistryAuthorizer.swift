@@ -16,6 +16,10 @@ import MQTTBroker
 struct RegistryAuthorizer: MQTTAuthorizer {
     let logger: Logger
 
+    /// Only anonymous clients come without a topic mapping (every registry principal carries
+    /// one), and they may use every topic outside the platform's `$tenants/` and `$provision/`.
+    var allowsUnmappedPrincipalsOutsideDollarTopics: Bool { true }
+
     func authorize(_ principal: MQTTPrincipal, _ action: MQTTAction, topic: String) -> MQTTAuthorization {
         let decision = decide(principal, action, topic: topic)
         if decision == .deny { logDenial(principal, action, topic: topic) }

@@ -28,6 +28,9 @@ struct RegistryMessageTap: MQTTMessageTap {
     /// How long a claim code lasts when the device gives no `durationMs`.
     static let defaultClaimDuration: TimeInterval = 24 * 3600
 
+    /// Unmapped principals are anonymous clients, whose messages the tap never handles.
+    var inspectsUnmappedPrincipals: Bool { false }
+
     func inspect(_ message: MQTTTapMessage, from principal: MQTTPrincipal) -> MQTTTapDecision {
         guard let kind = AccessPrincipal.kind(of: principal) else { return .accept }
         switch kind {

@@ -8,7 +8,7 @@ import X509
 
 @Suite("Registry: credentials, certificates, device authentication")
 struct RegistryCredentialTests {
-    @Test("token credentials: hashed, given or generated, refused when revoked, expired or the device is disabled")
+    @Test("token credentials: hashed, given or generated, refused when revoked, expired, or when the device is not active")
     func tokens() async throws {
         let fixture = try await RegistryFixture()
         let registry = fixture.registry

@@ -243,18 +243,6 @@ final class AccessBroker: Sendable {
     }
 }
 
-/// Waits (polling every 10 ms) until `condition` holds; fails after `timeout`.
-func accessEventually(_ what: String, within timeout: Duration = .seconds(15), _ condition: () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while try await !condition() {
-        if ContinuousClock.now > deadline {
-            Issue.record("\(what) did not happen within \(timeout)")
-            return
-        }
-        try await Task.sleep(for: .milliseconds(10))
-    }
-}
-
 /// The next message on `client`, within `timeout`.
 func nextMessage(_ client: MQTTClient, within timeout: Duration = .seconds(15)) async throws -> PublishPacket? {
     try await withThrowingTaskGroup(of: PublishPacket?.self) { group in

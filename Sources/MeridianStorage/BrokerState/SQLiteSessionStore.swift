@@ -28,43 +28,13 @@ public final class SQLiteSessionStore: MQTTSessionStore, Sendable {
     ///   newer version of Meridian; the file is never replaced or modified in that case.
     public init(path: String, durability: Durability) throws {
         self.path = path
-        var configuration = Configuration()
-        // WAL is switched on below, after the checks: GRDB's own WAL set-up writes to the file
-        // (a table created and dropped), and a file that is refused must stay untouched.
-        configuration.journalMode = .default
-        configuration.busyMode = .timeout(10)
-        configuration.label = "meridian.broker-state"
-        let database: DatabaseQueue
         do {
-            database = try DatabaseQueue(path: path, configuration: configuration)
-            let check = try database.read { db in try String.fetchOne(db, sql: "PRAGMA quick_check(1)") }
-            guard check == "ok" else {
-                throw OpenError(description: "\(path) failed its integrity check (\(check ?? "no answer")); it was left untouched — restore a backup or move it away")
-            }
-        } catch let error as OpenError {
-            throw error
-        } catch {
-            throw OpenError(description: "\(path) cannot be opened as a Meridian broker database: \(error); it was left untouched — restore a backup or move it away")
+            let database = try SQLiteFile.open(path: path, label: "meridian.broker-state", what: "broker")
+            try SQLiteFile.prepare(database, path: path, migrator: Self.migrator, synchronous: durability == .strict ? "FULL" : "NORMAL")
+            self.database = database
+        } catch let refusal as SQLiteFile.Refusal {
+            throw OpenError(description: refusal.description)
         }
-        let migrator = Self.migrator
-        let superseded = try database.read { db in try migrator.hasBeenSuperseded(db) }
-        if superseded {
-            let applied = try database.read { db in try migrator.appliedIdentifiers(db) }
-            let unknown = applied.subtracting(migrator.migrations).sorted()
-            throw OpenError(
-                description: "\(path) was written by a newer version of Meridian (schema \(unknown.joined(separator: ", "))); refusing to start — run that version or restore a backup"
-            )
-        }
-        let synchronous = durability == .strict ? "FULL" : "NORMAL"
-        try database.writeWithoutTransaction { db in
-            let mode = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
-            guard mode == "wal" else {
-                throw OpenError(description: "\(path): could not switch to write-ahead logging (journal mode \(mode ?? "unknown"))")
-            }
-            try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
-        }
-        try migrator.migrate(database)
-        self.database = database
     }
 
     /// The schema, as named, append-only migrations.

@@ -21,25 +21,14 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
     ///   newer version of Meridian; the file is left untouched then.
     public init(path: String) throws {
         self.path = path
-        var configuration = Configuration()
-        configuration.journalMode = .default
-        configuration.busyMode = .timeout(10)
-        configuration.label = "meridian.registry"
-        configuration.foreignKeysEnabled = true
-        let database: DatabaseQueue
         do {
-            database = try DatabaseQueue(path: path, configuration: configuration)
-            let check = try database.read { db in try String.fetchOne(db, sql: "PRAGMA quick_check(1)") }
-            guard check == "ok" else {
-                throw OpenError(description: "\(path) failed its integrity check (\(check ?? "no answer")); it was left untouched — restore a backup or move it away")
-            }
-        } catch let error as OpenError {
-            throw error
-        } catch {
-            throw OpenError(description: "\(path) cannot be opened as a Meridian registry database: \(error); it was left untouched — restore a backup or move it away")
+            let database = try SQLiteFile.open(path: path, label: "meridian.registry", what: "registry", foreignKeys: true)
+            // Registry changes are rare and must survive a crash once acknowledged.
+            try SQLiteFile.prepare(database, path: path, migrator: Self.migrator, synchronous: "FULL")
+            self.database = database
+        } catch let refusal as SQLiteFile.Refusal {
+            throw OpenError(description: refusal.description)
         }
-        try Self.prepare(database, path: path, wal: true)
-        self.database = database
     }
 
     private init(database: DatabaseQueue, path: String) {
@@ -53,31 +42,12 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
         configuration.foreignKeysEnabled = true
         configuration.label = "meridian.registry.memory"
         let database = try DatabaseQueue(configuration: configuration)
-        try prepare(database, path: ":memory:", wal: false)
+        do {
+            try SQLiteFile.prepare(database, path: ":memory:", migrator: migrator, synchronous: nil)
+        } catch let refusal as SQLiteFile.Refusal {
+            throw OpenError(description: refusal.description)
+        }
         return SQLiteRegistryStore(database: database, path: ":memory:")
-    }
-
-    private static func prepare(_ database: DatabaseQueue, path: String, wal: Bool) throws {
-        let migrator = Self.migrator
-        let superseded = try database.read { db in try migrator.hasBeenSuperseded(db) }
-        if superseded {
-            let applied = try database.read { db in try migrator.appliedIdentifiers(db) }
-            let unknown = applied.subtracting(migrator.migrations).sorted()
-            throw OpenError(
-                description: "\(path) was written by a newer version of Meridian (schema \(unknown.joined(separator: ", "))); refusing to start — run that version or restore a backup"
-            )
-        }
-        if wal {
-            try database.writeWithoutTransaction { db in
-                let mode = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
-                guard mode == "wal" else {
-                    throw OpenError(description: "\(path): could not switch to write-ahead logging (journal mode \(mode ?? "unknown"))")
-                }
-                // Registry changes are rare and must survive a crash once acknowledged.
-                try db.execute(sql: "PRAGMA synchronous = FULL")
-            }
-        }
-        try migrator.migrate(database)
     }
 
     /// The schema, as named, append-only migrations.

@@ -1,0 +1,61 @@
+import MeridianCore
+
+/// A series as stored: one per (device, key, type).
+struct StoredSeries: Sendable {
+    var id: Int64
+    var tenantID: String
+    var deviceID: String
+    var key: String
+    var type: TelemetryValueType
+    /// Newest timestamp in the series' chunks (nil: nothing sealed yet).
+    var sealedEnd: Int64?
+}
+
+/// One sealed chunk row.
+struct StoredChunk: Sendable {
+    var start: Int64
+    var end: Int64
+    var count: Int
+    var data: [UInt8]
+}
+
+/// Where the time-series engine keeps sealed chunks, rollup chunks, head snapshots and latest
+/// values: the storage protocol both backends (SQLite, PostgreSQL) implement. Reads may run on
+/// any thread at any time; ``write(_:)`` is called by one writer at a time.
+protocol TimeSeriesChunkStore: Sendable {
+    /// Every series (start-up).
+    func allSeries() throws -> [StoredSeries]
+    /// Every head snapshot (start-up): series id and encoded chunk.
+    func allHeads() throws -> [(Int64, [UInt8])]
+    /// Every device's latest values (start-up).
+    func allLatest() throws -> [(deviceID: String, key: String, point: TelemetryPoint)]
+
+    /// Chunks of a series that may hold samples in `from...to`, oldest first.
+    func chunks(series: Int64, from: Int64, to: Int64) throws -> [StoredChunk]
+    /// Rollup chunks of a series and tier whose periods start in `fromPeriod...toPeriod`.
+    func rollups(series: Int64, tier: RollupTier, fromPeriod: Int64, toPeriod: Int64) throws -> [(Int64, [UInt8])]
+    /// Series with raw chunks that end before `cutoff`, or rollup periods starting before it.
+    func seriesWithData(before cutoff: Int64, tier: RollupTier?) throws -> [Int64]
+
+    /// Runs `body` in one transaction; `durable` waits until it is on stable storage.
+    func write(durable: Bool, _ body: (any TimeSeriesChunkWriter) throws -> Void) throws
+
+    /// Bytes the store occupies on disk (for metrics and benchmarks).
+    func sizeOnDisk() -> Int
+}
+
+/// The writes of one transaction; reads inside see the writes before them.
+protocol TimeSeriesChunkWriter {
+    func saveSeries(_ series: StoredSeries) throws
+    func deleteSeries(deviceID: String) throws
+    func chunks(series: Int64, from: Int64, to: Int64) throws -> [StoredChunk]
+    func putChunk(series: Int64, _ chunk: StoredChunk) throws
+    func deleteChunk(series: Int64, start: Int64) throws
+    func rollup(series: Int64, tier: RollupTier, period: Int64) throws -> [UInt8]?
+    func rollups(series: Int64, tier: RollupTier, fromPeriod: Int64, toPeriod: Int64) throws -> [(Int64, [UInt8])]
+    func putRollup(series: Int64, tier: RollupTier, period: Int64, data: [UInt8]) throws
+    func deleteRollup(series: Int64, tier: RollupTier, period: Int64) throws
+    func putHead(series: Int64, data: [UInt8]) throws
+    func deleteHead(series: Int64) throws
+    func putLatest(deviceID: String, key: String, point: TelemetryPoint) throws
+}

@@ -23,6 +23,12 @@ public struct BrokerConfiguration: Sendable {
         /// publisher's in-flight window fills and it waits instead of the queue overflowing).
         /// After this long the acknowledgements go out anyway. 0 turns flow control off.
         public var flowControlTimeout: Int = 5
+        /// Messages of one connection whose ``MQTTTapDecision/acceptAfter(_:)`` or
+        /// ``MQTTTapDecision/consumeAfter(_:)`` completion is still pending (every QoS counted).
+        /// Beyond this the broker stops reading from the connection, so a publisher cannot run
+        /// ahead of the platform's work (QoS 0 has no acknowledgement to hold back), and reads
+        /// again once fewer than half are pending. Its keep-alive does not run out meanwhile.
+        public var maximumPendingCompletions: Int = 64
         /// Bytes of QoS 0 traffic buffered for a client whose socket is not draining; beyond
         /// this, QoS 0 messages to it are dropped and counted.
         public var maximumPendingBytes: Int = 8 * 1_048_576

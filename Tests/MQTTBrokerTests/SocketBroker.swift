@@ -30,10 +30,11 @@ final class SocketBroker: Sendable {
     static func with<T>(
         loops: Int = 2,
         store: (any MQTTSessionStore)? = nil,
+        messageTap: any MQTTMessageTap = NoMessageTap(),
         configure: (inout BrokerConfiguration) -> Void = { _ in },
         _ body: (SocketBroker) async throws -> T
     ) async throws -> T {
-        let fixture = try await start(loops: loops, store: store, configure: configure)
+        let fixture = try await start(loops: loops, store: store, messageTap: messageTap, configure: configure)
         do {
             let result = try await body(fixture)
             await fixture.stop()
@@ -48,6 +49,7 @@ final class SocketBroker: Sendable {
     static func start(
         loops: Int = 2,
         store: (any MQTTSessionStore)? = nil,
+        messageTap: any MQTTMessageTap = NoMessageTap(),
         configure: (inout BrokerConfiguration) -> Void = { _ in }
     ) async throws -> SocketBroker {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: loops)
@@ -59,6 +61,7 @@ final class SocketBroker: Sendable {
         let broker = MQTTBroker(
             configuration: configuration,
             eventLoopGroup: group,
+            messageTap: messageTap,
             sessionStore: store,
             logger: logger
         )

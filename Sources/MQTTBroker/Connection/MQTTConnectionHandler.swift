@@ -53,8 +53,9 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
     private var flowControl: FlowControl?
 
-    /// A packet waiting to be sent: until its loop's `ticket` is durable and, for
-    /// PUBACK/PUBREC marked `congestionGated`, until flow control lets it go.
+    /// A packet waiting to be sent: until its loop's `ticket` is durable, for PUBACK/PUBREC
+    /// marked `congestionGated` until flow control lets it go, and with a `completion` until
+    /// the tap's completion of that number is done (0: none).
     private struct HeldPacket {
         enum Item {
             case control(MQTTPacket)
@@ -62,6 +63,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         }
         var ticket: UInt64
         var congestionGated: Bool
+        var completion: UInt64 = 0
         var item: Item
     }
     /// Answers to the client's own packets (PUBACK, PUBREC, PUBCOMP), in order.
@@ -69,6 +71,20 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// PUBLISH and PUBREL towards the client, in order.
     private var heldOutbound: Deque<HeldPacket> = []
     private var waitingForDurability = false
+    /// Tap completions (``MQTTTapDecision/acceptAfter(_:)``) still pending, of every QoS.
+    private var pendingCompletions = 0
+    /// The number the next completion is known by (0 is "none").
+    private var lastCompletion: UInt64 = 0
+    /// Reading stopped because more than the limit of completions are pending.
+    private var readPaused = false
+    private var tapFailureLogged = false
+    /// How completions find this connection: weakly, so a tap that is slow to complete does not
+    /// keep a closed connection alive (allocated with the first completion).
+    private final class CompletionTarget {
+        weak var connection: MQTTConnectionHandler?
+        init(_ connection: MQTTConnectionHandler) { self.connection = connection }
+    }
+    private var completionTarget: NIOLoopBound<CompletionTarget>?
     /// The verified client certificate, set by the TLS layer before CONNECT.
     var peerCertificate: MQTTPeerCertificate?
 
@@ -156,7 +172,8 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             machine.closing()
             context?.close(promise: nil)
         case .connected:
-            if machine.keepAliveExpired(now: now) {
+            // A client the broker stopped reading from is not idle: its packets are waiting.
+            if !readPaused && machine.keepAliveExpired(now: now) {
                 close(.keepAliveTimeout, reason: "keep alive timeout (\(machine.keepAlive) s × 1.5)")
             }
         case .closed:
@@ -238,7 +255,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     private func process(_ buffer: inout ByteBuffer) {
-        while machine.acceptsPackets {
+        while machine.acceptsPackets && !readPaused {
             let frame: (firstByte: UInt8, body: ByteBuffer)
             do {
                 guard let next = try decoder.nextFrame(buffer: &buffer) else { return }
@@ -532,7 +549,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             process(&pending)
             if pending.readableBytes > 0 && machine.phase != .closed { keep(pending) }
         }
-        if machine.phase != .closed {
+        if machine.phase != .closed && !readPaused {
             context.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
         }
     }
@@ -582,6 +599,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             }
         }
         var consumed = false
+        var completion: EventLoopFuture<Void>?
         if !unmapped || broker.tapsUnmappedPrincipals {
             let tapped = MQTTTapMessage(
                 topic: topic, payload: publish.payload, qos: publish.qos, retain: publish.retain,
@@ -595,6 +613,11 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
                 return
             case .consume:
                 consumed = true
+            case .acceptAfter(let future):
+                completion = future
+            case .consumeAfter(let future):
+                consumed = true
+                completion = future
             }
         }
         let mark = loop.persistence.count
@@ -614,6 +637,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         let acknowledgement: MQTTPacket
         switch publish.qos {
         case .atMostOnce:
+            if let completion { waitForCompletion(completion, number: 0, packetIdentifier: nil, qos: .atMostOnce) }
             return
         case .atLeastOnce:
             acknowledgement = .puback(PublishAckPacket(packetIdentifier: publish.packetIdentifier!))
@@ -624,11 +648,108 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         // Acknowledged means durable: if routing stored anything (the message for a persistent
         // subscriber, a retained message, inbound QoS 2 state), the answer waits for it.
         let ticket = loop.ticket(since: mark)
+        var number: UInt64 = 0
+        if completion != nil {
+            lastCompletion &+= 1
+            number = lastCompletion
+        }
         if loop.congested.isEmpty {
-            sendAcknowledgement(acknowledgement, ticket: ticket, congestionGated: true)
+            sendAcknowledgement(acknowledgement, ticket: ticket, congestionGated: true, completion: number)
         } else {
-            holdAcknowledgement(acknowledgement, ticket: ticket, until: loop.congested)
+            holdAcknowledgement(acknowledgement, ticket: ticket, completion: number, until: loop.congested)
             loop.congested.removeAll(keepingCapacity: true)
+        }
+        // Registered after the acknowledgement is held: a completion that is already done runs
+        // its callback at once.
+        if let completion { waitForCompletion(completion, number: number, packetIdentifier: publish.packetIdentifier, qos: publish.qos) }
+    }
+
+    // MARK: tap completions
+
+    /// Waits for a tap completion: counts it (stopping reads past the limit) and, when it is
+    /// done, releases or answers the held acknowledgement `number` on this connection's loop.
+    private func waitForCompletion(_ completion: EventLoopFuture<Void>, number: UInt64, packetIdentifier: UInt16?, qos: QoS) {
+        guard let context else { return }
+        pendingCompletions += 1
+        if pendingCompletions > limits.maximumPendingCompletions && !readPaused {
+            readPaused = true
+            context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
+            log(.debug, "platform work pending, reading paused", ["mqtt.pending_completions": "\(pendingCompletions)"])
+        }
+        let target = completionTarget ?? NIOLoopBound(CompletionTarget(self), eventLoop: context.eventLoop)
+        completionTarget = target
+        let eventLoop = context.eventLoop
+        completion.whenComplete { result in
+            if eventLoop.inEventLoop {
+                target.value.connection?.completed(number, result, packetIdentifier: packetIdentifier, qos: qos)
+            } else {
+                eventLoop.execute { target.value.connection?.completed(number, result, packetIdentifier: packetIdentifier, qos: qos) }
+            }
+        }
+    }
+
+    /// A tap completion is done (on this connection's loop).
+    private func completed(_ number: UInt64, _ result: Result<Void, any Error>, packetIdentifier: UInt16?, qos: QoS) {
+        guard started, !finished else { return }
+        pendingCompletions -= 1
+        if readPaused && pendingCompletions < limits.maximumPendingCompletions / 2 { resumeAfterCompletions() }
+        guard machine.phase == .connected else { return }
+        let position = number == 0 ? nil : heldAcknowledgements.firstIndex { $0.completion == number }
+        switch result {
+        case .success:
+            guard let position else { return }
+            heldAcknowledgements[position].completion = 0
+            if position == 0 { releaseHeld() }
+        case .failure(let error):
+            let failure = error as? MQTTTapFailure
+            var reasonCode = failure?.reasonCode ?? .unspecifiedError
+            if reasonCode.rawValue < 0x80 { reasonCode = .unspecifiedError }
+            let reason = failure?.reason
+            let level: Logger.Level = tapFailureLogged ? .debug : .info
+            tapFailureLogged = true
+            let disconnecting = version != .v5 && packetIdentifier != nil
+            let metadata: Logger.Metadata = [
+                "mqtt.reason": "\(reasonCode): \(reason ?? (failure == nil ? "\(error)" : "-"))", "mqtt.qos": "\(qos.rawValue)",
+            ]
+            if disconnecting {
+                log(level, "platform could not take a message, disconnecting the MQTT 3.1.1 client", metadata)
+            } else {
+                log(level, "platform could not take a message", metadata)
+            }
+            guard let packetIdentifier, let position else { return }
+            // A refused QoS 2 message ends its exchange: the identifier is free again (and, for a
+            // persistent session, durably so before the answer).
+            let mark = loop.persistence.count
+            if qos == .exactlyOnce { _ = session?.releasedInbound(packetIdentifier) }
+            let ticket = loop.ticket(since: mark)
+            if version != .v5 {
+                // MQTT 3.1.1 has no negative acknowledgement: close, and the client resends. The
+                // held entry stays, so no later acknowledgement overtakes it meanwhile.
+                loop.whenDurable(ticket) { [self] in
+                    self.close(.unspecifiedError, reason: "the platform could not take a message")
+                }
+                return
+            }
+            var properties = MQTTProperties()
+            if sendReasonStrings, let reason { properties.reasonString = reason }
+            let answer = PublishAckPacket(packetIdentifier: packetIdentifier, reasonCode: reasonCode, properties: properties)
+            heldAcknowledgements[position].item = .control(qos == .atLeastOnce ? .puback(answer) : .pubrec(answer))
+            heldAcknowledgements[position].ticket = max(heldAcknowledgements[position].ticket, ticket)
+            heldAcknowledgements[position].completion = 0
+            if position == 0 { releaseHeld() }
+        }
+    }
+
+    /// Enough completions are done: read again, on a later turn of the loop (this may run
+    /// inside packet processing, when a completion was already done as it was returned).
+    private func resumeAfterCompletions() {
+        readPaused = false
+        guard let context else { return }
+        context.eventLoop.assumeIsolated().execute { [self] in
+            guard !self.readPaused, self.machine.phase == .connected else { return }
+            self.log(.debug, "platform work caught up, reading resumed")
+            self.machine.touch(self.loop.eventLoop.now)
+            self.resumeReading()
         }
     }
 
@@ -637,12 +758,12 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// Sends an answer to the client's packet once `ticket` is durable, after answers already
     /// held (acknowledgements keep the order of the PUBLISHes, MQTT 5 §4.6); PUBACK/PUBREC are
     /// also held while flow control holds this publisher back.
-    private func sendAcknowledgement(_ packet: MQTTPacket, ticket: UInt64 = 0, congestionGated: Bool = false) {
-        if heldAcknowledgements.isEmpty && ticket <= loop.durableTicket && !(congestionGated && flowControl != nil) {
+    private func sendAcknowledgement(_ packet: MQTTPacket, ticket: UInt64 = 0, congestionGated: Bool = false, completion: UInt64 = 0) {
+        if heldAcknowledgements.isEmpty && ticket <= loop.durableTicket && !(congestionGated && flowControl != nil) && completion == 0 {
             sendPacket(packet)
             return
         }
-        heldAcknowledgements.append(HeldPacket(ticket: ticket, congestionGated: congestionGated, item: .control(packet)))
+        heldAcknowledgements.append(HeldPacket(ticket: ticket, congestionGated: congestionGated, completion: completion, item: .control(packet)))
         if ticket > loop.durableTicket { awaitDurability() }
     }
 
@@ -671,7 +792,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     private func releaseHeld() {
         let durable = loop.durableTicket
-        while let first = heldAcknowledgements.first, first.ticket <= durable, !(first.congestionGated && flowControl != nil) {
+        while let first = heldAcknowledgements.first, first.ticket <= durable, !(first.congestionGated && flowControl != nil), first.completion == 0 {
             heldAcknowledgements.removeFirst()
             if case .control(let packet) = first.item { sendPacket(packet) }
         }
@@ -692,10 +813,10 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// Holds an acknowledgement back while `sessions` are congested. The publisher's in-flight
     /// window fills and it pauses, so a slow subscriber's queue stops growing instead of
     /// overflowing; the subscriber's draining releases the acknowledgements.
-    private func holdAcknowledgement(_ packet: MQTTPacket, ticket: UInt64, until sessions: [Session]) {
+    private func holdAcknowledgement(_ packet: MQTTPacket, ticket: UInt64, completion: UInt64, until sessions: [Session]) {
         let timeout = limits.flowControlTimeout
         guard timeout > 0, let context else {
-            sendAcknowledgement(packet, ticket: ticket, congestionGated: true)
+            sendAcknowledgement(packet, ticket: ticket, congestionGated: true, completion: completion)
             return
         }
         let state = flowControl ?? FlowControl()
@@ -704,11 +825,11 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             if session.addWaiter(waiter) { state.congestedSessions.append(session) }
         }
         if state.congestedSessions.isEmpty {
-            sendAcknowledgement(packet, ticket: ticket, congestionGated: true)
+            sendAcknowledgement(packet, ticket: ticket, congestionGated: true, completion: completion)
             return
         }
         flowControl = state
-        sendAcknowledgement(packet, ticket: ticket, congestionGated: true)
+        sendAcknowledgement(packet, ticket: ticket, congestionGated: true, completion: completion)
         if state.timeoutTask == nil {
             broker.metrics.publisherThrottled()
             log(.debug, "subscriber congested, holding acknowledgements", ["mqtt.congested_client_id": "\(state.congestedSessions[0].clientIdentifier)"])

@@ -330,7 +330,10 @@ final class LoopContext: @unchecked Sendable {
             topic: message.topic, payload: message.payload, qos: message.qos, retain: message.retain,
             properties: message.properties, protocolVersion: .v5
         )
-        guard case .accept = broker.messageTap.inspect(tapMessage, from: principal) else { return }
+        switch broker.messageTap.inspect(tapMessage, from: principal) {
+        case .accept, .acceptAfter: break
+        case .reject, .consume, .consumeAfter: return
+        }
         stats.messagesReceived += 1
         publishInternal(message)
     }

@@ -251,6 +251,12 @@ extension MeridianConfiguration {
             help: "Seconds a publisher's acknowledgements may be held while a subscriber it feeds is congested; 0 turns flow control off."
         ),
         .integer(
+            "broker.limits.maximum_pending_completions",
+            \.broker.limits.maximumPendingCompletions,
+            range: 1...65535,
+            help: "Messages per connection whose platform work (e.g. a durable telemetry write) is pending; beyond it the broker stops reading from the connection."
+        ),
+        .integer(
             "broker.limits.connect_timeout",
             \.broker.limits.connectTimeout,
             range: 0...3600,

@@ -77,7 +77,11 @@ enum StringDictionaryCodec {
     }
 
     /// Decodes `count` strings from a section of encoding `id`.
-    static func decode(_ section: UnsafeRawBufferPointer, id: UInt8, count: Int) throws(TimeSeriesCodecError) -> [String] {
+    static func decode(
+        _ section: UnsafeRawBufferPointer,
+        id: UInt8,
+        count: Int
+    ) throws(TimeSeriesCodecError) -> [String] {
         var reader = ChunkBitReader(section)
         let distinctCount = try reader.readCount(atMost: count, "distinct string count")
         guard distinctCount > 0 || count == 0 else {

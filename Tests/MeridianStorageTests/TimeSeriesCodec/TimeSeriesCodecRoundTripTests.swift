@@ -156,6 +156,10 @@ struct TimeSeriesCodecRoundTripTests {
         ("unicode and empty", ["", "a", "é", "e\u{301}", "🌡️", "👩‍👩‍👧", "日本語", "\u{0}", "mixed ascii", " "]),
         ("canonically equivalent", ["é", "e\u{301}", "é", "e\u{301}", "\u{212B}", "\u{00C5}", "A\u{30A}"]),
         ("long", [String(repeating: "x", count: 4096), String(repeating: "ü", count: 2048), ""]),
+        (
+            "more than the linear-search limit",
+            (0..<40).map { "state-\($0)" } + ["é", "e\u{301}", "\u{212B}", "\u{00C5}"]
+        ),
     ]
 
     @Test("Strings read back byte for byte, however they repeat", arguments: stringCases)

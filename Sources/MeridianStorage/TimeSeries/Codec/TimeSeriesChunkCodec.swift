@@ -116,8 +116,8 @@ public enum TimeSeriesChunkCodec {
     public static func decode(
         _ bytes: [UInt8]
     ) throws(TimeSeriesCodecError) -> (timestamps: [Int64], values: TimeSeriesColumn) {
-        var result: Result<(timestamps: [Int64], values: TimeSeriesColumn), TimeSeriesCodecError>
-        result = bytes.withUnsafeBytes { raw in Result { () throws(TimeSeriesCodecError) in try decode(raw) } }
+        let result: Result<(timestamps: [Int64], values: TimeSeriesColumn), TimeSeriesCodecError> =
+            bytes.withUnsafeBytes { raw in Result { () throws(TimeSeriesCodecError) in try decode(raw) } }
         return try result.get()
     }
 
@@ -194,8 +194,8 @@ public enum TimeSeriesChunkCodec {
     ///
     /// - Throws: ``TimeSeriesCodecError`` when the header is truncated, altered or of an unknown format version.
     public static func header(_ bytes: [UInt8]) throws(TimeSeriesCodecError) -> TimeSeriesChunkHeader {
-        var result: Result<TimeSeriesChunkHeader, TimeSeriesCodecError>
-        result = bytes.withUnsafeBytes { raw in Result { () throws(TimeSeriesCodecError) in try readHeader(raw).header }
+        let result: Result<TimeSeriesChunkHeader, TimeSeriesCodecError> = bytes.withUnsafeBytes { raw in
+            Result { () throws(TimeSeriesCodecError) in try readHeader(raw).header }
         }
         return try result.get()
     }

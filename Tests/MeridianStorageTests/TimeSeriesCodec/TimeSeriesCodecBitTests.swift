@@ -1,5 +1,6 @@
-@testable import MeridianStorage
 import Testing
+
+@testable import MeridianStorage
 
 /// The building blocks under the chunk format: bit streams, varints, zigzag, CRC-32C, integer packing.
 struct TimeSeriesCodecBitTests {

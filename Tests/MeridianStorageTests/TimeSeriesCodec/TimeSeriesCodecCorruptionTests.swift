@@ -1,6 +1,7 @@
 import MeridianCore
-@testable import MeridianStorage
 import Testing
+
+@testable import MeridianStorage
 
 /// A damaged chunk is refused with an error, never decoded into different samples and never a crash.
 struct TimeSeriesCodecCorruptionTests {
@@ -10,31 +11,42 @@ struct TimeSeriesCodecCorruptionTests {
     static let chunks: [(String, [UInt8])] = {
         let signal = SensorSignal().samples(count: 300)
         let jittered = SensorSignal(jitterMilliseconds: 20).samples(count: 300)
+        let withExceptions = jittered.values.enumerated().map { $0.offset % 37 == 0 ? .nan : $0.element }
         var random = SplitMix64(seed: 21)
         let irregular = TimeSeriesCodecFixture.irregularTimestamps(40, maximumGap: 1 << 40, seed: 22)
+        let noise = irregular.map { _ in Double(bitPattern: random.next()) }
+        let indexes = signal.timestamps.indices
         let cases: [(String, [Int64], TimeSeriesColumn)] = [
             ("decimal numbers, grid timestamps", signal.timestamps, .numbers(signal.values)),
-            ("decimal numbers with exceptions", jittered.timestamps, .numbers(jittered.values.enumerated().map {
-                $0.offset % 37 == 0 ? .nan : $0.element
-            })),
-            ("XOR numbers, delta-of-delta timestamps", irregular, .numbers(irregular.map { _ in
-                Double(bitPattern: random.next())
-            })),
-            ("bool runs", signal.timestamps, .bools(signal.timestamps.indices.map { $0 / 50 % 2 == 0 })),
-            ("bool bitmap", signal.timestamps, .bools(signal.timestamps.indices.map { $0 % 2 == 0 })),
-            ("string runs", signal.timestamps, .strings(signal.timestamps.indices.map { $0 < 200 ? "eco" : "ünï" })),
+            ("decimal numbers with exceptions", jittered.timestamps, .numbers(withExceptions)),
+            ("XOR numbers, delta-of-delta timestamps", irregular, .numbers(noise)),
+            ("bool runs", signal.timestamps, .bools(indexes.map { $0 / 50 % 2 == 0 })),
+            ("bool bitmap", signal.timestamps, .bools(indexes.map { $0 % 2 == 0 })),
+            ("string runs", signal.timestamps, .strings(indexes.map { $0 < 200 ? "eco" : "ünï" })),
             ("string bit-packed", irregular, .strings(irregular.indices.map { ["a", "", "🌡️"][$0 % 3] })),
             ("one sample", [42], .numbers([21.5])),
         ]
         return cases.map { ($0.0, TimeSeriesChunkCodec.encode(timestamps: $0.1, values: $0.2)) }
     }()
 
+    @Test("The damaged-chunk tests cover every timestamp and value encoding")
+    func coverage() throws {
+        let timestampEncodings = Set(Self.chunks.map { $0.1[2] })
+        let valueEncodings = Set(try Self.chunks.map { try TimeSeriesChunkCodec.header($0.1).valueEncoding })
+        #expect(timestampEncodings == [TimestampDeltaOfDeltaCodec.id, TimestampGridCodec.id])
+        #expect(valueEncodings == Set(TimeSeriesValueEncoding.allCases))
+    }
+
     @Test("Every truncation of a chunk throws, from decode and from header", arguments: chunks)
     func truncation(name: String, chunk: [UInt8]) {
         for length in 0..<chunk.count {
             let truncated = Array(chunk[0..<length])
-            #expect(throws: TimeSeriesCodecError.self, "length \(length)") { try TimeSeriesChunkCodec.decode(truncated) }
-            #expect(throws: TimeSeriesCodecError.self, "length \(length)") { try TimeSeriesChunkCodec.header(truncated) }
+            #expect(throws: TimeSeriesCodecError.self, "length \(length)") {
+                try TimeSeriesChunkCodec.decode(truncated)
+            }
+            #expect(throws: TimeSeriesCodecError.self, "length \(length)") {
+                try TimeSeriesChunkCodec.header(truncated)
+            }
         }
         let decoded = try? TimeSeriesChunkCodec.decode(chunk)
         #expect(decoded != nil, "the untruncated chunk decodes")
@@ -86,8 +98,18 @@ struct TimeSeriesCodecCorruptionTests {
             ("count one more", { $0[4] &+= 1 }),
             ("last timestamp off by one", { $0[16] ^= 1 }),
             ("first timestamp off by one", { $0[8] ^= 1 }),
-            ("timestamp section one byte longer", { $0[24] &+= 1; $0[28] &-= 1 }),
-            ("timestamp section one byte shorter", { $0[24] &-= 1; $0[28] &+= 1 }),
+            (
+                "timestamp section one byte longer",
+                {
+                    $0[24] &+= 1; $0[28] &-= 1
+                }
+            ),
+            (
+                "timestamp section one byte shorter",
+                {
+                    $0[24] &-= 1; $0[28] &+= 1
+                }
+            ),
         ]
         for (name, edit) in edits {
             var damaged = chunk
@@ -97,7 +119,10 @@ struct TimeSeriesCodecCorruptionTests {
         }
     }
 
-    @Test("Scrambled sections behind valid checksums throw or decode to the header's count, never crash", arguments: chunks)
+    @Test(
+        "Scrambled sections behind valid checksums throw or decode to the header's count, never crash",
+        arguments: chunks
+    )
     func scrambledSections(name: String, chunk: [UInt8]) throws {
         var random = SplitMix64(seed: UInt64(chunk.count))
         let header = try TimeSeriesChunkCodec.header(chunk)
@@ -107,7 +132,9 @@ struct TimeSeriesCodecCorruptionTests {
             var damaged = chunk
             for _ in 0..<(1 + random.next() % 4) {
                 let index = bodyRange.lowerBound + Int(random.next() % UInt64(bodyRange.count))
-                damaged[index] = random.next() % 4 == 0 ? UInt8(truncatingIfNeeded: random.next()) : damaged[index] ^ (1 << (random.next() % 8))
+                damaged[index] =
+                    random.next() % 4 == 0
+                    ? UInt8(truncatingIfNeeded: random.next()) : damaged[index] ^ (1 << (random.next() % 8))
             }
             damaged = Fixture.resealed(damaged)
             if let decoded = try? TimeSeriesChunkCodec.decode(damaged) {

@@ -1,5 +1,6 @@
-@testable import MeridianStorage
 import Testing
+
+@testable import MeridianStorage
 
 /// Shared helpers for the chunk codec tests.
 enum TimeSeriesCodecFixture {

@@ -1,12 +1,16 @@
 import MeridianCore
-@testable import MeridianStorage
 import Testing
+
+@testable import MeridianStorage
 
 /// Every chunk reads back exactly what was written: timestamps, and values bit for bit / byte for byte.
 struct TimeSeriesCodecRoundTripTests {
     typealias Fixture = TimeSeriesCodecFixture
 
-    @Test("Each edge value reads back bit for bit: alone, repeated, and among ordinary decimals", arguments: Fixture.edgeValues.map(\.bitPattern))
+    @Test(
+        "Each edge value reads back bit for bit: alone, repeated, and among ordinary decimals",
+        arguments: Fixture.edgeValues.map(\.bitPattern)
+    )
     func edgeValue(bits: UInt64) throws {
         let edge = Double(bitPattern: bits)
         try Fixture.roundTrip([1_700_000_000_000], .numbers([edge]))
@@ -117,7 +121,10 @@ struct TimeSeriesCodecRoundTripTests {
         ("every millisecond", (0..<Int64(5000)).map { 1_700_000_000_000 + $0 }),
     ]
 
-    @Test("Timestamps read back exactly: extremes, huge gaps, irregular and jittered intervals", arguments: timestampCases)
+    @Test(
+        "Timestamps read back exactly: extremes, huge gaps, irregular and jittered intervals",
+        arguments: timestampCases
+    )
     func timestamps(name: String, timestamps: [Int64]) throws {
         var random = SplitMix64(seed: 11)
         try Fixture.roundTrip(timestamps, .numbers(timestamps.map { _ in Double(random.next() % 1000) / 10 }))
@@ -149,6 +156,10 @@ struct TimeSeriesCodecRoundTripTests {
         ("unicode and empty", ["", "a", "é", "e\u{301}", "🌡️", "👩‍👩‍👧", "日本語", "\u{0}", "mixed ascii", " "]),
         ("canonically equivalent", ["é", "e\u{301}", "é", "e\u{301}", "\u{212B}", "\u{00C5}", "A\u{30A}"]),
         ("long", [String(repeating: "x", count: 4096), String(repeating: "ü", count: 2048), ""]),
+        (
+            "more than the linear-search limit",
+            (0..<40).map { "state-\($0)" } + ["é", "e\u{301}", "\u{212B}", "\u{00C5}"]
+        ),
     ]
 
     @Test("Strings read back byte for byte, however they repeat", arguments: stringCases)

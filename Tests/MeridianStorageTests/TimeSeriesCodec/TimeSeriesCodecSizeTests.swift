@@ -1,6 +1,7 @@
 import MeridianCore
-@testable import MeridianStorage
 import Testing
+
+@testable import MeridianStorage
 
 /// What a day of a realistic 1 Hz sensor costs at rest, in the recommended chunk size of 2 hours (7,200
 /// samples): whole chunks counted (header, timestamps, values, checksums).

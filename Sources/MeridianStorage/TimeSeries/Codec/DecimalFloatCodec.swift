@@ -64,23 +64,25 @@ enum DecimalFloatCodec {
         }
     }
 
-    /// The smallest exponent that encodes the most of an evenly spaced sample of up to 256 of `values`; `nil` if
-    /// even that one leaves more than half of the sample as exceptions.
+    /// The exponent with the smallest estimated size on an evenly spaced sample of up to 256 of `values`: each
+    /// exception costs about 80 bits, each step of the exponent about log2(10) bits per value (so a few values
+    /// with one more digit become exceptions rather than widening every integer). `nil` if the best exponent
+    /// leaves more than half of the sample as exceptions.
     static func chooseExponent(_ values: UnsafeBufferPointer<Double>) -> Int? {
         let step = max(1, values.count / sampleSize)
-        var sampleCount = 0
-        var best: (exponent: Int, hits: Int) = (0, -1)
+        let sampleCount = (values.count &+ step &- 1) / step
+        var best: (exponent: Int, hits: Int, cost: Double) = (0, 0, .infinity)
         for exponent in exponents {
             let scale = Scale(exponent: exponent)
             var hits = 0
-            sampleCount = 0
             var index = 0
             while index < values.count {
                 if scale.integer(values[index]) != nil { hits &+= 1 }
-                sampleCount &+= 1
                 index &+= step
             }
-            if hits > best.hits { best = (exponent, hits) }
+            let cost = Double(sampleCount &- hits) * 80 + Double(sampleCount) * 3.32 * Double(exponent)
+            if cost < best.cost { best = (exponent, hits, cost) }
+            // Every larger exponent costs more and cannot remove more exceptions.
             if hits == sampleCount { break }
         }
         return best.hits * 2 >= sampleCount ? best.exponent : nil

@@ -15,6 +15,8 @@ enum StringDictionaryCodec {
     static let runsID: UInt8 = 5
     /// The encoding id of bit-packed indexes.
     static let packedID: UInt8 = 6
+    /// Up to this many distinct strings, the encoder finds a value's index by comparing, not hashing.
+    static let linearSearchLimit = 16
 
     /// A dictionary key comparing strings by their UTF-8 bytes.
     private struct Key: Hashable {
@@ -35,18 +37,32 @@ enum StringDictionaryCodec {
         var indexes: [Int] = []
         indexes.reserveCapacity(values.count)
         var runsBytes = 0
-        for (position, value) in values.enumerated() {
-            let key = Key(string: value)
-            let index: Int
-            if let known = indexOf[key] {
-                index = known
+        var previous = -1
+        for value in values {
+            var index = -1
+            if previous >= 0 && utf8BytesEqual(value, distinct[previous]) {
+                index = previous
+            } else if distinct.count <= linearSearchLimit {
+                // Few distinct strings (modes, states): comparing beats hashing.
+                for candidate in distinct.indices where utf8BytesEqual(value, distinct[candidate]) {
+                    index = candidate
+                    break
+                }
             } else {
-                index = distinct.count
-                indexOf[key] = index
-                distinct.append(value)
+                index = indexOf[Key(string: value)] ?? -1
             }
-            if position == 0 || indexes[position &- 1] != index {
+            if index < 0 {
+                index = distinct.count
+                distinct.append(value)
+                if distinct.count == linearSearchLimit &+ 1 {
+                    for (known, string) in distinct.enumerated() { indexOf[Key(string: string)] = known }
+                } else if distinct.count > linearSearchLimit &+ 1 {
+                    indexOf[Key(string: value)] = index
+                }
+            }
+            if index != previous {
                 runsBytes &+= 2 &+ BoolRunLengthCodec.varintSize(UInt64(index))  // a length of 2...128 costs 1 byte
+                previous = index
             }
             indexes.append(index)
         }
@@ -77,7 +93,11 @@ enum StringDictionaryCodec {
     }
 
     /// Decodes `count` strings from a section of encoding `id`.
-    static func decode(_ section: UnsafeRawBufferPointer, id: UInt8, count: Int) throws(TimeSeriesCodecError) -> [String] {
+    static func decode(
+        _ section: UnsafeRawBufferPointer,
+        id: UInt8,
+        count: Int
+    ) throws(TimeSeriesCodecError) -> [String] {
         var reader = ChunkBitReader(section)
         let distinctCount = try reader.readCount(atMost: count, "distinct string count")
         guard distinctCount > 0 || count == 0 else {

@@ -60,7 +60,9 @@ public struct TimeSeriesCodecError: Error, Hashable, CustomStringConvertible {
     /// `TimeSeriesCodecError.<code>: <message>`.
     public var description: String { "TimeSeriesCodecError.\(code): \(message)" }
 
+    /// Errors are equal when their codes are (the message is not compared).
     public static func == (lhs: TimeSeriesCodecError, rhs: TimeSeriesCodecError) -> Bool { lhs.code == rhs.code }
 
+    /// Hashes the code only, consistent with `==`.
     public func hash(into hasher: inout Hasher) { hasher.combine(code) }
 }

@@ -66,13 +66,13 @@ public enum TimeSeriesColumn: Sendable, Equatable {
 
 /// Whether two strings have the same UTF-8 bytes (Swift's `==` also equates canonically equivalent strings).
 func utf8BytesEqual(_ a: String, _ b: String) -> Bool {
-    guard a.utf8.count == b.utf8.count else { return false }
-    var a = a
-    var b = b
-    return a.withUTF8 { a in
-        b.withUTF8 { b in
+    let a = a.utf8
+    let b = b.utf8
+    guard a.count == b.count else { return false }
+    let result = a.withContiguousStorageIfAvailable { a in
+        b.withContiguousStorageIfAvailable { b in
+            guard let pa = a.baseAddress, let pb = b.baseAddress else { return true }
             let count = a.count
-            guard count > 0, let pa = a.baseAddress, let pb = b.baseAddress else { return true }
             let rawA = UnsafeRawPointer(pa)
             let rawB = UnsafeRawPointer(pb)
             var offset = 0
@@ -91,4 +91,6 @@ func utf8BytesEqual(_ a: String, _ b: String) -> Bool {
             return true
         }
     }
+    // Bridged (non-contiguous) strings: compare byte by byte.
+    return (result ?? nil) ?? a.elementsEqual(b)
 }

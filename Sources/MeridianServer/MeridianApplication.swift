@@ -116,6 +116,8 @@ public struct MeridianApplication: Sendable {
         // Then the registry: the broker's authentication and the API both stand on it.
         let platform = try await openPlatform()
         let firstStart: BootstrapResult? = if let platform { try await bootstrap(platform.registry) } else { nil }
+        // Telemetry: the engine replays its WAL before any device can send more.
+        let telemetry = try openTelemetry()
         // The certificate comes first: a missing or bad one stops start-up before any port is
         // bound. SIGHUP is trapped before the `listening` line, so it never ends the process.
         var tls: TLSService?
@@ -130,7 +132,7 @@ public struct MeridianApplication: Sendable {
         // Who may connect and what they may touch comes from the registry; revocations there
         // disconnect clients here.
         let access = platform.map {
-            AccessControl(registry: $0.registry, configuration: configuration.auth, tls: tls, logger: self.logger)
+            AccessControl(registry: $0.registry, configuration: configuration.auth, tls: tls, telemetry: telemetry.pipeline, logger: self.logger)
         }
         let broker: MQTTBroker
         if let access {
@@ -178,7 +180,7 @@ public struct MeridianApplication: Sendable {
         ServerRoutes.add(to: router, readiness: readiness, registry: registry, mqttPath: network.webSocketPath)
         TLSAdminRoutes.add(to: router, tls: tls)
         if let platform {
-            try await APIRoutes.add(to: router, services: makeAPIServices(platform))
+            try await APIRoutes.add(to: router, services: makeAPIServices(platform, telemetry: telemetry))
         }
         let path = network.webSocketPath
         let logger = self.logger
@@ -213,7 +215,13 @@ public struct MeridianApplication: Sendable {
             eventLoopGroupProvider: .shared(group),
             logger: logger
         )
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: app)]
+        // Shutdown runs backwards: the listeners stop before the pipeline drains, and the last
+        // checkpoint comes after that.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: makeTelemetryMaintenance(telemetry, registry: platform?.registry)),
+            .init(service: telemetry.pipeline),
+            .init(service: app),
+        ]
         if let tls {
             let httpsApp = Application(
                 router: router,
@@ -328,7 +336,44 @@ extension MeridianApplication {
             """
     }
 
-    func makeAPIServices(_ platform: Platform) async throws -> APIServices {
+    /// The telemetry engine (`telemetry/` in the data directory) and its pipeline.
+    func openTelemetry() throws -> TelemetryService {
+        var engineConfiguration = TimeSeriesEngine.Configuration()
+        engineConfiguration.chunkSamples = configuration.telemetry.chunkSamples
+        engineConfiguration.retention = configuration.telemetry.retention
+        let directory = (configuration.dataDirectory as NSString).appendingPathComponent("telemetry")
+        let engine: TimeSeriesEngine
+        do {
+            engine = try TimeSeriesEngine(directory: directory, configuration: engineConfiguration, logger: logger)
+        } catch {
+            throw MeridianStartupError("\(error)")
+        }
+        return TelemetryService(
+            engine: engine, pipeline: TelemetryPipeline(engine: engine, logger: logger), defaultRetention: configuration.telemetry.retention, logger: logger
+        )
+    }
+
+    /// Checkpoints and retention sweeps; a device's retention is its profile's override, else
+    /// its tenant's, else the configured default.
+    func makeTelemetryMaintenance(_ telemetry: TelemetryService, registry: Registry?) -> TelemetryMaintenance {
+        let engine = telemetry.engine
+        let fallback = telemetry.defaultRetention
+        return TelemetryMaintenance(
+            telemetry: telemetry, checkpointInterval: Double(configuration.telemetry.checkpointInterval), retentionInterval: 3600
+        ) { tenantID, deviceID in
+            if let registry {
+                let caller = Caller(tenantID: tenantID, role: .owner, actor: AuditActor(kind: .system, id: "telemetry-retention"))
+                if let profileID = try? await registry.device(deviceID, by: caller).profileID,
+                    let retention = try? engine.retentionOverride(.profile, id: profileID)
+                {
+                    return retention
+                }
+            }
+            return (try? engine.retentionOverride(.tenant, id: tenantID)) ?? fallback
+        }
+    }
+
+    func makeAPIServices(_ platform: Platform, telemetry: TelemetryService? = nil) async throws -> APIServices {
         let api = configuration.api
         return APIServices(
             registry: platform.registry,
@@ -338,6 +383,7 @@ extension MeridianApplication {
             ),
             loginLimiter: LoginRateLimiter(maximumFailures: api.loginMaximumFailures, window: TimeInterval(api.loginWindow)),
             refreshTokenLifetime: TimeInterval(api.refreshTokenLifetime),
+            telemetry: telemetry,
             logger: platform.logger
         )
     }

@@ -115,12 +115,16 @@ public final class APIServices: Sendable {
     public let loginLimiter: LoginRateLimiter
     /// Lifetime of refresh tokens.
     public let refreshTokenLifetime: TimeInterval
+    /// Telemetry ingest and queries (nil: the telemetry endpoints answer 503).
+    public let telemetry: TelemetryService?
+    let deviceTokens = DeviceTokenCache()
     let logger: Logger
 
     public init(
         registry: Registry, signer: APITokenSigner, loginLimiter: LoginRateLimiter = LoginRateLimiter(),
-        refreshTokenLifetime: TimeInterval = 30 * 24 * 3600, logger: Logger
+        refreshTokenLifetime: TimeInterval = 30 * 24 * 3600, telemetry: TelemetryService? = nil, logger: Logger
     ) {
+        self.telemetry = telemetry
         self.registry = registry
         self.signer = signer
         self.loginLimiter = loginLimiter

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import MeridianCore
+import MeridianStorage
 
 // Profiles, devices, bulk import and decommissioning.
 extension APIRoutes {
@@ -76,7 +77,12 @@ extension APIRoutes {
     }
 
     @Sendable static func deleteDevice(_ api: APIRequest) async throws -> Response {
-        try await api.registry.deleteDevice(try api.parameter("id"), by: try api.caller)
+        let id = try api.parameter("id")
+        try await api.registry.deleteDevice(id, by: try api.caller)
+        // Its telemetry goes with it.
+        if let telemetry = api.services.telemetry {
+            try await telemetry.blocking { try telemetry.engine.deleteDevice(id) }
+        }
         return APIJSON.noContent()
     }
 

@@ -44,6 +44,17 @@ enum APIRoutes {
         APIEndpoint(.patch, "/devices/{id}", .role(.operator), updateDevice),
         APIEndpoint(.delete, "/devices/{id}", .role(.operator), deleteDevice),
         APIEndpoint(.post, "/devices/{id}/decommission", .role(.operator), decommissionDevice),
+        // Telemetry
+        APIEndpoint(.post, "/devices/{id}/telemetry", .anyone, postTelemetry),
+        APIEndpoint(.get, "/devices/{id}/telemetry", .role(.viewer), getTelemetry),
+        APIEndpoint(.get, "/devices/{id}/telemetry/latest", .role(.viewer), getLatest),
+        APIEndpoint(.get, "/devices/{id}/telemetry/keys", .role(.viewer), getKeys),
+        APIEndpoint(.get, "/telemetry", .role(.viewer), getFleetTelemetry),
+        APIEndpoint(.get, "/telemetry/latest", .role(.viewer), getFleetLatest),
+        APIEndpoint(.get, "/telemetry/retention", .role(.viewer), getTenantRetention),
+        APIEndpoint(.put, "/telemetry/retention", .role(.admin), putTenantRetention),
+        APIEndpoint(.get, "/profiles/{id}/retention", .role(.viewer), getProfileRetention),
+        APIEndpoint(.put, "/profiles/{id}/retention", .role(.admin), putProfileRetention),
         // Credentials, certificates, CA
         APIEndpoint(.get, "/devices/{id}/credentials", .role(.viewer), listCredentials),
         APIEndpoint(.post, "/devices/{id}/credentials", .role(.operator), createCredential),
@@ -65,6 +76,7 @@ enum APIRoutes {
     /// Registers the API on `router`. Routes added to the router before this call keep their
     /// own error answers; under `/api` every error becomes problem+json, unknown routes too.
     static func add(to router: Router<MeridianRequestContext>, services: APIServices) {
+        services.followRevocations()
         router.add(middleware: APIProblemMiddleware(logger: services.logger))
         for endpoint in endpoints {
             router.on(RouterPath(endpoint.routerPath), method: endpoint.method) { request, context in

@@ -201,6 +201,70 @@ enum OpenAPIDocument {
             responses: ["200": json(ref("Device"), "Decommissioned and kept"), "204": noContent]
         ))
 
+        // Telemetry
+        add(.post, "/devices/{id}/telemetry", op(
+            "Send telemetry (device)", tag: "telemetry",
+            description: "Authenticated with the device's access token (`Authorization: Bearer <device token>`), not an API key. The body is `{\"temp\": 21.5, \"on\": true}`, `{\"ts\": <ms>, \"values\": {...}}`, or an array of either. Answered once the samples are durable. A payload that cannot be stored is refused whole (400, naming the key).",
+            requestBody: ["required": true, "content": ["application/json": ["schema": anyJSON]]],
+            responses: ["200": json(ref("TelemetryAccepted"), "Stored durably")]
+        ))
+        add(.get, "/devices/{id}/telemetry", op(
+            "Read a device's telemetry", tag: "telemetry",
+            description: "Raw points in `from`...`to` (milliseconds, both included; default the last day), oldest first, at most `limit` per key; when a key has more, the `Next-Cursor` header (and a `Link` header) give the next page. With `interval` one point per bucket (aligned to multiples of the interval since 1970 UTC) aggregated by `agg`; the engine uses its 1-minute and 1-hour rollups where the interval allows. `format=csv` returns `ts,key,value` rows of the whole range. NaN and infinities are the strings `NaN`, `Infinity`, `-Infinity`.",
+            parameters: telemetryParameters + [
+                queryParameter("limit", ["type": "integer", "minimum": 1, "maximum": 100_000, "default": 1000], "Raw points per key in one page."),
+                queryParameter("cursor", string, "The Next-Cursor of the previous page."),
+                queryParameter("format", ["type": "string", "enum": ["json", "csv"], "default": "json"], "json, or csv for a download."),
+            ],
+            responses: [
+                "200": [
+                    "description": "Points per key",
+                    "content": ["application/json": ["schema": ref("TelemetrySeries")], "text/csv": ["schema": string]],
+                ]
+            ]
+        ))
+        add(.get, "/devices/{id}/telemetry/latest", op(
+            "Latest values of a device", tag: "telemetry",
+            parameters: [queryParameter("keys", string, "Comma-separated keys; default all.")],
+            responses: ["200": json(ref("LatestValues"), "The newest value of each key")]
+        ))
+        add(.get, "/devices/{id}/telemetry/keys", op(
+            "Keys a device has sent", tag: "telemetry",
+            responses: ["200": json(object(required: ["keys"], ["keys": ["type": "array", "items": string]]), "Keys, sorted")]
+        ))
+        add(.get, "/telemetry", op(
+            "Read several devices' telemetry", tag: "telemetry",
+            description: "As for one device, per device (one page of raw points per key). Devices of other tenants or without telemetry are absent.",
+            parameters: [devicesParameter] + telemetryParameters + [
+                queryParameter("limit", ["type": "integer", "minimum": 1, "maximum": 100_000, "default": 1000], "Raw points per key and device.")
+            ],
+            responses: ["200": json(["type": "object", "additionalProperties": ref("TelemetrySeries")], "Per device, points per key")]
+        ))
+        add(.get, "/telemetry/latest", op(
+            "Latest values of several devices", tag: "telemetry",
+            parameters: [devicesParameter, queryParameter("keys", string, "Comma-separated keys; default all.")],
+            responses: ["200": json(["type": "object", "additionalProperties": ref("LatestValues")], "Per device, the newest value of each key")]
+        ))
+        add(.get, "/telemetry/retention", op(
+            "The tenant's telemetry retention", tag: "telemetry",
+            description: "Milliseconds each tier is kept (null: forever) and where the setting comes from.",
+            responses: ["200": json(ref("Retention"), "Retention")]
+        ))
+        add(.put, "/telemetry/retention", op(
+            "Set the tenant's telemetry retention", tag: "telemetry",
+            description: "`{\"raw\": ms|null, \"minute\": ms|null, \"hour\": ms|null}` (null: forever), or `{\"inherit\": true}` for the server default. Device profiles may override it.",
+            body: ref("RetentionRequest"), responses: ["200": json(ref("Retention"), "Retention")]
+        ))
+        add(.get, "/profiles/{id}/retention", op(
+            "A device profile's telemetry retention", tag: "telemetry",
+            responses: ["200": json(ref("Retention"), "Retention (the profile's, else the tenant's, else the default)")]
+        ))
+        add(.put, "/profiles/{id}/retention", op(
+            "Set a device profile's telemetry retention", tag: "telemetry",
+            description: "As for the tenant; `{\"inherit\": true}` falls back to the tenant's.",
+            body: ref("RetentionRequest"), responses: ["200": json(ref("Retention"), "Retention")]
+        ))
+
         // Credentials, certificates, CA
         add(.get, "/devices/{id}/credentials", op(
             "List a device's credentials", tag: "credentials", description: "Never the secrets.",
@@ -275,6 +339,25 @@ enum OpenAPIDocument {
     // MARK: Schemas
 
     private static let schemas: [String: OpenAPIValue] = [
+        "TelemetryValue": ["description": "A number, boolean or string (NaN and infinities as the strings NaN, Infinity, -Infinity).", "type": ["number", "boolean", "string"]],
+        "TelemetryPoint": object(required: ["ts", "value"], ["ts": ["type": "integer"], "value": ref("TelemetryValue")]),
+        "TelemetrySeries": ["type": "object", "additionalProperties": ["type": "array", "items": ref("TelemetryPoint")]],
+        "LatestValues": ["type": "object", "additionalProperties": ref("TelemetryPoint")],
+        "TelemetryAccepted": object(required: ["accepted"], ["accepted": ["type": "integer", "minimum": 1]]),
+        "Retention": object(
+            required: ["raw", "minute", "hour", "source"],
+            [
+                "raw": nullable(["type": "integer", "minimum": 60_000]), "minute": nullable(["type": "integer", "minimum": 60_000]),
+                "hour": nullable(["type": "integer", "minimum": 60_000]), "source": ["type": "string", "enum": ["default", "tenant", "profile"]],
+            ]
+        ),
+        "RetentionRequest": [
+            "type": "object",
+            "properties": [
+                "raw": nullable(["type": "integer", "minimum": 60_000]), "minute": nullable(["type": "integer", "minimum": 60_000]),
+                "hour": nullable(["type": "integer", "minimum": 60_000]), "inherit": ["type": "boolean"],
+            ],
+        ],
         "Problem": object(
             required: ["type", "title", "status", "detail"],
             [
@@ -493,6 +576,17 @@ enum OpenAPIDocument {
     // MARK: Helpers
 
     private static let string: OpenAPIValue = ["type": "string"]
+    private static let devicesParameter: OpenAPIValue = [
+        "name": "devices", "in": "query", "required": true, "schema": ["type": "string", "minLength": 1],
+        "description": "Comma-separated device ids (at most 1000).",
+    ]
+    private static let telemetryParameters: [OpenAPIValue] = [
+        queryParameter("keys", ["type": "string"], "Comma-separated keys; default all."),
+        queryParameter("from", ["type": "integer"], "Start, milliseconds since 1970 (included); default a day before to."),
+        queryParameter("to", ["type": "integer"], "End, milliseconds since 1970 (included); default now."),
+        queryParameter("interval", ["type": "string", "pattern": "^[0-9]+(ms|s|m|h|d|w)?$"], "Bucket width: 30s, 1m, 15m, 1h, 1d, or milliseconds."),
+        queryParameter("agg", ["type": "string", "enum": ["avg", "min", "max", "sum", "count", "first", "last"], "default": "avg"], "How a bucket's samples combine (with interval)."),
+    ]
     /// A name: 1-128 characters, no control characters.
     private static let name: OpenAPIValue = ["type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[^\\u0000-\\u001f\\u007f]*\\S[^\\u0000-\\u001f\\u007f]*$"]
     private static let username: OpenAPIValue = ["type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[^\\s\\u0000-\\u001f\\u007f]+$"]

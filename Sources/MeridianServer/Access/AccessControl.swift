@@ -26,7 +26,7 @@ final class AccessControl: Sendable {
     /// Refreshes started and the newest one applied: an older answer never replaces a newer one.
     private let refreshes = NIOLockedValueBox((started: 0, applied: 0))
 
-    init(registry: any AccessRegistry, configuration: MeridianConfiguration.Auth, tls: TLSService?, logger: Logger) {
+    init(registry: any AccessRegistry, configuration: MeridianConfiguration.Auth, tls: TLSService?, telemetry: TelemetryPipeline? = nil, logger: Logger) {
         self.registry = registry
         self.tls = tls
         self.logger = logger
@@ -44,7 +44,11 @@ final class AccessControl: Sendable {
             logger: logger
         )
         self.authorizer = RegistryAuthorizer(logger: logger)
-        self.messageTap = RegistryMessageTap(registry: registry, broker: broker, logger: logger)
+        let brokerReference = broker
+        self.messageTap = RegistryMessageTap(
+            registry: registry, broker: brokerReference, logger: logger,
+            telemetry: telemetry.map { MQTTTelemetryAdapter(pipeline: $0, broker: brokerReference, logger: logger) }
+        )
     }
 
     /// Starts following the registry: revocations disconnect clients, new certificate

@@ -22,6 +22,8 @@ struct RegistryMessageTap: MQTTMessageTap {
     let registry: any AccessRegistry
     let broker: BrokerReference
     let logger: Logger
+    /// Telemetry ingress (nil: telemetry is routed like any message, not stored).
+    let telemetry: MQTTTelemetryAdapter?
 
     /// Longest request payload read (larger ones are answered with a failure).
     static let maximumRequestSize = 16_384
@@ -42,9 +44,17 @@ struct RegistryMessageTap: MQTTMessageTap {
             Task { await provision(payload, respondingTo: response, client: remote) }
             return .consume
         case .device:
-            guard let subtree = principal.attributes[AccessPrincipal.publishKey], let deviceID = principal.attributes[AccessPrincipal.deviceKey],
-                message.topic.utf8.count == subtree.utf8.count + 6, message.topic.hasSuffix("/claim"), message.topic.hasPrefix(subtree)
-            else { return .accept }
+            guard let subtree = principal.attributes[AccessPrincipal.publishKey], let deviceID = principal.attributes[AccessPrincipal.deviceKey] else {
+                return .accept
+            }
+            if let telemetry, let tenantID = principal.attributes[AccessPrincipal.tenantKey],
+                let decision = telemetry.inspect(message, subtree: subtree, tenantID: tenantID, deviceID: deviceID)
+            {
+                return decision
+            }
+            guard message.topic.utf8.count == subtree.utf8.count + 6, message.topic.hasSuffix("/claim"), message.topic.hasPrefix(subtree) else {
+                return .accept
+            }
             let payload = message.payload
             Task { await claim(payload, deviceID: deviceID) }
             return .consume

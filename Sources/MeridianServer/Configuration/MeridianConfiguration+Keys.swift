@@ -151,6 +151,38 @@ extension MeridianConfiguration {
             help: "Seconds over which failed logins are counted."
         ),
 
+        // [telemetry]
+        .integer(
+            "telemetry.checkpoint_interval",
+            \.telemetry.checkpointInterval,
+            range: 1...3600,
+            help: "Seconds between telemetry checkpoints: unsealed samples and latest values are copied into telemetry.sqlite and the telemetry WAL is trimmed."
+        ),
+        .integer(
+            "telemetry.chunk_samples",
+            \.telemetry.chunkSamples,
+            range: 64...16_384,
+            help: "Samples per compressed chunk: larger compresses better, smaller keeps less in memory per series."
+        ),
+        .integer(
+            "telemetry.retention_raw_days",
+            \.telemetry.retentionRawDays,
+            range: 0...36_500,
+            help: "Days raw telemetry is kept (0: forever); tenants and device profiles may override it through the API."
+        ),
+        .integer(
+            "telemetry.retention_minute_days",
+            \.telemetry.retentionMinuteDays,
+            range: 0...36_500,
+            help: "Days 1-minute rollups are kept (0: forever)."
+        ),
+        .integer(
+            "telemetry.retention_hour_days",
+            \.telemetry.retentionHourDays,
+            range: 0...36_500,
+            help: "Days 1-hour rollups are kept (0: forever)."
+        ),
+
         // [broker]
         .choice(
             "broker.durability",

@@ -89,12 +89,37 @@ public struct MeridianConfiguration: Sendable {
         public init() {}
     }
 
+    /// The telemetry store.
+    public struct Telemetry: Sendable {
+        /// Seconds between checkpoints (head snapshots and latest values into the store, WAL
+        /// segments dropped).
+        public var checkpointInterval: Int = 10
+        /// Samples per sealed chunk.
+        public var chunkSamples: Int = 1024
+        /// Days raw samples are kept (0: forever), unless a tenant or profile says otherwise.
+        public var retentionRawDays: Int = 30
+        /// Days 1-minute rollups are kept (0: forever).
+        public var retentionMinuteDays: Int = 365
+        /// Days 1-hour rollups are kept (0: forever).
+        public var retentionHourDays: Int = 0
+
+        public init() {}
+
+        /// The default retention these settings describe.
+        public var retention: TelemetryRetention {
+            func days(_ value: Int) -> Int64? { value == 0 ? nil : Int64(value) * TelemetryRetention.day }
+            return TelemetryRetention(raw: days(retentionRawDays), minute: days(retentionMinuteDays), hour: days(retentionHourDays))
+        }
+    }
+
     /// Listener addresses and ports.
     public var network = Network()
     /// TLS listeners and certificates.
     public var tls = TLS()
     /// MQTT client authentication.
     public var auth = Auth()
+    /// The telemetry store.
+    public var telemetry = Telemetry()
     /// Directory holding the server's state (database, time series, broker sessions).
     public var dataDirectory: String = "./meridian-data"
     /// Lowest level of log messages written to standard error.

@@ -91,6 +91,13 @@ struct MQTTWebSocketChannel: ServerChildChannel, HTTPChannelHandler {
                     channel.eventLoop.makeCompletedFuture {
                         let codec = HTTP1ToHTTPServerCodec(secure: transport == .secureWebSocket)
                         try channel.pipeline.syncOperations.addHandler(codec)
+                        // Keep-alive connections close when the server shuts down (after the
+                        // request in progress) and after a minute idle, as Hummingbird's own
+                        // HTTP/1 channel does; otherwise an idle browser connection would hold
+                        // graceful shutdown open.
+                        try channel.pipeline.syncOperations.addHandler(
+                            HTTPConnectionStateHandler(idleTimeout: .seconds(60), logger: logger)
+                        )
                         let asyncChannel = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
                             wrappingChannelSynchronously: channel,
                             configuration: .init(isOutboundHalfClosureEnabled: true)

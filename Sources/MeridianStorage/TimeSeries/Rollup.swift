@@ -118,19 +118,19 @@ struct RollupChunk: Sendable, Equatable {
     static func decode(_ bytes: [UInt8]) throws -> RollupChunk {
         try bytes.withUnsafeBytes { raw in
             var reader = WALReader(bytes: raw)
-            guard (try? reader.byte()) == 1 else { throw TimeSeriesCodecError(message: "unknown rollup chunk format") }
+            guard (try? reader.byte()) == 1 else { throw TimeSeriesCodecError(.unsupportedVersion, "unknown rollup chunk format") }
             var chunk = RollupChunk()
             var columns: [[Double]] = []
             for index in 0..<6 {
                 guard let length = try? reader.varint(), reader.offset + Int(length) <= raw.count else {
-                    throw TimeSeriesCodecError(message: "rollup chunk cut short")
+                    throw TimeSeriesCodecError(.truncated, "rollup chunk cut short")
                 }
                 let slice = Array(raw[reader.offset..<reader.offset + Int(length)])
                 reader.offset += Int(length)
                 let (stamps, values) = try TimeSeriesChunkCodec.decode(slice)
-                guard case .numbers(let numbers) = values else { throw TimeSeriesCodecError(message: "rollup column is not numeric") }
+                guard case .numbers(let numbers) = values else { throw TimeSeriesCodecError(.malformed, "rollup column is not numeric") }
                 if index == 0 { chunk.starts = stamps }
-                guard numbers.count == chunk.starts.count else { throw TimeSeriesCodecError(message: "rollup columns differ in length") }
+                guard numbers.count == chunk.starts.count else { throw TimeSeriesCodecError(.malformed, "rollup columns differ in length") }
                 columns.append(numbers)
             }
             chunk.buckets.reserveCapacity(chunk.starts.count)

@@ -74,6 +74,14 @@ final class SQLiteChunkStore: TimeSeriesChunkStore, Sendable {
                         text TEXT,
                         PRIMARY KEY (device_id, key)
                     ) WITHOUT ROWID;
+                    CREATE TABLE ts_retention (
+                        scope TEXT NOT NULL,
+                        scope_id TEXT NOT NULL,
+                        raw_ms INTEGER,
+                        minute_ms INTEGER,
+                        hour_ms INTEGER,
+                        PRIMARY KEY (scope, scope_id)
+                    ) WITHOUT ROWID;
                     """
             )
         }
@@ -154,6 +162,27 @@ final class SQLiteChunkStore: TimeSeriesChunkStore, Sendable {
                 )
             }
             return try Int64.fetchAll(db, sql: "SELECT DISTINCT series_id FROM ts_chunks WHERE start < ?", arguments: [cutoff])
+        }
+    }
+
+    func retention(scope: String, id: String) throws -> TelemetryRetention? {
+        try pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT raw_ms, minute_ms, hour_ms FROM ts_retention WHERE scope = ? AND scope_id = ?", arguments: [scope, id]).map { row in
+                TelemetryRetention(raw: row[0], minute: row[1], hour: row[2])
+            }
+        }
+    }
+
+    func setRetention(scope: String, id: String, _ retention: TelemetryRetention?) throws {
+        try pool.write { db in
+            if let retention {
+                try db.execute(
+                    sql: "INSERT OR REPLACE INTO ts_retention (scope, scope_id, raw_ms, minute_ms, hour_ms) VALUES (?, ?, ?, ?, ?)",
+                    arguments: [scope, id, retention.raw, retention.minute, retention.hour]
+                )
+            } else {
+                try db.execute(sql: "DELETE FROM ts_retention WHERE scope = ? AND scope_id = ?", arguments: [scope, id])
+            }
         }
     }
 

@@ -139,22 +139,6 @@ final class SeriesHead: @unchecked Sendable {
 }
 
 extension TimeSeriesColumn {
-    var count: Int {
-        switch self {
-        case .numbers(let values): values.count
-        case .bools(let values): values.count
-        case .strings(let values): values.count
-        }
-    }
-
-    var type: TelemetryValueType {
-        switch self {
-        case .numbers: .number
-        case .bools: .bool
-        case .strings: .string
-        }
-    }
-
     func value(at index: Int) -> TelemetryValue {
         switch self {
         case .numbers(let values): .number(values[index])

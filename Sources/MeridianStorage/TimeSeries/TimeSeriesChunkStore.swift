@@ -37,6 +37,11 @@ protocol TimeSeriesChunkStore: Sendable {
     /// Series with raw chunks that end before `cutoff`, or rollup periods starting before it.
     func seriesWithData(before cutoff: Int64, tier: RollupTier?) throws -> [Int64]
 
+    /// A retention override (`scope` is `tenant` or `profile`), if set.
+    func retention(scope: String, id: String) throws -> TelemetryRetention?
+    /// Sets (nil: removes) a retention override.
+    func setRetention(scope: String, id: String, _ retention: TelemetryRetention?) throws
+
     /// Runs `body` in one transaction; `durable` waits until it is on stable storage.
     func write(durable: Bool, _ body: (any TimeSeriesChunkWriter) throws -> Void) throws
 

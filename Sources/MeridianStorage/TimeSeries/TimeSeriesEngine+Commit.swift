@@ -58,8 +58,23 @@ extension TimeSeriesEngine {
     private func sealHead(_ head: SeriesHead, _ writer: any TimeSeriesChunkWriter) throws -> Int64 {
         let timestamps = head.timestamps
         let end = timestamps[timestamps.count - 1]
-        let data = TimeSeriesChunkCodec.encode(timestamps: timestamps, values: head.column)
-        try writer.putChunk(series: head.id, StoredChunk(start: timestamps[0], end: end, count: timestamps.count, data: data))
+        if timestamps.count <= configuration.chunkSamples * 2 {
+            let data = TimeSeriesChunkCodec.encode(timestamps: timestamps, values: head.column)
+            try writer.putChunk(series: head.id, StoredChunk(start: timestamps[0], end: end, count: timestamps.count, data: data))
+        } else {
+            // One big append filled the head far past a chunk: seal it in chunk-sized pieces.
+            var start = 0
+            while start < timestamps.count {
+                let stop = min(start + configuration.chunkSamples, timestamps.count)
+                let slice = Array(timestamps[start..<stop])
+                let column = Self.column(head.type, (start..<stop).lazy.map { head.value(at: $0) })
+                try writer.putChunk(
+                    series: head.id,
+                    StoredChunk(start: slice[0], end: slice[slice.count - 1], count: slice.count, data: TimeSeriesChunkCodec.encode(timestamps: slice, values: column))
+                )
+                start = stop
+            }
+        }
         var stored = head.stored
         stored.sealedEnd = end
         try writer.saveSeries(stored)

@@ -21,6 +21,13 @@ extension TimeSeriesEngine {
         return result
     }
 
+    /// Those of `deviceIDs` that have telemetry and belong to `tenantID`, in the given order.
+    public func devices(in tenantID: String, among deviceIDs: [String]) -> [String] {
+        deviceIDs.filter { deviceID in
+            shard(deviceID).devices.withLock { devices in devices[deviceID]?.tenantID == tenantID }
+        }
+    }
+
     /// The keys a device has telemetry for, sorted.
     public func keys(deviceID: String) -> [String] {
         shard(deviceID).devices.withLock { devices in devices[deviceID].map { Array($0.series.keys) } ?? [] }.sorted()

@@ -13,12 +13,30 @@ extension TimeSeriesEngine {
         return result
     }
 
+    /// Where a retention override applies.
+    public enum RetentionScope: String, Sendable {
+        case tenant
+        case profile
+    }
+
+    /// The retention override of a tenant or a device profile, if one is set.
+    public func retentionOverride(_ scope: RetentionScope, id: String) throws -> TelemetryRetention? {
+        try store.retention(scope: scope.rawValue, id: id)
+    }
+
+    /// Sets (nil: removes) the retention override of a tenant or a device profile.
+    public func setRetentionOverride(_ scope: RetentionScope, id: String, _ retention: TelemetryRetention?) throws {
+        try store.setRetention(scope: scope.rawValue, id: id, retention)
+    }
+
     /// What a retention pass removed.
     public struct RetentionOutcome: Sendable, Hashable {
         /// Raw samples removed.
         public var samples: Int = 0
         /// Rollup buckets removed (both tiers).
         public var buckets: Int = 0
+
+        public init() {}
     }
 
     /// Applies `retention` to one device's series as of `now` (ms): raw samples older than

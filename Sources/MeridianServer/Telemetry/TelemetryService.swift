@@ -1,0 +1,114 @@
+import Foundation
+import Logging
+import MeridianCore
+import MeridianStorage
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+/// Telemetry as the rest of the server sees it: the engine (queries), the pipeline (ingest),
+/// retention settings, and the background work (checkpoints, retention sweeps).
+public final class TelemetryService: Sendable {
+    public let engine: TimeSeriesEngine
+    public let pipeline: TelemetryPipeline
+    /// Retention when neither the tenant nor the device's profile says otherwise.
+    public let defaultRetention: TelemetryRetention
+    let logger: Logger
+
+    public init(engine: TimeSeriesEngine, pipeline: TelemetryPipeline, defaultRetention: TelemetryRetention, logger: Logger) {
+        self.engine = engine
+        self.pipeline = pipeline
+        self.defaultRetention = defaultRetention
+        self.logger = logger
+    }
+
+    /// Runs blocking engine work (queries read SQLite) off Swift's cooperative pool.
+    func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await NIOThreadPool.singleton.runIfActive(body)
+    }
+
+    /// Milliseconds since 1970 now.
+    static func now() -> Int64 {
+        Int64(Date().timeIntervalSince1970 * 1000)
+    }
+
+    /// Parses a device's payload into a message, or says why it cannot be stored.
+    static func message(
+        _ payload: UnsafeRawBufferPointer, tenantID: String, deviceID: String, receivedAt: Int64
+    ) -> Result<DeviceMessage, TelemetryPayloadError> {
+        do {
+            let samples = try TelemetryPayloadParser.parse(payload, receivedAt: receivedAt)
+            return .success(DeviceMessage(tenantID: tenantID, deviceID: deviceID, receivedAt: receivedAt, kind: .telemetry(samples)))
+        } catch {
+            return .failure(error)
+        }
+    }
+}
+
+/// Checkpoints the engine on an interval (heads and latest values into the store, WAL
+/// segments dropped) and sweeps retention hourly, device by device with pauses, so background
+/// work takes a bounded share of the CPU. A final checkpoint runs at shutdown.
+struct TelemetryMaintenance: Service {
+    let telemetry: TelemetryService
+    /// Seconds between checkpoints.
+    let checkpointInterval: Double
+    /// Seconds between retention sweeps.
+    let retentionInterval: Double
+    /// Resolves a device's retention (tenant and profile overrides).
+    let retention: @Sendable (_ tenantID: String, _ deviceID: String) async -> TelemetryRetention
+
+    func run() async throws {
+        var lastSweep = ContinuousClock.now
+        let engine = telemetry.engine
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            try? await gracefulShutdownOrTimeout(.seconds(checkpointInterval))
+            do {
+                try await telemetry.blocking { try engine.checkpoint() }
+            } catch {
+                telemetry.logger.error("telemetry checkpoint failed; the WAL keeps the samples", metadata: ["error": "\(error)"])
+            }
+            if ContinuousClock.now - lastSweep >= .seconds(retentionInterval), !Task.isShuttingDownGracefully {
+                lastSweep = ContinuousClock.now
+                await sweepRetention()
+            }
+        }
+        // Shutting down: the pipeline has drained; leave a tidy store.
+        do {
+            try await telemetry.blocking { try engine.checkpoint() }
+        } catch {
+            telemetry.logger.error("final telemetry checkpoint failed; the WAL keeps the samples", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Sleeps for `duration`, or less when graceful shutdown begins.
+    private func gracefulShutdownOrTimeout(_ duration: Duration) async throws {
+        try await cancelWhenGracefulShutdown {
+            try await Task.sleep(for: duration)
+        }
+    }
+
+    /// One pass over every device; after each device, pauses four times as long as it took
+    /// (at most a fifth of a core).
+    func sweepRetention() async {
+        let engine = telemetry.engine
+        let now = TelemetryService.now()
+        var removed = TimeSeriesEngine.RetentionOutcome()
+        for (deviceID, tenantID) in engine.devices() {
+            if Task.isShuttingDownGracefully { return }
+            let policy = await retention(tenantID, deviceID)
+            let started = ContinuousClock.now
+            do {
+                let outcome = try await telemetry.blocking { try engine.applyRetention(deviceID: deviceID, retention: policy, now: now) }
+                removed.samples += outcome.samples
+                removed.buckets += outcome.buckets
+            } catch {
+                telemetry.logger.error("telemetry retention failed for a device", metadata: ["device.id": "\(deviceID)", "error": "\(error)"])
+            }
+            try? await Task.sleep(for: (ContinuousClock.now - started) * 4)
+        }
+        if removed.samples > 0 || removed.buckets > 0 {
+            telemetry.logger.info("telemetry retention applied", metadata: ["telemetry.samples_removed": "\(removed.samples)", "telemetry.buckets_removed": "\(removed.buckets)"])
+        }
+    }
+}

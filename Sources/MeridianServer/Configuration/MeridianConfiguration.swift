@@ -89,6 +89,16 @@ public struct MeridianConfiguration: Sendable {
         public init() {}
     }
 
+    /// Where the platform's registry lives.
+    public struct Database: Sendable {
+        /// A `postgres://user[:password]@host[:port]/database[?sslmode=...]` URL: the registry
+        /// lives in that PostgreSQL database. Empty: in embedded SQLite in the data directory.
+        /// The broker's own session state stays in SQLite in the data directory either way.
+        public var url: String = ""
+
+        public init() {}
+    }
+
     /// Listener addresses and ports.
     public var network = Network()
     /// TLS listeners and certificates.
@@ -97,6 +107,8 @@ public struct MeridianConfiguration: Sendable {
     public var auth = Auth()
     /// Directory holding the server's state (database, time series, broker sessions).
     public var dataDirectory: String = "./meridian-data"
+    /// The registry's database: embedded SQLite (default) or PostgreSQL.
+    public var database = Database()
     /// Lowest level of log messages written to standard error.
     public var logLevel: Logger.Level = .info
     /// The MQTT broker's limits and features.

@@ -60,6 +60,11 @@ struct PostgresServerTests {
         }
     }
 
+}
+
+/// Start-up against a PostgreSQL that is not there: needs no server, so it always runs.
+@Suite("Server on PostgreSQL: start-up failures")
+struct PostgresStartupTests {
     @Test("an unreachable database stops start-up with a message naming database.url, without the password")
     func unreachableDatabase() async throws {
         var configuration = ServerFixture.testConfiguration()

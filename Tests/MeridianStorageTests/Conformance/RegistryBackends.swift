@@ -35,14 +35,15 @@ enum PostgresTestServer {
 
     /// Runs `body` with the configuration of a new, empty database of its own (so that tests
     /// running in parallel never meet), dropped afterwards.
-    static func withFreshDatabase<T: Sendable>(_ body: (PostgresConfiguration) async throws -> T) async throws -> T {
+    static func withFreshDatabase<T: Sendable>(encoding: String = "UTF8", _ body: (PostgresConfiguration) async throws -> T) async throws -> T {
         guard let url, let admin else { throw FixtureError(description: "MERIDIAN_TEST_POSTGRES_URL is not set") }
         var configuration = try PostgresConfiguration(url: url)
         configuration.maximumConnections = 4
         // Letters and digits only: the name is part of the statement (CREATE DATABASE takes no
         // parameters).
         let name = "meridian_t_" + UUID().uuidString.lowercased().filter { $0.isLetter || $0.isNumber }
-        try await admin.unsafeExecute(sql: "CREATE DATABASE \(name) ENCODING 'UTF8' TEMPLATE template0")
+        precondition(encoding.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" })
+        try await admin.unsafeExecute(sql: "CREATE DATABASE \(name) ENCODING '\(encoding)' TEMPLATE template0")
         let result: Result<T, any Error>
         do {
             result = .success(try await body(configuration.with(database: name)))
@@ -51,6 +52,18 @@ enum PostgresTestServer {
         }
         try? await admin.unsafeExecute(sql: "DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
         return try result.get()
+    }
+}
+
+extension PostgresTestServer {
+    /// Ends every server process connected to `database` (as a restart or a network failure
+    /// would), except the admin connection doing it.
+    static func terminateConnections(to database: String) async throws {
+        guard let admin else { throw FixtureError(description: "MERIDIAN_TEST_POSTGRES_URL is not set") }
+        precondition(database.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" })
+        try await admin.unsafeExecute(
+            sql: "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '\(database)' AND pid <> pg_backend_pid()"
+        )
     }
 }
 

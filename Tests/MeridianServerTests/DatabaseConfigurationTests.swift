@@ -11,12 +11,16 @@ struct DatabaseConfigurationTests {
         #expect(key.flag == "--database")
         #expect(key.environmentVariable == "MERIDIAN_DATABASE_URL")
         let url = "postgres://meridian@db.example:5432/meridian"
-        let fromEnvironment = try MeridianConfiguration.load(environment: ["MERIDIAN_DATABASE_URL": url], defaultConfigFile: noDefaultFile)
+        let fromEnvironment = try MeridianConfiguration.load(
+            environment: ["MERIDIAN_DATABASE_URL": url],
+            defaultConfigFile: noDefaultFile
+        )
         #expect(fromEnvironment.configuration.database.url == url)
         let fromFile = try MeridianConfiguration.load(toml: "[database]\nurl = \"\(url)\"\n")
         #expect(fromFile.configuration.database.url == url)
         let fromFlag = try MeridianConfiguration.load(
-            commandLine: [ConfigurationSetting(key: "database.url", value: url, flag: "--database")], defaultConfigFile: noDefaultFile
+            commandLine: [ConfigurationSetting(key: "database.url", value: url, flag: "--database")],
+            defaultConfigFile: noDefaultFile
         )
         #expect(fromFlag.configuration.database.url == url)
     }
@@ -34,7 +38,10 @@ struct DatabaseConfigurationTests {
     )
     func invalid(url: String, reason: String) {
         let messages = problems { () throws(InvalidConfiguration) in
-            try MeridianConfiguration.load(environment: ["MERIDIAN_DATABASE_URL": url], defaultConfigFile: noDefaultFile)
+            try MeridianConfiguration.load(
+                environment: ["MERIDIAN_DATABASE_URL": url],
+                defaultConfigFile: noDefaultFile
+            )
         }
         #expect(messages.count == 1)
         #expect(messages.first?.hasPrefix("database.url = ") == true, "\(messages)")
@@ -47,7 +54,8 @@ struct DatabaseConfigurationTests {
         let bad = "postgres://meridian:hunter2-secret@db.example/meridian?sslmode=sometimes"
         let messages = problems { () throws(InvalidConfiguration) in
             try MeridianConfiguration.load(
-                commandLine: [ConfigurationSetting(key: "database.url", value: bad, flag: "--database")], defaultConfigFile: noDefaultFile
+                commandLine: [ConfigurationSetting(key: "database.url", value: bad, flag: "--database")],
+                defaultConfigFile: noDefaultFile
             )
         }
         #expect(messages.count == 1)
@@ -55,7 +63,10 @@ struct DatabaseConfigurationTests {
         #expect(messages.first?.contains("meridian:***@db.example") == true, "\(messages)")
 
         let good = "postgres://meridian:hunter2-secret@db.example/meridian"
-        let resolved = try MeridianConfiguration.load(environment: ["MERIDIAN_DATABASE_URL": good], defaultConfigFile: noDefaultFile)
+        let resolved = try MeridianConfiguration.load(
+            environment: ["MERIDIAN_DATABASE_URL": good],
+            defaultConfigFile: noDefaultFile
+        )
         #expect(resolved.configuration.database.url == good)
         let shown = resolved.renderTOML()
         #expect(!shown.contains("hunter2"))

@@ -29,15 +29,24 @@ struct PostgresServerTests {
 
             try await ServerFixture.with(configuration) { server in
                 let created = try await ServerPostgres.post(
-                    port: server.httpPort, path: "/api/v1/devices", key: apiKey, json: #"{"id": "pg-e2e-1", "name": "pump on postgres"}"#
+                    port: server.httpPort,
+                    path: "/api/v1/devices",
+                    key: apiKey,
+                    json: #"{"id": "pg-e2e-1", "name": "pump on postgres"}"#
                 )
                 #expect(created.hasPrefix("HTTP/1.1 201"), "\(created)")
                 let credential = try await ServerPostgres.post(
-                    port: server.httpPort, path: "/api/v1/devices/pg-e2e-1/credentials", key: apiKey,
+                    port: server.httpPort,
+                    path: "/api/v1/devices/pg-e2e-1/credentials",
+                    key: apiKey,
                     json: #"{"type": "token", "token": "\#(token)"}"#
                 )
                 #expect(credential.hasPrefix("HTTP/1.1 201"), "\(credential)")
-                #expect(!FileManager.default.fileExists(atPath: (server.dataDirectory as NSString).appendingPathComponent("meridian.sqlite")))
+                #expect(
+                    !FileManager.default.fileExists(
+                        atPath: (server.dataDirectory as NSString).appendingPathComponent("meridian.sqlite")
+                    )
+                )
             }
 
             // A new data directory: whatever comes back must come from PostgreSQL.
@@ -45,10 +54,18 @@ struct PostgresServerTests {
             restarted.database.url = url
             restarted.auth.allowAnonymous = false
             try await ServerFixture.with(restarted) { server in
-                let device = try await ServerHTTPClient.get(port: server.httpPort, path: "/api/v1/devices/pg-e2e-1", headers: auth)
+                let device = try await ServerHTTPClient.get(
+                    port: server.httpPort,
+                    path: "/api/v1/devices/pg-e2e-1",
+                    headers: auth
+                )
                 #expect(device.status == 200)
                 #expect(device.body.contains("pump on postgres"))
-                let listed = try await ServerHTTPClient.get(port: server.httpPort, path: "/api/v1/devices", headers: auth)
+                let listed = try await ServerHTTPClient.get(
+                    port: server.httpPort,
+                    path: "/api/v1/devices",
+                    headers: auth
+                )
                 #expect(listed.body.contains("pg-e2e-1"))
 
                 let deviceClient = server.client(configure: { $0.username = token })
@@ -86,7 +103,9 @@ struct PostgresStartupTests {
 
 /// The test PostgreSQL server, and a fresh database per test.
 enum ServerPostgres {
-    static let url: String? = ProcessInfo.processInfo.environment["MERIDIAN_TEST_POSTGRES_URL"].flatMap { $0.isEmpty ? nil : $0 }
+    static let url: String? = ProcessInfo.processInfo.environment["MERIDIAN_TEST_POSTGRES_URL"].flatMap {
+        $0.isEmpty ? nil : $0
+    }
 
     struct Failure: Error, CustomStringConvertible {
         var description: String
@@ -119,7 +138,8 @@ enum ServerPostgres {
     /// `POST path` with a JSON body and an API key; the raw response (status line first).
     static func post(port: Int, path: String, key: String, json: String) async throws -> String {
         let request = [
-            "POST \(path) HTTP/1.1", "Host: 127.0.0.1:\(port)", "Authorization: Bearer \(key)", "Content-Type: application/json",
+            "POST \(path) HTTP/1.1", "Host: 127.0.0.1:\(port)", "Authorization: Bearer \(key)",
+            "Content-Type: application/json",
             "Content-Length: \(json.utf8.count)", "Connection: close", "", json,
         ].joined(separator: "\r\n")
         return try await ServerHTTPClient.send(port: port, request)

@@ -40,7 +40,14 @@ public struct PostgresConfiguration: Sendable, Hashable {
     public var connectTimeout: Duration = .seconds(10)
 
     /// A configuration for a TCP connection.
-    public init(host: String, port: Int = 5432, username: String, password: String? = nil, database: String, tls: TLSMode = .prefer) {
+    public init(
+        host: String,
+        port: Int = 5432,
+        username: String,
+        password: String? = nil,
+        database: String,
+        tls: TLSMode = .prefer
+    ) {
         self.host = host
         self.port = port
         self.username = username
@@ -140,7 +147,9 @@ public struct PostgresConfiguration: Sendable, Hashable {
         }
         if components.password != nil {
             components.password = "***"
-        } else if let at = text.lastIndex(of: "@"), at > schemeEnd.upperBound, text[schemeEnd.upperBound..<at].contains(":") {
+        } else if let at = text.lastIndex(of: "@"), at > schemeEnd.upperBound,
+            text[schemeEnd.upperBound..<at].contains(":")
+        {
             // A user:password part the parser did not take as one.
             return notAURL
         }

@@ -73,7 +73,11 @@ public final class PostgresDatabase: Service, Sendable {
         options.keepAliveBehavior = .init(frequency: .seconds(30))
         var clientConfiguration = Self.clientConfiguration(configuration)
         clientConfiguration.options = options
-        client = PostgresClient(configuration: clientConfiguration, eventLoopGroup: eventLoopGroup, backgroundLogger: queryLogger)
+        client = PostgresClient(
+            configuration: clientConfiguration,
+            eventLoopGroup: eventLoopGroup,
+            backgroundLogger: queryLogger
+        )
         threads = NIOThreadPool(numberOfThreads: max(1, configuration.maximumConnections))
         threads.start()
     }
@@ -97,7 +101,9 @@ public final class PostgresDatabase: Service, Sendable {
         }
     }
 
-    private static func connectionTLS(_ mode: PostgresConfiguration.TLSMode) throws -> PostgresConnection.Configuration.TLS {
+    private static func connectionTLS(
+        _ mode: PostgresConfiguration.TLSMode
+    ) throws -> PostgresConnection.Configuration.TLS {
         switch mode {
         case .disable: return .disable
         case .prefer: return .prefer(try NIOSSLContext(configuration: unverifiedTLS()))
@@ -109,13 +115,19 @@ public final class PostgresDatabase: Service, Sendable {
     private static func clientConfiguration(_ configuration: PostgresConfiguration) -> PostgresClient.Configuration {
         if let directory = configuration.unixSocketDirectory {
             return PostgresClient.Configuration(
-                unixSocketPath: Self.socketPath(directory: directory, port: configuration.port), username: configuration.username,
-                password: configuration.password, database: configuration.database
+                unixSocketPath: Self.socketPath(directory: directory, port: configuration.port),
+                username: configuration.username,
+                password: configuration.password,
+                database: configuration.database
             )
         }
         return PostgresClient.Configuration(
-            host: configuration.host ?? "localhost", port: configuration.port, username: configuration.username,
-            password: configuration.password, database: configuration.database, tls: clientTLS(configuration.tls)
+            host: configuration.host ?? "localhost",
+            port: configuration.port,
+            username: configuration.username,
+            password: configuration.password,
+            database: configuration.database,
+            tls: clientTLS(configuration.tls)
         )
     }
 
@@ -160,21 +172,31 @@ public final class PostgresDatabase: Service, Sendable {
         }
         if let directory = configuration.unixSocketDirectory {
             connectionConfiguration = .init(
-                unixSocketPath: Self.socketPath(directory: directory, port: configuration.port), username: configuration.username,
-                password: configuration.password, database: configuration.database
+                unixSocketPath: Self.socketPath(directory: directory, port: configuration.port),
+                username: configuration.username,
+                password: configuration.password,
+                database: configuration.database
             )
         } else {
             connectionConfiguration = .init(
-                host: configuration.host ?? "localhost", port: configuration.port, username: configuration.username,
-                password: configuration.password, database: configuration.database, tls: tls
+                host: configuration.host ?? "localhost",
+                port: configuration.port,
+                username: configuration.username,
+                password: configuration.password,
+                database: configuration.database,
+                tls: tls
             )
         }
         connectionConfiguration.options.connectTimeout = TimeAmount.nanoseconds(
-            configuration.connectTimeout.components.seconds * 1_000_000_000 + configuration.connectTimeout.components.attoseconds / 1_000_000_000
+            configuration.connectTimeout.components.seconds * 1_000_000_000 + configuration.connectTimeout.components
+                .attoseconds / 1_000_000_000
         )
         do {
             let connection = try await PostgresConnection.connect(
-                on: eventLoopGroup.any(), configuration: connectionConfiguration, id: 0, logger: queryLogger
+                on: eventLoopGroup.any(),
+                configuration: connectionConfiguration,
+                id: 0,
+                logger: queryLogger
             )
             try? await connection.close()
         } catch {
@@ -191,7 +213,10 @@ public final class PostgresDatabase: Service, Sendable {
     /// run one at a time across every process using the database (released at commit or
     /// rollback); in this process they also queue before taking a connection, so that waiting
     /// writers leave the pool's connections to readers.
-    func transaction<T: Sendable>(_ mode: TransactionMode, _ body: @escaping @Sendable (PostgresSession) throws -> T) async throws -> T {
+    func transaction<T: Sendable>(
+        _ mode: TransactionMode,
+        _ body: @escaping @Sendable (PostgresSession) throws -> T
+    ) async throws -> T {
         var gate: AsyncGate?
         if case .write(let lock) = mode {
             gate = writers.withLock { gates in

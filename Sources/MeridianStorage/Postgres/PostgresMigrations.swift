@@ -48,7 +48,9 @@ extension PostgresDatabase {
         // Every step under the migration lock, so that two servers starting at once do not both
         // apply a step; the check for unknown steps runs under it too.
         try await transaction(.write(lock: PostgresMigrations.lock)) { session in
-            let encoding = try session.row("SHOW server_encoding").map { try $0.value("server_encoding", as: String.self) }
+            let encoding = try session.row("SHOW server_encoding").map {
+                try $0.value("server_encoding", as: String.self)
+            }
             guard encoding == "UTF8" else {
                 throw PostgresDatabase.DatabaseError(
                     "\(where_): the database's encoding is \(encoding ?? "unknown"); Meridian needs a UTF8 database (CREATE DATABASE ... ENCODING 'UTF8')"
@@ -79,7 +81,8 @@ extension PostgresDatabase {
                         try session.execute(PostgresQuery(unsafeSQL: statement))
                     } catch let error as PostgresDatabase.DatabaseError {
                         throw PostgresDatabase.DatabaseError(
-                            "\(where_): migration \(component)/\(step.identifier) failed: \(error.description)", sqlState: error.sqlState
+                            "\(where_): migration \(component)/\(step.identifier) failed: \(error.description)",
+                            sqlState: error.sqlState
                         )
                     }
                 }
@@ -96,8 +99,10 @@ extension PostgresDatabase {
         try await transaction(.read) { session in
             let exists = try session.row("SELECT to_regclass('meridian_migrations') IS NOT NULL AS present")
             guard try exists?.value("present", as: Bool.self) == true else { return [] }
-            return try session.rows("SELECT identifier FROM meridian_migrations WHERE component = \(component) ORDER BY applied_at, identifier")
-                .map { try $0.value("identifier", as: String.self) }
+            return try session.rows(
+                "SELECT identifier FROM meridian_migrations WHERE component = \(component) ORDER BY applied_at, identifier"
+            )
+            .map { try $0.value("identifier", as: String.self) }
         }
     }
 }

@@ -42,7 +42,8 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
         try await database.transaction(.read) { session in try body(PostgresRegistryTransaction(session: session)) }
     }
 
-    public func write<T: Sendable>(_ body: @escaping @Sendable (any RegistryTransaction) throws -> T) async throws -> T {
+    public func write<T: Sendable>(_ body: @escaping @Sendable (any RegistryTransaction) throws -> T) async throws -> T
+    {
         try await database.transaction(.write(lock: Self.writeLock)) { session in
             try body(PostgresRegistryTransaction(session: session))
         }

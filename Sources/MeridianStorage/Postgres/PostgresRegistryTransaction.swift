@@ -116,8 +116,11 @@ struct PostgresRegistryTransaction: RegistryTransaction {
 
     private static func user(_ row: PostgresRandomAccessRow) throws -> User {
         User(
-            id: try row.value("id"), username: try row.value("username"), passwordHash: try row.value("password_hash"),
-            createdAt: try requiredDate(row, "created_at"), disabled: try row.value("disabled")
+            id: try row.value("id"),
+            username: try row.value("username"),
+            passwordHash: try row.value("password_hash"),
+            createdAt: try requiredDate(row, "created_at"),
+            disabled: try row.value("disabled")
         )
     }
 
@@ -132,17 +135,22 @@ struct PostgresRegistryTransaction: RegistryTransaction {
 
     func membership(userID: String, tenantID: String) throws -> Membership? {
         guard Self.storable(userID), Self.storable(tenantID) else { return nil }
-        return try session.row("SELECT * FROM memberships WHERE user_id = \(userID) AND tenant_id = \(tenantID)").flatMap(Self.membership)
+        return try session.row("SELECT * FROM memberships WHERE user_id = \(userID) AND tenant_id = \(tenantID)")
+            .flatMap(Self.membership)
     }
 
     func memberships(userID: String) throws -> [Membership] {
         guard Self.storable(userID) else { return [] }
-        return try session.rows("SELECT * FROM memberships WHERE user_id = \(userID) ORDER BY tenant_id").compactMap(Self.membership)
+        return try session.rows("SELECT * FROM memberships WHERE user_id = \(userID) ORDER BY tenant_id").compactMap(
+            Self.membership
+        )
     }
 
     func memberships(tenantID: String) throws -> [Membership] {
         guard Self.storable(tenantID) else { return [] }
-        return try session.rows("SELECT * FROM memberships WHERE tenant_id = \(tenantID) ORDER BY user_id").compactMap(Self.membership)
+        return try session.rows("SELECT * FROM memberships WHERE tenant_id = \(tenantID) ORDER BY user_id").compactMap(
+            Self.membership
+        )
     }
 
     func deleteMembership(userID: String, tenantID: String) throws {
@@ -172,8 +180,11 @@ struct PostgresRegistryTransaction: RegistryTransaction {
         guard Self.storable(hash) else { return nil }
         return try session.row("SELECT * FROM refresh_tokens WHERE token_hash = \(hash)").map { row in
             RefreshToken(
-                tokenHash: try row.value("token_hash"), userID: try row.value("user_id"), tenantID: try row.value("tenant_id"),
-                createdAt: try Self.requiredDate(row, "created_at"), expiresAt: try Self.requiredDate(row, "expires_at"),
+                tokenHash: try row.value("token_hash"),
+                userID: try row.value("user_id"),
+                tenantID: try row.value("tenant_id"),
+                createdAt: try Self.requiredDate(row, "created_at"),
+                expiresAt: try Self.requiredDate(row, "expires_at"),
                 revokedAt: try Self.date(row, "revoked_at")
             )
         }
@@ -212,12 +223,15 @@ struct PostgresRegistryTransaction: RegistryTransaction {
 
     func apiKeys(tenantID: String) throws -> [APIKey] {
         guard Self.storable(tenantID) else { return [] }
-        return try session.rows("SELECT * FROM api_keys WHERE tenant_id = \(tenantID) ORDER BY created_at, id").compactMap(Self.apiKey)
+        return try session.rows("SELECT * FROM api_keys WHERE tenant_id = \(tenantID) ORDER BY created_at, id")
+            .compactMap(Self.apiKey)
     }
 
     func revokeAPIKey(id: String, at time: Date) throws {
         guard Self.storable(id) else { return }
-        try session.execute("UPDATE api_keys SET revoked_at = \(Self.milliseconds(time)) WHERE id = \(id) AND revoked_at IS NULL")
+        try session.execute(
+            "UPDATE api_keys SET revoked_at = \(Self.milliseconds(time)) WHERE id = \(id) AND revoked_at IS NULL"
+        )
     }
 
     func setAPIKeyLastUsed(id: String, at time: Date) throws {
@@ -228,9 +242,16 @@ struct PostgresRegistryTransaction: RegistryTransaction {
     private static func apiKey(_ row: PostgresRandomAccessRow) throws -> APIKey? {
         guard let role = Role(rawValue: try row.value("role")) else { return nil }
         return APIKey(
-            id: try row.value("id"), tenantID: try row.value("tenant_id"), name: try row.value("name"), role: role,
-            keyHash: try row.value("key_hash"), prefix: try row.value("prefix"), createdAt: try requiredDate(row, "created_at"),
-            expiresAt: try date(row, "expires_at"), lastUsedAt: try date(row, "last_used_at"), revokedAt: try date(row, "revoked_at")
+            id: try row.value("id"),
+            tenantID: try row.value("tenant_id"),
+            name: try row.value("name"),
+            role: role,
+            keyHash: try row.value("key_hash"),
+            prefix: try row.value("prefix"),
+            createdAt: try requiredDate(row, "created_at"),
+            expiresAt: try date(row, "expires_at"),
+            lastUsedAt: try date(row, "last_used_at"),
+            revokedAt: try date(row, "revoked_at")
         )
     }
 
@@ -267,7 +288,9 @@ struct PostgresRegistryTransaction: RegistryTransaction {
 
     func profile(tenantID: String, name: String) throws -> DeviceProfile? {
         guard Self.storable(tenantID), Self.storable(name) else { return nil }
-        return try session.row("SELECT * FROM profiles WHERE tenant_id = \(tenantID) AND name = \(name)").map(Self.profile)
+        return try session.row("SELECT * FROM profiles WHERE tenant_id = \(tenantID) AND name = \(name)").map(
+            Self.profile
+        )
     }
 
     func profile(provisioningKey: String) throws -> DeviceProfile? {
@@ -287,17 +310,25 @@ struct PostgresRegistryTransaction: RegistryTransaction {
 
     func deviceCount(profileID: String) throws -> Int {
         guard Self.storable(profileID) else { return 0 }
-        return Int(try session.row("SELECT COUNT(*) AS n FROM devices WHERE profile_id = \(profileID)")?.value("n", as: Int64.self) ?? 0)
+        return Int(
+            try session.row("SELECT COUNT(*) AS n FROM devices WHERE profile_id = \(profileID)")?.value(
+                "n",
+                as: Int64.self
+            ) ?? 0
+        )
     }
 
     private static func profile(_ row: PostgresRandomAccessRow) throws -> DeviceProfile {
         DeviceProfile(
-            id: try row.value("id"), tenantID: try row.value("tenant_id"), name: try row.value("name"),
+            id: try row.value("id"),
+            tenantID: try row.value("tenant_id"),
+            name: try row.value("name"),
             description: try row.value("description"),
             transport: decode(JSONValue.self, try row.optional("transport"), default: .emptyObject),
             provisioning: ProvisioningSettings(
                 mode: ProvisioningSettings.Mode(rawValue: try row.value("provisioning_mode")) ?? .disabled,
-                key: try row.optional("provisioning_key"), secretHash: try row.optional("provisioning_secret_hash")
+                key: try row.optional("provisioning_key"),
+                secretHash: try row.optional("provisioning_secret_hash")
             ),
             createdAt: try requiredDate(row, "created_at")
         )
@@ -351,23 +382,31 @@ struct PostgresRegistryTransaction: RegistryTransaction {
 
     func device(tenantID: String, name: String) throws -> Device? {
         guard Self.storable(tenantID), Self.storable(name) else { return nil }
-        return try session.row("SELECT * FROM devices WHERE tenant_id = \(tenantID) AND name = \(name)").map(Self.device)
+        return try session.row("SELECT * FROM devices WHERE tenant_id = \(tenantID) AND name = \(name)").map(
+            Self.device
+        )
     }
 
     func devices(_ query: DeviceQuery) throws -> [Device] {
         let labels = query.labels.sorted { $0.key < $1.key }
-        let texts = [query.tenantID, query.after ?? "", query.profileID ?? "", query.namePrefix ?? ""] + labels.flatMap { [$0.key, $0.value] }
+        let texts =
+            [query.tenantID, query.after ?? "", query.profileID ?? "", query.namePrefix ?? ""]
+            + labels.flatMap { [$0.key, $0.value] }
         guard texts.allSatisfy(Self.storable) else { return [] }
         // With a label filter, the first label's index drives the scan (only matching devices are
         // read, already in id order); otherwise the tenant's (tenant_id, id) index does.
         var statement: PostgresStatement
         let idColumn: String
         if let (key, value) = labels.first {
-            statement = PostgresStatement("SELECT d.* FROM device_labels l0 JOIN devices d ON d.id = l0.device_id WHERE ")
+            statement = PostgresStatement(
+                "SELECT d.* FROM device_labels l0 JOIN devices d ON d.id = l0.device_id WHERE "
+            )
             let tenant = statement.bind(query.tenantID)
             let keyPlaceholder = statement.bind(key)
             let valuePlaceholder = statement.bind(value)
-            statement.append("l0.tenant_id = \(tenant) AND l0.key = \(keyPlaceholder) AND l0.value = \(valuePlaceholder)")
+            statement.append(
+                "l0.tenant_id = \(tenant) AND l0.key = \(keyPlaceholder) AND l0.value = \(valuePlaceholder)"
+            )
             statement.append(" AND d.tenant_id = \(tenant)")
             idColumn = "l0.device_id"
         } else {
@@ -420,18 +459,23 @@ struct PostgresRegistryTransaction: RegistryTransaction {
         var start = 0
         while start < ids.count {
             let chunk = Array(ids[start..<min(start + 5000, ids.count)])
-            try session.execute("UPDATE devices SET last_seen_at = \(Self.milliseconds(time)) WHERE id = ANY(\(chunk)::text[])")
+            try session.execute(
+                "UPDATE devices SET last_seen_at = \(Self.milliseconds(time)) WHERE id = ANY(\(chunk)::text[])"
+            )
             start += chunk.count
         }
     }
 
     private static func device(_ row: PostgresRandomAccessRow) throws -> Device {
         Device(
-            id: try row.value("id"), tenantID: try row.value("tenant_id"), name: try row.value("name"),
+            id: try row.value("id"),
+            tenantID: try row.value("tenant_id"),
+            name: try row.value("name"),
             profileID: try row.optional("profile_id"),
             labels: decode([String: String].self, try row.optional("labels"), default: [:]),
             metadata: decode(JSONValue.self, try row.optional("metadata"), default: .emptyObject),
-            createdAt: try requiredDate(row, "created_at"), lastSeenAt: try date(row, "last_seen_at"),
+            createdAt: try requiredDate(row, "created_at"),
+            lastSeenAt: try date(row, "last_seen_at"),
             status: DeviceStatus(rawValue: try row.value("status")) ?? .disabled
         )
     }
@@ -471,26 +515,39 @@ struct PostgresRegistryTransaction: RegistryTransaction {
 
     func credential(username: String) throws -> Credential? {
         guard Self.storable(username) else { return nil }
-        return try session.row("SELECT * FROM credentials WHERE username = \(username) AND revoked_at IS NULL").flatMap(Self.credential)
+        return try session.row("SELECT * FROM credentials WHERE username = \(username) AND revoked_at IS NULL").flatMap(
+            Self.credential
+        )
     }
 
     func credential(certificateFingerprint: String) throws -> Credential? {
         guard Self.storable(certificateFingerprint) else { return nil }
-        return try session.row("SELECT * FROM credentials WHERE certificate_fingerprint = \(certificateFingerprint)").flatMap(Self.credential)
+        return try session.row("SELECT * FROM credentials WHERE certificate_fingerprint = \(certificateFingerprint)")
+            .flatMap(Self.credential)
     }
 
     func revokeCredential(id: String, at time: Date) throws {
         guard Self.storable(id) else { return }
-        try session.execute("UPDATE credentials SET revoked_at = \(Self.milliseconds(time)) WHERE id = \(id) AND revoked_at IS NULL")
+        try session.execute(
+            "UPDATE credentials SET revoked_at = \(Self.milliseconds(time)) WHERE id = \(id) AND revoked_at IS NULL"
+        )
     }
 
     private static func credential(_ row: PostgresRandomAccessRow) throws -> Credential? {
         guard let type = CredentialType(rawValue: try row.value("type")) else { return nil }
         return Credential(
-            id: try row.value("id"), tenantID: try row.value("tenant_id"), deviceID: try row.value("device_id"), type: type,
-            createdAt: try requiredDate(row, "created_at"), expiresAt: try date(row, "expires_at"), revokedAt: try date(row, "revoked_at"),
-            tokenHash: try row.optional("token_hash"), username: try row.optional("username"), passwordHash: try row.optional("password_hash"),
-            certificateFingerprint: try row.optional("certificate_fingerprint"), certificatePEM: try row.optional("certificate_pem"),
+            id: try row.value("id"),
+            tenantID: try row.value("tenant_id"),
+            deviceID: try row.value("device_id"),
+            type: type,
+            createdAt: try requiredDate(row, "created_at"),
+            expiresAt: try date(row, "expires_at"),
+            revokedAt: try date(row, "revoked_at"),
+            tokenHash: try row.optional("token_hash"),
+            username: try row.optional("username"),
+            passwordHash: try row.optional("password_hash"),
+            certificateFingerprint: try row.optional("certificate_fingerprint"),
+            certificatePEM: try row.optional("certificate_pem"),
             certificateCommonName: try row.optional("certificate_common_name")
         )
     }
@@ -510,19 +567,28 @@ struct PostgresRegistryTransaction: RegistryTransaction {
 
     func certificateAuthorities(tenantID: String) throws -> [CertificateAuthority] {
         guard Self.storable(tenantID) else { return [] }
-        return try session.rows("SELECT * FROM certificate_authorities WHERE tenant_id = \(tenantID) ORDER BY created_at, id")
-            .compactMap(Self.authority)
+        return try session.rows(
+            "SELECT * FROM certificate_authorities WHERE tenant_id = \(tenantID) ORDER BY created_at, id"
+        )
+        .compactMap(Self.authority)
     }
 
     func allCertificateAuthorities() throws -> [CertificateAuthority] {
-        try session.rows("SELECT * FROM certificate_authorities ORDER BY tenant_id, created_at, id").compactMap(Self.authority)
+        try session.rows("SELECT * FROM certificate_authorities ORDER BY tenant_id, created_at, id").compactMap(
+            Self.authority
+        )
     }
 
     private static func authority(_ row: PostgresRandomAccessRow) throws -> CertificateAuthority? {
         guard let kind = CertificateAuthority.Kind(rawValue: try row.value("kind")) else { return nil }
         return CertificateAuthority(
-            id: try row.value("id"), tenantID: try row.value("tenant_id"), kind: kind, certificatePEM: try row.value("certificate_pem"),
-            privateKeyPEM: try row.optional("private_key_pem"), fingerprint: try row.value("fingerprint"), subject: try row.value("subject"),
+            id: try row.value("id"),
+            tenantID: try row.value("tenant_id"),
+            kind: kind,
+            certificatePEM: try row.value("certificate_pem"),
+            privateKeyPEM: try row.optional("private_key_pem"),
+            fingerprint: try row.value("fingerprint"),
+            subject: try row.value("subject"),
             createdAt: try requiredDate(row, "created_at")
         )
     }
@@ -547,8 +613,10 @@ struct PostgresRegistryTransaction: RegistryTransaction {
 
     func claimCodes(deviceName: String) throws -> [ClaimCode] {
         guard Self.storable(deviceName) else { return [] }
-        return try session.rows("SELECT c.* FROM claim_codes c JOIN devices d ON d.id = c.device_id WHERE d.name = \(deviceName)")
-            .map(Self.claimCode)
+        return try session.rows(
+            "SELECT c.* FROM claim_codes c JOIN devices d ON d.id = c.device_id WHERE d.name = \(deviceName)"
+        )
+        .map(Self.claimCode)
     }
 
     func deleteClaimCode(deviceID: String) throws {
@@ -558,7 +626,9 @@ struct PostgresRegistryTransaction: RegistryTransaction {
 
     private static func claimCode(_ row: PostgresRandomAccessRow) throws -> ClaimCode {
         ClaimCode(
-            deviceID: try row.value("device_id"), codeHash: try row.value("code_hash"), createdAt: try requiredDate(row, "created_at"),
+            deviceID: try row.value("device_id"),
+            codeHash: try row.value("code_hash"),
+            createdAt: try requiredDate(row, "created_at"),
             expiresAt: try requiredDate(row, "expires_at")
         )
     }
@@ -593,8 +663,10 @@ struct PostgresRegistryTransaction: RegistryTransaction {
     }
 
     func auditEntries(after: Int64, limit: Int) throws -> [AuditEntry] {
-        try session.rows("SELECT * FROM audit_log WHERE sequence > \(after) ORDER BY sequence LIMIT \(Int64(max(0, limit)))")
-            .map(Self.auditEntry)
+        try session.rows(
+            "SELECT * FROM audit_log WHERE sequence > \(after) ORDER BY sequence LIMIT \(Int64(max(0, limit)))"
+        )
+        .map(Self.auditEntry)
     }
 
     /// Reads an audit row without trusting it: a NULL where none belongs, an unknown actor kind
@@ -620,10 +692,12 @@ struct PostgresRegistryTransaction: RegistryTransaction {
             readable = false
             return -1
         }
-        let kind = AuditActor.Kind(rawValue: text("actor_kind")) ?? {
-            readable = false
-            return .system
-        }()
+        let kind =
+            AuditActor.Kind(rawValue: text("actor_kind"))
+            ?? {
+                readable = false
+                return .system
+            }()
         let details: [String: String]
         if let decoded = try? JSONDecoder().decode([String: String].self, from: Data(text("details").utf8)) {
             details = decoded
@@ -632,9 +706,14 @@ struct PostgresRegistryTransaction: RegistryTransaction {
             details = [:]
         }
         let entry = AuditEntry(
-            sequence: integer("sequence"), timestampMilliseconds: integer("timestamp_ms"), tenantID: optionalText("tenant_id"),
+            sequence: integer("sequence"),
+            timestampMilliseconds: integer("timestamp_ms"),
+            tenantID: optionalText("tenant_id"),
             actor: AuditActor(kind: kind, id: text("actor_id"), remoteAddress: optionalText("actor_remote_address")),
-            action: text("action"), target: text("target"), details: details, previousHash: text("previous_hash"),
+            action: text("action"),
+            target: text("target"),
+            details: details,
+            previousHash: text("previous_hash"),
             hash: text("hash")
         )
         guard readable else {

@@ -77,7 +77,9 @@ extension PostgresRandomAccessRow {
     /// The column's value; a NULL or a value of another type throws (a damaged row is an error,
     /// never a crash).
     func value<T: PostgresDecodable>(_ column: String, as type: T.Type = T.self) throws -> T {
-        guard contains(column) else { throw PostgresDatabase.DatabaseError("PostgreSQL: no column \(column) in the result") }
+        guard contains(column) else {
+            throw PostgresDatabase.DatabaseError("PostgreSQL: no column \(column) in the result")
+        }
         do {
             return try self[column].decode(T.self)
         } catch {
@@ -86,7 +88,8 @@ extension PostgresRandomAccessRow {
     }
 
     /// The column's value, nil for NULL.
-    func optional<T: PostgresDecodable>(_ column: String, as type: T.Type = T.self) throws -> T? where T._DecodableType == T {
+    func optional<T: PostgresDecodable>(_ column: String, as type: T.Type = T.self) throws -> T?
+    where T._DecodableType == T {
         try value(column, as: T?.self)
     }
 }

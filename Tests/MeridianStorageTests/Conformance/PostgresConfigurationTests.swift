@@ -6,7 +6,9 @@ import Testing
 struct PostgresConfigurationTests {
     @Test("a full URL: user, percent-encoded password, host, port, database, sslmode")
     func full() throws {
-        let configuration = try PostgresConfiguration(url: "postgresql://meri%40dian:p%2Fss%3Aw0rd@db.example:6543/iot%20prod?sslmode=verify-full")
+        let configuration = try PostgresConfiguration(
+            url: "postgresql://meri%40dian:p%2Fss%3Aw0rd@db.example:6543/iot%20prod?sslmode=verify-full"
+        )
         #expect(configuration.username == "meri@dian")
         #expect(configuration.password == "p/ss:w0rd")
         #expect(configuration.host == "db.example")
@@ -39,7 +41,8 @@ struct PostgresConfigurationTests {
         "unusable URLs are refused with the reason, never echoing a password",
         arguments: [
             "http://u@h/db", "postgres://h/db", "postgres://u@h", "postgres://u@h/a/b", "postgres://u@h:0/db",
-            "postgres://u@h/db?sslmode=verify-ca", "postgres://u@h/db?x=1", "postgres://u@/db", "postgres://u@h/db?host=relative",
+            "postgres://u@h/db?sslmode=verify-ca", "postgres://u@h/db?x=1", "postgres://u@/db",
+            "postgres://u@h/db?host=relative",
             "postgres://u:topsecret@/db?host=/s&sslmode=require", "",
         ]
     )
@@ -52,7 +55,10 @@ struct PostgresConfigurationTests {
 
     @Test("redact hides only the password")
     func redact() {
-        #expect(PostgresConfiguration.redact(url: "postgres://u:pw@h:1/d?sslmode=require") == "postgres://u:***@h:1/d?sslmode=require")
+        #expect(
+            PostgresConfiguration.redact(url: "postgres://u:pw@h:1/d?sslmode=require")
+                == "postgres://u:***@h:1/d?sslmode=require"
+        )
         #expect(PostgresConfiguration.redact(url: "postgres://u@h/d") == "postgres://u@h/d")
         // Credentials in something that is not a postgres URL are not shown either.
         #expect(!PostgresConfiguration.redact(url: "meridian:hunter2@db.example/meridian").contains("hunter2"))

@@ -14,7 +14,9 @@ import Testing
     .enabled(if: PostgresTestServer.isConfigured, "needs MERIDIAN_TEST_POSTGRES_URL (bash scripts/test sets it)")
 )
 struct PostgresRegistryStoreTests {
-    @Test("two servers on one database (two pools) write one intact audit chain: writers are serialized in the database")
+    @Test(
+        "two servers on one database (two pools) write one intact audit chain: writers are serialized in the database"
+    )
     func twoPools() async throws {
         try await PostgresTestServer.withFreshDatabase { configuration in
             let first = PostgresDatabase(configuration: configuration, logger: PostgresTestServer.logger())
@@ -23,21 +25,31 @@ struct PostgresRegistryStoreTests {
                 try await second.withRunning { second in
                     let registryA = Registry(store: try await PostgresRegistryStore(database: first))
                     let registryB = Registry(store: try await PostgresRegistryStore(database: second))
-                    let bootstrap = try #require(try await registryA.bootstrapIfEmpty(apiKey: "two-pools-key-0123456789"))
+                    let bootstrap = try #require(
+                        try await registryA.bootstrapIfEmpty(apiKey: "two-pools-key-0123456789")
+                    )
                     #expect(try await registryB.bootstrapIfEmpty(apiKey: nil) == nil)
-                    let owner = Caller(tenantID: bootstrap.tenant.id, role: .owner, actor: AuditActor(kind: .apiKey, id: bootstrap.apiKeyID ?? ""))
+                    let owner = Caller(
+                        tenantID: bootstrap.tenant.id,
+                        role: .owner,
+                        actor: AuditActor(kind: .apiKey, id: bootstrap.apiKeyID ?? "")
+                    )
                     let before = try await registryA.verifyAudit().entries
                     try await withThrowingTaskGroup(of: Void.self) { group in
                         for index in 0..<30 {
                             let registry = index % 2 == 0 ? registryA : registryB
-                            group.addTask { _ = try await registry.createDevice(DeviceDraft(name: "pool-\(index)"), by: owner) }
+                            group.addTask {
+                                _ = try await registry.createDevice(DeviceDraft(name: "pool-\(index)"), by: owner)
+                            }
                         }
                         try await group.waitForAll()
                     }
                     let verification = try await registryB.verifyAudit()
                     #expect(verification.isIntact)
                     #expect(verification.entries == before + 30)
-                    #expect(try await registryA.devices(DeviceQuery(tenantID: "", limit: 100), by: owner).items.count == 30)
+                    #expect(
+                        try await registryA.devices(DeviceQuery(tenantID: "", limit: 100), by: owner).items.count == 30
+                    )
                 }
             }
         }
@@ -48,7 +60,9 @@ struct PostgresRegistryStoreTests {
         try await PostgresTestServer.withFreshDatabase(encoding: "SQL_ASCII") { configuration in
             let database = PostgresDatabase(configuration: configuration, logger: PostgresTestServer.logger())
             try await database.withRunning { database in
-                let error = await #expect(throws: PostgresRegistryStore.OpenError.self) { try await PostgresRegistryStore(database: database) }
+                let error = await #expect(throws: PostgresRegistryStore.OpenError.self) {
+                    try await PostgresRegistryStore(database: database)
+                }
                 #expect(error?.description.contains("UTF8") == true, "\(String(describing: error))")
                 let applied = try await database.appliedMigrations(component: "registry")
                 #expect(applied.isEmpty)
@@ -63,7 +77,9 @@ struct PostgresRegistryStoreTests {
             missing.password = "pw-that-must-not-show"
             let database = PostgresDatabase(configuration: missing, logger: PostgresTestServer.logger())
             try await database.withRunning { database in
-                let error = await #expect(throws: PostgresRegistryStore.OpenError.self) { try await PostgresRegistryStore(database: database) }
+                let error = await #expect(throws: PostgresRegistryStore.OpenError.self) {
+                    try await PostgresRegistryStore(database: database)
+                }
                 let text = error?.description ?? ""
                 #expect(text.contains("meridian_no_such_database"), "\(text)")
                 #expect(text.contains("does not exist"), "\(text)")

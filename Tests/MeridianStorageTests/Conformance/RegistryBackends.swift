@@ -13,7 +13,9 @@ enum RegistryBackend: String, Sendable, CaseIterable {
 /// The throwaway PostgreSQL server `scripts/test` starts (scripts/postgres-test-server) and
 /// names in `MERIDIAN_TEST_POSTGRES_URL`.
 enum PostgresTestServer {
-    static let url: String? = ProcessInfo.processInfo.environment["MERIDIAN_TEST_POSTGRES_URL"].flatMap { $0.isEmpty ? nil : $0 }
+    static let url: String? = ProcessInfo.processInfo.environment["MERIDIAN_TEST_POSTGRES_URL"].flatMap {
+        $0.isEmpty ? nil : $0
+    }
 
     static var isConfigured: Bool { url != nil }
 
@@ -35,7 +37,10 @@ enum PostgresTestServer {
 
     /// Runs `body` with the configuration of a new, empty database of its own (so that tests
     /// running in parallel never meet), dropped afterwards.
-    static func withFreshDatabase<T: Sendable>(encoding: String = "UTF8", _ body: (PostgresConfiguration) async throws -> T) async throws -> T {
+    static func withFreshDatabase<T: Sendable>(
+        encoding: String = "UTF8",
+        _ body: (PostgresConfiguration) async throws -> T
+    ) async throws -> T {
         guard let url, let admin else { throw FixtureError(description: "MERIDIAN_TEST_POSTGRES_URL is not set") }
         var configuration = try PostgresConfiguration(url: url)
         configuration.maximumConnections = 4
@@ -62,7 +67,8 @@ extension PostgresTestServer {
         guard let admin else { throw FixtureError(description: "MERIDIAN_TEST_POSTGRES_URL is not set") }
         precondition(database.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" })
         try await admin.unsafeExecute(
-            sql: "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '\(database)' AND pid <> pg_backend_pid()"
+            sql:
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '\(database)' AND pid <> pg_backend_pid()"
         )
     }
 }
@@ -111,21 +117,29 @@ final class ConformanceContext: Sendable {
         case .sqlite:
             try await unsafeExecute("INSERT INTO grdb_migrations (identifier) VALUES ('registry-v99')")
         case .postgres:
-            try await unsafeExecute("INSERT INTO meridian_migrations (component, identifier, applied_at) VALUES ('registry', 'registry-v99', 0)")
+            try await unsafeExecute(
+                "INSERT INTO meridian_migrations (component, identifier, applied_at) VALUES ('registry', 'registry-v99', 0)"
+            )
         }
     }
 
     /// Runs `body` with a fresh, empty store of `backend`, removed afterwards.
-    static func with(_ backend: RegistryBackend, _ body: @escaping @Sendable (ConformanceContext) async throws -> Void) async throws {
+    static func with(
+        _ backend: RegistryBackend,
+        _ body: @escaping @Sendable (ConformanceContext) async throws -> Void
+    ) async throws {
         switch backend {
         case .sqlite:
-            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("meridian-conformance-\(UUID().uuidString)")
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+                "meridian-conformance-\(UUID().uuidString)"
+            )
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: directory) }
             let path = directory.appendingPathComponent("meridian.sqlite").path
             let store = try SQLiteRegistryStore(path: path)
             let context = ConformanceContext(
-                backend: .sqlite, store: store,
+                backend: .sqlite,
+                store: store,
                 executeSQL: { sql in try await store.unsafeExecute(sql: sql) },
                 reopenStore: { body in try await body(try SQLiteRegistryStore(path: path)) }
             )
@@ -136,12 +150,18 @@ final class ConformanceContext: Sendable {
                 try await database.withRunning { database in
                     let store = try await PostgresRegistryStore(database: database)
                     let context = ConformanceContext(
-                        backend: .postgres, store: store,
+                        backend: .postgres,
+                        store: store,
                         executeSQL: { sql in try await store.unsafeExecute(sql: sql) },
                         reopenStore: { body in
                             // A new pool, as a restarted server would have.
-                            let again = PostgresDatabase(configuration: configuration, logger: PostgresTestServer.logger())
-                            try await again.withRunning { again in try await body(try await PostgresRegistryStore(database: again)) }
+                            let again = PostgresDatabase(
+                                configuration: configuration,
+                                logger: PostgresTestServer.logger()
+                            )
+                            try await again.withRunning { again in
+                                try await body(try await PostgresRegistryStore(database: again))
+                            }
                         }
                     )
                     try await body(context)

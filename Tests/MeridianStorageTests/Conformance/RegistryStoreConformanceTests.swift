@@ -37,20 +37,39 @@ private enum Rows {
         Tenant(id: id, name: "tenant \(id)", createdAt: context.now)
     }
 
-    static func device(_ id: String, tenant: String, name: String? = nil, _ context: ConformanceContext, labels: [String: String] = [:]) -> Device {
+    static func device(
+        _ id: String,
+        tenant: String,
+        name: String? = nil,
+        _ context: ConformanceContext,
+        labels: [String: String] = [:]
+    ) -> Device {
         Device(id: id, tenantID: tenant, name: name ?? "name-\(id)", labels: labels, createdAt: context.now)
     }
 
     static func apiKey(_ id: String, tenant: String, hash: String, _ context: ConformanceContext) -> APIKey {
-        APIKey(id: id, tenantID: tenant, name: "key \(id)", role: .operator, keyHash: hash, prefix: "mk_\(id.prefix(4))", createdAt: context.now)
+        APIKey(
+            id: id,
+            tenantID: tenant,
+            name: "key \(id)",
+            role: .operator,
+            keyHash: hash,
+            prefix: "mk_\(id.prefix(4))",
+            createdAt: context.now
+        )
     }
 
-    static func audit(_ sequence: Int64, tenant: String?, previous: String, _ context: ConformanceContext) -> AuditEntry {
+    static func audit(_ sequence: Int64, tenant: String?, previous: String, _ context: ConformanceContext) -> AuditEntry
+    {
         AuditEntry(
-            sequence: sequence, timestamp: context.now,
+            sequence: sequence,
+            timestamp: context.now,
             record: AuditRecord(
-                tenantID: tenant, actor: AuditActor(kind: .apiKey, id: "k1", remoteAddress: "192.0.2.7"), action: "device.create",
-                target: "device:d\(sequence)", details: ["n": "\(sequence)", "é": "ü"]
+                tenantID: tenant,
+                actor: AuditActor(kind: .apiKey, id: "k1", remoteAddress: "192.0.2.7"),
+                action: "device.create",
+                target: "device:d\(sequence)",
+                details: ["n": "\(sequence)", "é": "ü"]
             ),
             previousHash: previous
         )
@@ -62,18 +81,48 @@ enum RegistryConformance {
         ConformanceCase("tenants: insert, count and lookup; a taken id is a conflict", tenants),
         ConformanceCase("users and memberships: lookups, roles replaced, lists in order, removal", usersAndMemberships),
         ConformanceCase("refresh tokens: lookup by hash, revoked once", refreshTokens),
-        ConformanceCase("API keys: by id and hash, listed in creation order, revoked once, last use, taken hash", apiKeys),
-        ConformanceCase("profiles: by id, name and provisioning key; update; delete; device count; conflicts", profiles),
-        ConformanceCase("devices: create, read back exactly, update with labels, delete with its credentials and claim code", devices),
-        ConformanceCase("device queries: byte-order paging, label, status, profile and name-prefix filters, tenant isolation", deviceQueries),
+        ConformanceCase(
+            "API keys: by id and hash, listed in creation order, revoked once, last use, taken hash",
+            apiKeys
+        ),
+        ConformanceCase(
+            "profiles: by id, name and provisioning key; update; delete; device count; conflicts",
+            profiles
+        ),
+        ConformanceCase(
+            "devices: create, read back exactly, update with labels, delete with its credentials and claim code",
+            devices
+        ),
+        ConformanceCase(
+            "device queries: byte-order paging, label, status, profile and name-prefix filters, tenant isolation",
+            deviceQueries
+        ),
         ConformanceCase("markSeen: thousands of devices at once", markSeen),
-        ConformanceCase("credentials: by token hash, username (unrevoked), fingerprint; revocation; uniqueness", credentials),
-        ConformanceCase("certificate authorities: per tenant and all, in order; a fingerprint once per tenant", certificateAuthorities),
-        ConformanceCase("claim codes: saved (replacing), by device, by device name across tenants, deleted", claimCodes),
-        ConformanceCase("audit log: append, last entry, pages newest and oldest first, sequence once, no deletion", auditLog),
-        ConformanceCase("transactions: a throwing write leaves nothing; a caught conflict leaves the write usable", transactions),
+        ConformanceCase(
+            "credentials: by token hash, username (unrevoked), fingerprint; revocation; uniqueness",
+            credentials
+        ),
+        ConformanceCase(
+            "certificate authorities: per tenant and all, in order; a fingerprint once per tenant",
+            certificateAuthorities
+        ),
+        ConformanceCase(
+            "claim codes: saved (replacing), by device, by device name across tenants, deleted",
+            claimCodes
+        ),
+        ConformanceCase(
+            "audit log: append, last entry, pages newest and oldest first, sequence once, no deletion",
+            auditLog
+        ),
+        ConformanceCase(
+            "transactions: a throwing write leaves nothing; a caught conflict leaves the write usable",
+            transactions
+        ),
         ConformanceCase("text with NUL (which PostgreSQL cannot store) is never an error on lookup", unstorableText),
-        ConformanceCase("registry: concurrent writers keep the audit chain intact; tampering is found at the row", registryAudit),
+        ConformanceCase(
+            "registry: concurrent writers keep the audit chain intact; tampering is found at the row",
+            registryAudit
+        ),
         ConformanceCase("registry: bootstrap, login, devices and credentials through the registry", registryFlows),
         ConformanceCase("reopening keeps the data; a database from a newer version is refused", reopen),
     ]
@@ -89,7 +138,9 @@ enum RegistryConformance {
         #expect(try await store.read { try $0.tenantCount() } == 2)
         #expect(try await store.read { try $0.tenant(id: "t-a") } == a)
         #expect(try await store.read { try $0.tenant(id: "t-missing") } == nil)
-        await #expect { try await store.write { try $0.insertTenant(Tenant(id: "t-a", name: "again", createdAt: context.now)) } } throws: {
+        await #expect {
+            try await store.write { try $0.insertTenant(Tenant(id: "t-a", name: "again", createdAt: context.now)) }
+        } throws: {
             isConflict($0)
         }
         #expect(try await store.read { try $0.tenant(id: "t-a") }?.name == a.name)
@@ -97,7 +148,13 @@ enum RegistryConformance {
 
     static func usersAndMemberships(_ context: ConformanceContext) async throws {
         let store = context.store
-        let user = User(id: "u1", username: "ops@example.com", passwordHash: "$hash$", createdAt: context.now, disabled: true)
+        let user = User(
+            id: "u1",
+            username: "ops@example.com",
+            passwordHash: "$hash$",
+            createdAt: context.now,
+            disabled: true
+        )
         try await store.write { tx in
             try tx.insertTenant(Rows.tenant("t-b", context))
             try tx.insertTenant(Rows.tenant("t-a", context))
@@ -108,10 +165,20 @@ enum RegistryConformance {
         #expect(try await store.read { try $0.user(username: "ops@example.com") } == user)
         #expect(try await store.read { try $0.user(username: "Ops@example.com") }?.id == "u2")
         #expect(try await store.read { try $0.user(username: "nobody") } == nil)
-        await #expect { try await store.write { try $0.insertUser(User(id: "u3", username: "ops@example.com", passwordHash: "h", createdAt: context.now)) } } throws: {
+        await #expect {
+            try await store.write {
+                try $0.insertUser(
+                    User(id: "u3", username: "ops@example.com", passwordHash: "h", createdAt: context.now)
+                )
+            }
+        } throws: {
             isConflict($0)
         }
-        await #expect { try await store.write { try $0.insertUser(User(id: "u1", username: "other", passwordHash: "h", createdAt: context.now)) } } throws: {
+        await #expect {
+            try await store.write {
+                try $0.insertUser(User(id: "u1", username: "other", passwordHash: "h", createdAt: context.now))
+            }
+        } throws: {
             isConflict($0)
         }
 
@@ -134,7 +201,13 @@ enum RegistryConformance {
 
     static func refreshTokens(_ context: ConformanceContext) async throws {
         let store = context.store
-        let token = RefreshToken(tokenHash: "rt-hash", userID: "u1", tenantID: "t-a", createdAt: context.now, expiresAt: context.now.addingTimeInterval(3600))
+        let token = RefreshToken(
+            tokenHash: "rt-hash",
+            userID: "u1",
+            tenantID: "t-a",
+            createdAt: context.now,
+            expiresAt: context.now.addingTimeInterval(3600)
+        )
         try await store.write { tx in
             try tx.insertTenant(Rows.tenant("t-a", context))
             try tx.insertUser(User(id: "u1", username: "u", passwordHash: "h", createdAt: context.now))
@@ -168,7 +241,9 @@ enum RegistryConformance {
         #expect(try await store.read { try $0.apiKey(hash: "nope") } == nil)
         // Creation order, not id order.
         #expect(try await store.read { try $0.apiKeys(tenantID: "t-a") }.map(\.id) == ["k-2", "k-1"])
-        await #expect { try await store.write { try $0.insertAPIKey(Rows.apiKey("k-4", tenant: "t-a", hash: "hash-1", context)) } } throws: {
+        await #expect {
+            try await store.write { try $0.insertAPIKey(Rows.apiKey("k-4", tenant: "t-a", hash: "hash-1", context)) }
+        } throws: {
             isConflict($0)
         }
         let used = context.now.addingTimeInterval(30)
@@ -185,10 +260,17 @@ enum RegistryConformance {
 
     static func profiles(_ context: ConformanceContext) async throws {
         let store = context.store
-        let transport: JSONValue = .object(["payload": .string("json"), "qos": .number(1), "nested": .array([.bool(true), .null])])
+        let transport: JSONValue = .object([
+            "payload": .string("json"), "qos": .number(1), "nested": .array([.bool(true), .null]),
+        ])
         let thermometer = DeviceProfile(
-            id: "p-1", tenantID: "t-a", name: "thermometer", description: "Ünïcode ✓", transport: transport,
-            provisioning: ProvisioningSettings(mode: .allowCreate, key: "prov-key-1", secretHash: "secret-hash"), createdAt: context.now
+            id: "p-1",
+            tenantID: "t-a",
+            name: "thermometer",
+            description: "Ünïcode ✓",
+            transport: transport,
+            provisioning: ProvisioningSettings(mode: .allowCreate, key: "prov-key-1", secretHash: "secret-hash"),
+            createdAt: context.now
         )
         let pump = DeviceProfile(id: "p-2", tenantID: "t-a", name: "Pump", createdAt: context.now)
         try await store.write { tx in
@@ -207,22 +289,36 @@ enum RegistryConformance {
         // Byte order: upper case before lower case.
         #expect(try await store.read { try $0.profiles(tenantID: "t-a") }.map(\.name) == ["Pump", "thermometer"])
 
-        await #expect { try await store.write { try $0.insertProfile(DeviceProfile(id: "p-4", tenantID: "t-a", name: "Pump", createdAt: context.now)) } } throws: {
+        await #expect {
+            try await store.write {
+                try $0.insertProfile(DeviceProfile(id: "p-4", tenantID: "t-a", name: "Pump", createdAt: context.now))
+            }
+        } throws: {
             isConflict($0)
         }
         await #expect {
             try await store.write {
                 try $0.insertProfile(
-                    DeviceProfile(id: "p-5", tenantID: "t-b", name: "x", provisioning: .init(mode: .allowCreate, key: "prov-key-1"), createdAt: context.now)
+                    DeviceProfile(
+                        id: "p-5",
+                        tenantID: "t-b",
+                        name: "x",
+                        provisioning: .init(mode: .allowCreate, key: "prov-key-1"),
+                        createdAt: context.now
+                    )
                 )
             }
         } throws: { isConflict($0) }
         var renamed = pump
         renamed.name = "thermometer"
-        await #expect { try await store.write { [renamed] in try $0.updateProfile(renamed) } } throws: { isConflict($0) }
+        await #expect { try await store.write { [renamed] in try $0.updateProfile(renamed) } } throws: {
+            isConflict($0)
+        }
         var rekeyed = pump
         rekeyed.provisioning = ProvisioningSettings(mode: .allowCreate, key: "prov-key-1")
-        await #expect { try await store.write { [rekeyed] in try $0.updateProfile(rekeyed) } } throws: { isConflict($0) }
+        await #expect { try await store.write { [rekeyed] in try $0.updateProfile(rekeyed) } } throws: {
+            isConflict($0)
+        }
 
         var updated = pump
         updated.name = "pump-v2"
@@ -251,12 +347,19 @@ enum RegistryConformance {
     static func devices(_ context: ConformanceContext) async throws {
         let store = context.store
         let metadata: JSONValue = .object([
-            "vin": .string("X1 \"quoted\" \\ ✓"), "floors": .array([.number(1), .number(2.5), .number(-3e-7)]), "ok": .bool(false),
+            "vin": .string("X1 \"quoted\" \\ ✓"), "floors": .array([.number(1), .number(2.5), .number(-3e-7)]),
+            "ok": .bool(false),
             "none": .null, "deep": .object(["a": .object(["b": .string("c")])]),
         ])
         var device = Device(
-            id: "truck:42", tenantID: "t-a", name: "Trück 42 🚚", labels: ["site": "north", "k8s.io/zone": "a"], metadata: metadata,
-            createdAt: context.now, lastSeenAt: context.now.addingTimeInterval(-10), status: .disabled
+            id: "truck:42",
+            tenantID: "t-a",
+            name: "Trück 42 🚚",
+            labels: ["site": "north", "k8s.io/zone": "a"],
+            metadata: metadata,
+            createdAt: context.now,
+            lastSeenAt: context.now.addingTimeInterval(-10),
+            status: .disabled
         )
         try await store.write { [device] tx in
             try tx.insertTenant(Rows.tenant("t-a", context))
@@ -268,8 +371,14 @@ enum RegistryConformance {
         #expect(try await store.read { try $0.device(tenantID: "t-b", name: "Trück 42 🚚") } == nil)
         #expect(try await store.read { try $0.device(id: "TRUCK:42") } == nil)
 
-        await #expect { try await store.write { try $0.insertDevice(Rows.device("truck:42", tenant: "t-b", context)) } } throws: { isConflict($0) }
-        await #expect { try await store.write { try $0.insertDevice(Rows.device("d-9", tenant: "t-a", name: "Trück 42 🚚", context)) } } throws: {
+        await #expect {
+            try await store.write { try $0.insertDevice(Rows.device("truck:42", tenant: "t-b", context)) }
+        } throws: { isConflict($0) }
+        await #expect {
+            try await store.write {
+                try $0.insertDevice(Rows.device("d-9", tenant: "t-a", name: "Trück 42 🚚", context))
+            }
+        } throws: {
             isConflict($0)
         }
         // The same name in another tenant is another device.
@@ -283,9 +392,16 @@ enum RegistryConformance {
         device.status = .active
         try await store.write { [device] in try $0.updateDevice(device) }
         #expect(try await store.read { try $0.device(id: "truck:42") } == device)
-        #expect(try await store.read { try $0.devices(DeviceQuery(tenantID: "t-a", labels: ["site": "north"])) }.isEmpty)
-        #expect(try await store.read { try $0.devices(DeviceQuery(tenantID: "t-a", labels: ["site": "south"])) }.map(\.id) == ["truck:42"])
-        #expect(try await store.read { try $0.devices(DeviceQuery(tenantID: "t-a", labels: ["k8s.io/zone": "a"])) }.isEmpty)
+        #expect(
+            try await store.read { try $0.devices(DeviceQuery(tenantID: "t-a", labels: ["site": "north"])) }.isEmpty
+        )
+        #expect(
+            try await store.read { try $0.devices(DeviceQuery(tenantID: "t-a", labels: ["site": "south"])) }.map(\.id)
+                == ["truck:42"]
+        )
+        #expect(
+            try await store.read { try $0.devices(DeviceQuery(tenantID: "t-a", labels: ["k8s.io/zone": "a"])) }.isEmpty
+        )
         try await store.write { tx in try tx.insertDevice(Rows.device("other", tenant: "t-a", name: "taken", context)) }
         var clash = device
         clash.name = "taken"
@@ -294,16 +410,36 @@ enum RegistryConformance {
 
         // Deleting removes the labels, credentials and claim code with it.
         try await store.write { tx in
-            try tx.insertCredential(Credential(id: "c-1", tenantID: "t-a", deviceID: "truck:42", type: .token, createdAt: context.now, tokenHash: "tok-1"))
-            try tx.saveClaimCode(ClaimCode(deviceID: "truck:42", codeHash: "code", createdAt: context.now, expiresAt: context.now.addingTimeInterval(60)))
+            try tx.insertCredential(
+                Credential(
+                    id: "c-1",
+                    tenantID: "t-a",
+                    deviceID: "truck:42",
+                    type: .token,
+                    createdAt: context.now,
+                    tokenHash: "tok-1"
+                )
+            )
+            try tx.saveClaimCode(
+                ClaimCode(
+                    deviceID: "truck:42",
+                    codeHash: "code",
+                    createdAt: context.now,
+                    expiresAt: context.now.addingTimeInterval(60)
+                )
+            )
         }
         try await store.write { try $0.deleteDevice(id: "truck:42") }
         #expect(try await store.read { try $0.device(id: "truck:42") } == nil)
         #expect(try await store.read { try $0.credential(tokenHash: "tok-1") } == nil)
         #expect(try await store.read { try $0.claimCode(deviceID: "truck:42") } == nil)
-        #expect(try await store.read { try $0.devices(DeviceQuery(tenantID: "t-a", labels: ["site": "south"])) }.isEmpty)
+        #expect(
+            try await store.read { try $0.devices(DeviceQuery(tenantID: "t-a", labels: ["site": "south"])) }.isEmpty
+        )
         // Its id and name are free again.
-        try await store.write { tx in try tx.insertDevice(Rows.device("truck:42", tenant: "t-a", name: "truck-42", context)) }
+        try await store.write { tx in
+            try tx.insertDevice(Rows.device("truck:42", tenant: "t-a", name: "truck-42", context))
+        }
     }
 
     static func deviceQueries(_ context: ConformanceContext) async throws {
@@ -313,7 +449,12 @@ enum RegistryConformance {
         let ids = ["a-1", "B-2", "a.3", "a_4", "Z:5", "a:6", "a0", "b1", "A1", "aa", "a-10", "a-2", "é-1", "e-1"]
         var devices: [Device] = []
         for (index, id) in ids.enumerated() {
-            var device = Rows.device(id, tenant: "t-a", name: (index % 3 == 0 ? "Boiler_%" : index % 3 == 1 ? "boiler-" : "Sensor") + "\(index)", context)
+            var device = Rows.device(
+                id,
+                tenant: "t-a",
+                name: (index % 3 == 0 ? "Boiler_%" : index % 3 == 1 ? "boiler-" : "Sensor") + "\(index)",
+                context
+            )
             device.labels = ["parity": index % 2 == 0 ? "even" : "odd", "site": index < 6 ? "north" : "south"]
             device.profileID = index % 4 == 0 ? "p-1" : nil
             device.status = index % 5 == 0 ? .disabled : .active
@@ -325,7 +466,9 @@ enum RegistryConformance {
             try tx.insertProfile(DeviceProfile(id: "p-1", tenantID: "t-a", name: "meter", createdAt: context.now))
             for device in devices { try tx.insertDevice(device) }
             // Another tenant's devices never show up, even with matching labels.
-            try tx.insertDevice(Rows.device("a-0", tenant: "t-b", context, labels: ["parity": "even", "site": "north"]))
+            try tx.insertDevice(
+                Rows.device("a-0", tenant: "t-b", context, labels: ["parity": "even", "site": "north"])
+            )
         }
 
         // What each query must return: the matching devices, in byte order of their ids.
@@ -336,7 +479,9 @@ enum RegistryConformance {
                     && (query.profileID.map { device.profileID == $0 } ?? true)
                     && (query.namePrefix.map { device.name.utf8.starts(with: $0.utf8) } ?? true)
             }
-            let ordered = matching.map(\.id).sorted(by: utf8Less).filter { id in query.after.map { utf8Less($0, id) } ?? true }
+            let ordered = matching.map(\.id).sorted(by: utf8Less).filter { id in
+                query.after.map { utf8Less($0, id) } ?? true
+            }
             return Array(ordered.prefix(max(0, query.limit)))
         }
         @Sendable func actual(_ query: DeviceQuery) async throws -> [String] {
@@ -371,7 +516,13 @@ enum RegistryConformance {
             DeviceQuery(tenantID: "t-a", namePrefix: "Boiler__"),
             DeviceQuery(tenantID: "t-a", namePrefix: "B"),
             DeviceQuery(tenantID: "t-a", namePrefix: ""),
-            DeviceQuery(tenantID: "t-a", labels: ["site": "south"], status: .active, profileID: "p-1", namePrefix: "Boiler"),
+            DeviceQuery(
+                tenantID: "t-a",
+                labels: ["site": "south"],
+                status: .active,
+                profileID: "p-1",
+                namePrefix: "Boiler"
+            ),
             DeviceQuery(tenantID: "t-a", labels: ["parity": "even"], status: .active, namePrefix: "boiler-", limit: 1),
             DeviceQuery(tenantID: "t-a", limit: 0),
             DeviceQuery(tenantID: "t-a", after: "zzz"),
@@ -410,15 +561,34 @@ enum RegistryConformance {
     static func credentials(_ context: ConformanceContext) async throws {
         let store = context.store
         let token = Credential(
-            id: "c-1", tenantID: "t-a", deviceID: "d-1", type: .token, createdAt: context.now,
-            expiresAt: context.now.addingTimeInterval(86_400), tokenHash: "token-hash"
+            id: "c-1",
+            tenantID: "t-a",
+            deviceID: "d-1",
+            type: .token,
+            createdAt: context.now,
+            expiresAt: context.now.addingTimeInterval(86_400),
+            tokenHash: "token-hash"
         )
         context.clock.advance(1)
-        let password = Credential(id: "c-0", tenantID: "t-a", deviceID: "d-1", type: .password, createdAt: context.now, username: "meter-1", passwordHash: "$pbkdf2$...")
+        let password = Credential(
+            id: "c-0",
+            tenantID: "t-a",
+            deviceID: "d-1",
+            type: .password,
+            createdAt: context.now,
+            username: "meter-1",
+            passwordHash: "$pbkdf2$..."
+        )
         context.clock.advance(1)
         let certificate = Credential(
-            id: "c-2", tenantID: "t-a", deviceID: "d-1", type: .certificate, createdAt: context.now, certificateFingerprint: "ab12",
-            certificatePEM: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", certificateCommonName: "d-1"
+            id: "c-2",
+            tenantID: "t-a",
+            deviceID: "d-1",
+            type: .certificate,
+            createdAt: context.now,
+            certificateFingerprint: "ab12",
+            certificatePEM: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+            certificateCommonName: "d-1"
         )
         try await store.write { tx in
             try tx.insertTenant(Rows.tenant("t-a", context))
@@ -435,16 +605,57 @@ enum RegistryConformance {
         #expect(try await store.read { try $0.credential(certificateFingerprint: "ab12") } == certificate)
         #expect(try await store.read { try $0.credential(tokenHash: "other") } == nil)
         // Creation order; only the given tenant's.
-        #expect(try await store.read { try $0.credentials(deviceID: "d-1", tenantID: "t-a") }.map(\.id) == ["c-1", "c-0", "c-2"])
+        #expect(
+            try await store.read { try $0.credentials(deviceID: "d-1", tenantID: "t-a") }.map(\.id) == [
+                "c-1", "c-0", "c-2",
+            ]
+        )
         #expect(try await store.read { try $0.credentials(deviceID: "d-1", tenantID: "t-b") }.isEmpty)
 
         func taken(_ credential: Credential) async {
             await #expect { try await store.write { try $0.insertCredential(credential) } } throws: { isConflict($0) }
         }
-        await taken(Credential(id: "c-1", tenantID: "t-a", deviceID: "d-1", type: .token, createdAt: context.now, tokenHash: "fresh"))
-        await taken(Credential(id: "c-3", tenantID: "t-b", deviceID: "d-2", type: .token, createdAt: context.now, tokenHash: "token-hash"))
-        await taken(Credential(id: "c-4", tenantID: "t-b", deviceID: "d-2", type: .password, createdAt: context.now, username: "meter-1", passwordHash: "x"))
-        await taken(Credential(id: "c-5", tenantID: "t-b", deviceID: "d-2", type: .certificate, createdAt: context.now, certificateFingerprint: "ab12"))
+        await taken(
+            Credential(
+                id: "c-1",
+                tenantID: "t-a",
+                deviceID: "d-1",
+                type: .token,
+                createdAt: context.now,
+                tokenHash: "fresh"
+            )
+        )
+        await taken(
+            Credential(
+                id: "c-3",
+                tenantID: "t-b",
+                deviceID: "d-2",
+                type: .token,
+                createdAt: context.now,
+                tokenHash: "token-hash"
+            )
+        )
+        await taken(
+            Credential(
+                id: "c-4",
+                tenantID: "t-b",
+                deviceID: "d-2",
+                type: .password,
+                createdAt: context.now,
+                username: "meter-1",
+                passwordHash: "x"
+            )
+        )
+        await taken(
+            Credential(
+                id: "c-5",
+                tenantID: "t-b",
+                deviceID: "d-2",
+                type: .certificate,
+                createdAt: context.now,
+                certificateFingerprint: "ab12"
+            )
+        )
 
         // Revocation: once (the first time stays); a revoked user name is free for another device.
         let revoked = context.now.addingTimeInterval(10)
@@ -452,7 +663,15 @@ enum RegistryConformance {
         try await store.write { try $0.revokeCredential(id: "c-0", at: revoked.addingTimeInterval(5)) }
         #expect(try await store.read { try $0.credential(id: "c-0") }?.revokedAt == revoked)
         #expect(try await store.read { try $0.credential(username: "meter-1") } == nil)
-        let reused = Credential(id: "c-6", tenantID: "t-b", deviceID: "d-2", type: .password, createdAt: context.now, username: "meter-1", passwordHash: "y")
+        let reused = Credential(
+            id: "c-6",
+            tenantID: "t-b",
+            deviceID: "d-2",
+            type: .password,
+            createdAt: context.now,
+            username: "meter-1",
+            passwordHash: "y"
+        )
         try await store.write { try $0.insertCredential(reused) }
         #expect(try await store.read { try $0.credential(username: "meter-1") } == reused)
         // Revoked tokens and certificates are still found (the registry checks usability).
@@ -462,10 +681,21 @@ enum RegistryConformance {
 
     static func certificateAuthorities(_ context: ConformanceContext) async throws {
         let store = context.store
-        @Sendable func authority(_ id: String, tenant: String, fingerprint: String, kind: CertificateAuthority.Kind = .external) -> CertificateAuthority {
+        @Sendable func authority(
+            _ id: String,
+            tenant: String,
+            fingerprint: String,
+            kind: CertificateAuthority.Kind = .external
+        ) -> CertificateAuthority {
             CertificateAuthority(
-                id: id, tenantID: tenant, kind: kind, certificatePEM: "PEM \(id)", privateKeyPEM: kind == .builtIn ? "KEY \(id)" : nil,
-                fingerprint: fingerprint, subject: "CN=\(id)", createdAt: context.now
+                id: id,
+                tenantID: tenant,
+                kind: kind,
+                certificatePEM: "PEM \(id)",
+                privateKeyPEM: kind == .builtIn ? "KEY \(id)" : nil,
+                fingerprint: fingerprint,
+                subject: "CN=\(id)",
+                createdAt: context.now
             )
         }
         let builtIn = authority("ca-2", tenant: "t-b", fingerprint: "f1", kind: .builtIn)
@@ -481,9 +711,19 @@ enum RegistryConformance {
             // The same certificate in another tenant is allowed.
             try tx.insertCertificateAuthority(authority("ca-4", tenant: "t-a", fingerprint: "f1"))
         }
-        #expect(try await store.read { try $0.certificateAuthorities(tenantID: "t-b") } == [builtIn, authority("ca-1", tenant: "t-b", fingerprint: "f2")])
-        #expect(try await store.read { try $0.allCertificateAuthorities() }.map(\.id) == ["ca-3", "ca-4", "ca-2", "ca-1"])
-        await #expect { try await store.write { try $0.insertCertificateAuthority(authority("ca-5", tenant: "t-b", fingerprint: "f2")) } } throws: {
+        #expect(
+            try await store.read { try $0.certificateAuthorities(tenantID: "t-b") } == [
+                builtIn, authority("ca-1", tenant: "t-b", fingerprint: "f2"),
+            ]
+        )
+        #expect(
+            try await store.read { try $0.allCertificateAuthorities() }.map(\.id) == ["ca-3", "ca-4", "ca-2", "ca-1"]
+        )
+        await #expect {
+            try await store.write {
+                try $0.insertCertificateAuthority(authority("ca-5", tenant: "t-b", fingerprint: "f2"))
+            }
+        } throws: {
             isConflict($0)
         }
     }
@@ -496,10 +736,27 @@ enum RegistryConformance {
             try tx.insertDevice(Rows.device("d-1", tenant: "t-a", name: "gateway", context))
             try tx.insertDevice(Rows.device("d-2", tenant: "t-b", name: "gateway", context))
             try tx.insertDevice(Rows.device("d-3", tenant: "t-b", name: "other", context))
-            try tx.saveClaimCode(ClaimCode(deviceID: "d-1", codeHash: "old", createdAt: context.now, expiresAt: context.now.addingTimeInterval(60)))
+            try tx.saveClaimCode(
+                ClaimCode(
+                    deviceID: "d-1",
+                    codeHash: "old",
+                    createdAt: context.now,
+                    expiresAt: context.now.addingTimeInterval(60)
+                )
+            )
         }
-        let replacement = ClaimCode(deviceID: "d-1", codeHash: "new", createdAt: context.now.addingTimeInterval(1), expiresAt: context.now.addingTimeInterval(120))
-        let second = ClaimCode(deviceID: "d-2", codeHash: "two", createdAt: context.now, expiresAt: context.now.addingTimeInterval(60))
+        let replacement = ClaimCode(
+            deviceID: "d-1",
+            codeHash: "new",
+            createdAt: context.now.addingTimeInterval(1),
+            expiresAt: context.now.addingTimeInterval(120)
+        )
+        let second = ClaimCode(
+            deviceID: "d-2",
+            codeHash: "two",
+            createdAt: context.now,
+            expiresAt: context.now.addingTimeInterval(60)
+        )
         try await store.write { tx in
             try tx.saveClaimCode(replacement)
             try tx.saveClaimCode(second)
@@ -521,7 +778,12 @@ enum RegistryConformance {
         var previous = AuditEntry.genesisHash
         var entries: [AuditEntry] = []
         for sequence in Int64(1)...30 {
-            let entry = Rows.audit(sequence, tenant: sequence % 3 == 0 ? nil : (sequence % 2 == 0 ? "t-a" : "t-b"), previous: previous, context)
+            let entry = Rows.audit(
+                sequence,
+                tenant: sequence % 3 == 0 ? nil : (sequence % 2 == 0 ? "t-a" : "t-b"),
+                previous: previous,
+                context
+            )
             try await store.write { try $0.appendAuditEntry(entry) }
             entries.append(entry)
             previous = entry.hash
@@ -533,8 +795,14 @@ enum RegistryConformance {
         #expect(verifier.result.isIntact && verifier.result.entries == 30)
 
         let tenantA = entries.filter { $0.tenantID == "t-a" }
-        #expect(try await store.read { try $0.auditEntries(tenantID: "t-a", before: nil, limit: 4) } == Array(tenantA.reversed().prefix(4)))
-        #expect(try await store.read { try $0.auditEntries(tenantID: "t-a", before: 10, limit: 100) } == tenantA.filter { $0.sequence < 10 }.reversed())
+        #expect(
+            try await store.read { try $0.auditEntries(tenantID: "t-a", before: nil, limit: 4) }
+                == Array(tenantA.reversed().prefix(4))
+        )
+        #expect(
+            try await store.read { try $0.auditEntries(tenantID: "t-a", before: 10, limit: 100) }
+                == tenantA.filter { $0.sequence < 10 }.reversed()
+        )
         #expect(try await store.read { try $0.auditEntries(tenantID: "t-a", before: nil, limit: 0) }.isEmpty)
         #expect(try await store.read { try $0.auditEntries(after: 25, limit: 100) } == Array(entries.suffix(5)))
         #expect(try await store.read { try $0.auditEntries(after: 5, limit: 3) } == Array(entries[5..<8]))
@@ -542,7 +810,9 @@ enum RegistryConformance {
         // A sequence is taken once; the log refuses deletion.
         let duplicate = Rows.audit(30, tenant: "t-a", previous: previous, context)
         await #expect { try await store.write { try $0.appendAuditEntry(duplicate) } } throws: { isConflict($0) }
-        await #expect(throws: (any Error).self) { try await context.unsafeExecute("DELETE FROM audit_log WHERE sequence = 3") }
+        await #expect(throws: (any Error).self) {
+            try await context.unsafeExecute("DELETE FROM audit_log WHERE sequence = 3")
+        }
         #expect(try await store.read { try $0.auditEntries(after: 0, limit: 100) }.count == 30)
     }
 
@@ -635,17 +905,26 @@ enum RegistryConformance {
 
     static func registryAudit(_ context: ConformanceContext) async throws {
         let registry = context.registry
-        guard let bootstrap = try await registry.bootstrapIfEmpty(apiKey: "conformance-key-0123456789"), let keyID = bootstrap.apiKeyID else {
+        guard let bootstrap = try await registry.bootstrapIfEmpty(apiKey: "conformance-key-0123456789"),
+            let keyID = bootstrap.apiKeyID
+        else {
             throw FixtureError(description: "bootstrap did nothing")
         }
-        let owner = Caller(tenantID: bootstrap.tenant.id, role: .owner, actor: AuditActor(kind: .apiKey, id: keyID, remoteAddress: "192.0.2.1"))
+        let owner = Caller(
+            tenantID: bootstrap.tenant.id,
+            role: .owner,
+            actor: AuditActor(kind: .apiKey, id: keyID, remoteAddress: "192.0.2.1")
+        )
         let before = try await registry.verifyAudit().entries
         // Writers racing: each write reads the chain's last entry and appends after it, so they
         // must run one at a time for the chain to hold.
         try await withThrowingTaskGroup(of: Void.self) { group in
             for index in 0..<24 {
                 group.addTask {
-                    let device = try await registry.createDevice(DeviceDraft(name: "racer-\(index)", labels: ["i": "\(index)"]), by: owner)
+                    let device = try await registry.createDevice(
+                        DeviceDraft(name: "racer-\(index)", labels: ["i": "\(index)"]),
+                        by: owner
+                    )
                     _ = try await registry.createCredential(deviceID: device.id, .token(nil), by: owner)
                 }
             }
@@ -673,21 +952,41 @@ enum RegistryConformance {
         let password = try #require(bootstrap.adminPassword)
         let login = try await registry.login(username: "admin", password: password, remoteAddress: "192.0.2.9")
         #expect(login.memberships.map(\.role) == [.owner])
-        let owner = Caller(tenantID: bootstrap.tenant.id, role: .owner, actor: AuditActor(kind: .user, id: login.user.id))
-        let refresh = try await registry.issueRefreshToken(userID: login.user.id, tenantID: bootstrap.tenant.id, lifetime: 3600)
+        let owner = Caller(
+            tenantID: bootstrap.tenant.id,
+            role: .owner,
+            actor: AuditActor(kind: .user, id: login.user.id)
+        )
+        let refresh = try await registry.issueRefreshToken(
+            userID: login.user.id,
+            tenantID: bootstrap.tenant.id,
+            lifetime: 3600
+        )
         let rotated = try await registry.refresh(token: refresh, lifetime: 3600)
-        await #expect { try await registry.refresh(token: refresh, lifetime: 3600) } throws: { ($0 as? RegistryError)?.code == .unauthenticated }
+        await #expect { try await registry.refresh(token: refresh, lifetime: 3600) } throws: {
+            ($0 as? RegistryError)?.code == .unauthenticated
+        }
         #expect(rotated.refreshToken != refresh)
 
         let (profile, _) = try await registry.createProfile(ProfileDraft(name: "thermometer"), by: owner)
-        let device = try await registry.createDevice(DeviceDraft(name: "pump-1", profile: "thermometer", labels: ["site": "north"]), by: owner)
+        let device = try await registry.createDevice(
+            DeviceDraft(name: "pump-1", profile: "thermometer", labels: ["site": "north"]),
+            by: owner
+        )
         await #expect { try await registry.createDevice(DeviceDraft(name: "pump-1"), by: owner) } throws: {
             ($0 as? RegistryError)?.code == .conflict && ($0 as? RegistryError)?.field == "name"
         }
         let token = try #require(try await registry.createCredential(deviceID: device.id, .token(nil), by: owner).token)
         #expect(try await registry.authenticateDevice(token: token)?.deviceID == device.id)
-        _ = try await registry.createCredential(deviceID: device.id, .password(username: "pump-user", password: "correct horse"), by: owner)
-        #expect(try await registry.authenticateDevice(username: "pump-user", password: "correct horse")?.deviceID == device.id)
+        _ = try await registry.createCredential(
+            deviceID: device.id,
+            .password(username: "pump-user", password: "correct horse"),
+            by: owner
+        )
+        #expect(
+            try await registry.authenticateDevice(username: "pump-user", password: "correct horse")?.deviceID
+                == device.id
+        )
         #expect(try await registry.authenticateDevice(username: "pump-user", password: "wrong horse") == nil)
         let page = try await registry.devices(DeviceQuery(tenantID: "", profileID: profile.id), by: owner)
         #expect(page.items.map(\.id) == [device.id])

@@ -48,7 +48,7 @@ public final class PostgresDatabase: Service, Sendable {
     let client: PostgresClient
     private let threads: NIOThreadPool
     private let eventLoopGroup: any EventLoopGroup
-    private let logger: Logger
+    let logger: Logger
     /// PostgresNIO's own logging, at info at the lowest: its debug and trace output carries rows.
     let queryLogger: Logger
     /// Writers waiting in this process, per lock.

@@ -47,7 +47,7 @@ extension PostgresDatabase {
         let where_ = configuration.redactedURL
         // Every step under the migration lock, so that two servers starting at once do not both
         // apply a step; the check for unknown steps runs under it too.
-        try await transaction(.write(lock: PostgresMigrations.lock)) { session in
+        let newlyApplied = try await transaction(.write(lock: PostgresMigrations.lock)) { session -> [String] in
             let encoding = try session.row("SHOW server_encoding").map {
                 try $0.value("server_encoding", as: String.self)
             }
@@ -75,6 +75,7 @@ extension PostgresDatabase {
                 )
             }
             let done = Set(applied)
+            var appliedNow: [String] = []
             for step in migrations.steps where !done.contains(step.identifier) {
                 for statement in step.statements {
                     do {
@@ -90,7 +91,15 @@ extension PostgresDatabase {
                 try session.execute(
                     "INSERT INTO meridian_migrations (component, identifier, applied_at) VALUES (\(component), \(step.identifier), \(now))"
                 )
+                appliedNow.append(step.identifier)
             }
+            return appliedNow
+        }
+        for identifier in newlyApplied {
+            logger.info(
+                "applied database migration",
+                metadata: ["migration.component": "\(component)", "migration.identifier": "\(identifier)"]
+            )
         }
     }
 

@@ -85,13 +85,28 @@ public struct MeridianApplication: Sendable {
         logger.debug("event loops", metadata: ["threads": "\(threads)"])
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         do {
-            try await serve(
-                group: group,
-                registry: registry,
-                gracefulShutdownSignals: gracefulShutdownSignals,
-                printsFirstStartNotice: printsFirstStartNotice,
-                onListening: onListening
-            )
+            if let database = try openDatabase(group: group) {
+                // The pool runs around everything else: services still write while shutting down.
+                try await database.withRunning { database in
+                    try await serve(
+                        group: group,
+                        registry: registry,
+                        database: database,
+                        gracefulShutdownSignals: gracefulShutdownSignals,
+                        printsFirstStartNotice: printsFirstStartNotice,
+                        onListening: onListening
+                    )
+                }
+            } else {
+                try await serve(
+                    group: group,
+                    registry: registry,
+                    database: nil,
+                    gracefulShutdownSignals: gracefulShutdownSignals,
+                    printsFirstStartNotice: printsFirstStartNotice,
+                    onListening: onListening
+                )
+            }
         } catch {
             try? await group.shutdownGracefully()
             throw error
@@ -102,6 +117,7 @@ public struct MeridianApplication: Sendable {
     private func serve(
         group: MultiThreadedEventLoopGroup,
         registry: PrometheusCollectorRegistry,
+        database: PostgresDatabase?,
         gracefulShutdownSignals: [UnixSignal],
         printsFirstStartNotice: Bool,
         onListening: @escaping @Sendable (Endpoints) async -> Void
@@ -114,7 +130,7 @@ public struct MeridianApplication: Sendable {
         // corrupt or newer broker.sqlite stops start-up with the directory untouched.
         let store = try openSessionStore(durability: brokerConfiguration.durability)
         // Then the registry: the broker's authentication and the API both stand on it.
-        let platform = try await openPlatform()
+        let platform = try await openPlatform(database: database)
         let firstStart: BootstrapResult? = if let platform { try await bootstrap(platform.registry) } else { nil }
         // Telemetry: the engine replays its WAL before any device can send more.
         let telemetry = try openTelemetry()
@@ -283,9 +299,34 @@ extension MeridianApplication {
 }
 
 extension MeridianApplication {
-    /// The platform registry, `meridian.sqlite` in the data directory. A database that is
-    /// corrupt or from a newer version stops start-up.
-    func openRegistry() async throws -> Registry? {
+    /// The PostgreSQL database of `database.url`, or nil for the embedded SQLite registry.
+    /// Nothing connects yet.
+    func openDatabase(group: any EventLoopGroup) throws -> PostgresDatabase? {
+        let url = configuration.database.url
+        guard !url.isEmpty else { return nil }
+        let postgres: PostgresConfiguration
+        do {
+            postgres = try PostgresConfiguration(url: url)
+        } catch {
+            // Configuration checks catch this first; a configuration built in code may not.
+            throw MeridianStartupError("invalid configuration: database.url = \(PostgresConfiguration.redact(url: url)): \(error)")
+        }
+        return PostgresDatabase(configuration: postgres, eventLoopGroup: group, logger: logger)
+    }
+
+    /// The platform registry: in PostgreSQL when `database` is given, else `meridian.sqlite` in
+    /// the data directory. A database that cannot be reached, is corrupt or is from a newer
+    /// version stops start-up.
+    func openRegistry(database: PostgresDatabase?) async throws -> Registry? {
+        if let database {
+            do {
+                let store = try await PostgresRegistryStore(database: database)
+                logger.info("registry in PostgreSQL", metadata: ["database.url": "\(database.configuration.redactedURL)"])
+                return Registry(store: store)
+            } catch let error as PostgresRegistryStore.OpenError {
+                throw MeridianStartupError("database.url: \(error.description)")
+            }
+        }
         let path = (configuration.dataDirectory as NSString).appendingPathComponent("meridian.sqlite")
         do {
             return Registry(store: try SQLiteRegistryStore(path: path))
@@ -295,8 +336,8 @@ extension MeridianApplication {
     }
 
     /// The registry and logger shared by the API and the broker's access control.
-    func openPlatform() async throws -> Platform? {
-        guard let registry = try await openRegistry() else { return nil }
+    func openPlatform(database: PostgresDatabase?) async throws -> Platform? {
+        guard let registry = try await openRegistry(database: database) else { return nil }
         return Platform(registry: registry, logger: logger)
     }
 

@@ -34,6 +34,9 @@ struct ConfigurationOptions: ParsableArguments {
     @Option(help: Self.help(for: "log_level", valueName: "level"))
     var logLevel: String?
 
+    @Option(help: Self.help(for: "database.url", valueName: "url"))
+    var database: String?
+
     @Option(help: Self.help(for: "broker.durability", valueName: "strict|batch|none"))
     var durability: String?
 
@@ -63,6 +66,7 @@ struct ConfigurationOptions: ParsableArguments {
             ("network.https_port", httpsPort),
             ("data_dir", dataDir),
             ("log_level", logLevel),
+            ("database.url", database),
             ("broker.durability", durability),
         ]
         return settings

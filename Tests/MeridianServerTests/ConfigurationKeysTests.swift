@@ -9,6 +9,8 @@ extension ConfigurationKey: CustomTestStringConvertible {
 
 /// A valid value for `key` that differs from its default.
 func nonDefaultValue(for key: ConfigurationKey) -> TOMLValue {
+    // A string key whose check wants a URL.
+    if key.name == "database.url" { return .string("postgres://meridian@db.example:5432/meridian?sslmode=require") }
     switch (key.type, key.defaultValue) {
     case (.integer(let range), .integer(let current)):
         return .integer(current == range.lowerBound ? range.lowerBound + 1 : range.lowerBound)

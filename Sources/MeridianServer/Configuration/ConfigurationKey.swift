@@ -42,6 +42,9 @@ public struct ConfigurationKey: Sendable {
     public let flag: String?
     /// Extra check beyond the type: returns why a (well-typed) value is not acceptable.
     private let check: @Sendable (TOMLValue) -> String?
+    /// How a value is shown in messages and `config show` (hides secrets such as a password in
+    /// a URL); nil shows it as it is.
+    private let redact: (@Sendable (TOMLValue) -> String)?
     private let read: @Sendable (MeridianConfiguration) -> TOMLValue
     private let write: @Sendable (inout MeridianConfiguration, TOMLValue) -> Void
 
@@ -54,6 +57,7 @@ public struct ConfigurationKey: Sendable {
         flag: String? = nil,
         help: String,
         check: @escaping @Sendable (TOMLValue) -> String? = { _ in nil },
+        redact: (@Sendable (TOMLValue) -> String)? = nil,
         get: @escaping @Sendable (MeridianConfiguration) -> TOMLValue,
         set: @escaping @Sendable (inout MeridianConfiguration, TOMLValue) -> Void
     ) {
@@ -62,6 +66,7 @@ public struct ConfigurationKey: Sendable {
         self.flag = flag
         self.help = help
         self.check = check
+        self.redact = redact
         self.read = get
         self.write = set
     }
@@ -79,6 +84,11 @@ public struct ConfigurationKey: Sendable {
     /// `MERIDIAN_NETWORK_MQTT_PORT`.
     public var environmentVariable: String {
         "MERIDIAN_" + String(name.uppercased().map { $0 == "." ? "_" : $0 })
+    }
+
+    /// `value` as TOML for messages and `config show`, with any secret in it hidden.
+    public func displayText(_ value: TOMLValue) -> String {
+        redact?(value) ?? value.tomlText
     }
 
     /// The built-in default.
@@ -197,13 +207,15 @@ extension ConfigurationKey {
         )
     }
 
-    /// A string key; `check` returns why a string is not acceptable (by default: empty strings are not).
+    /// A string key; `check` returns why a string is not acceptable (by default: empty strings are
+    /// not); `redact`, when given, is how a value is shown (hiding a secret in it).
     public static func string(
         _ name: String,
         _ keyPath: any WritableKeyPath<MeridianConfiguration, String> & Sendable,
         flag: String? = nil,
         help: String,
-        check: @escaping @Sendable (String) -> String? = { $0.isEmpty ? "must not be empty" : nil }
+        check: @escaping @Sendable (String) -> String? = { $0.isEmpty ? "must not be empty" : nil },
+        redact: (@Sendable (String) -> String)? = nil
     ) -> ConfigurationKey {
         ConfigurationKey(
             name: name,
@@ -213,6 +225,12 @@ extension ConfigurationKey {
             check: { value in
                 guard case .string(let string) = value else { return nil }
                 return check(string)
+            },
+            redact: redact.map { redact -> @Sendable (TOMLValue) -> String in
+                { value in
+                    guard case .string(let string) = value else { return value.tomlText }
+                    return TOMLValue.string(redact(string)).tomlText
+                }
             },
             get: { .string($0[keyPath: keyPath]) },
             set: { configuration, value in

@@ -1,5 +1,6 @@
 import Logging
 import MeridianCore
+import MeridianStorage
 import MQTTBroker
 import MQTTCore
 
@@ -23,6 +24,16 @@ extension MeridianConfiguration {
             Logger.Level.allCases.map { (word: $0.rawValue, value: $0) },
             flag: "--log-level",
             help: "Lowest level of log messages written to standard error."
+        ),
+
+        // [database]
+        .string(
+            "database.url",
+            \.database.url,
+            flag: "--database",
+            help: "PostgreSQL URL (postgres://user[:password]@host[:port]/database[?sslmode=disable|prefer|require|verify-full]) for the registry; empty: embedded SQLite in the data directory. Broker sessions stay in the data directory.",
+            check: { $0.isEmpty ? nil : PostgresConfiguration.problem(url: $0) },
+            redact: { PostgresConfiguration.redact(url: $0) }
         ),
 
         // [network]

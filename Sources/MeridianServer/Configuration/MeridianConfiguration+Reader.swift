@@ -174,7 +174,7 @@ extension MeridianConfiguration {
             }
             if let reason = key.validate(entry.value) {
                 errors.append(
-                    .invalidValue(key: key.name, value: entry.value.tomlText, source: source, reason: reason)
+                    .invalidValue(key: key.name, value: key.displayText(entry.value), source: source, reason: reason)
                 )
                 continue
             }
@@ -226,7 +226,7 @@ extension MeridianConfiguration {
             errors.append(
                 .invalidValue(
                     key: key.name,
-                    value: TOMLValue.string(text).tomlText,
+                    value: key.displayText(.string(text)),
                     source: source,
                     reason: failure.reason
                 )
@@ -234,7 +234,7 @@ extension MeridianConfiguration {
             return nil
         case .success(let value):
             if let reason = key.validate(value) {
-                errors.append(.invalidValue(key: key.name, value: value.tomlText, source: source, reason: reason))
+                errors.append(.invalidValue(key: key.name, value: key.displayText(value), source: source, reason: reason))
                 return nil
             }
             return Assignment(key: key, value: value, source: source)

@@ -11,10 +11,10 @@ extension ResolvedConfiguration {
         let keys = MeridianConfiguration.keys
         let width =
             keys.map { key in
-                key.shortName.count + 3 + key.value(in: configuration).tomlText.count
+                key.shortName.count + 3 + key.displayText(key.value(in: configuration)).count
             }.max() ?? 0
         return MeridianConfiguration.renderByTable(header: header) { key in
-            let assignment = "\(key.shortName) = \(key.value(in: configuration).tomlText)"
+            let assignment = "\(key.shortName) = \(key.displayText(key.value(in: configuration)))"
             let padding = String(repeating: " ", count: max(0, width - assignment.count))
             return [assignment + padding + "  # \(source(of: key))"]
         }

@@ -112,6 +112,16 @@ public struct MeridianConfiguration: Sendable {
         }
     }
 
+    /// Where the platform's registry lives.
+    public struct Database: Sendable {
+        /// A `postgres://user[:password]@host[:port]/database[?sslmode=...]` URL: the registry
+        /// lives in that PostgreSQL database. Empty: in embedded SQLite in the data directory.
+        /// The broker's own session state stays in SQLite in the data directory either way.
+        public var url: String = ""
+
+        public init() {}
+    }
+
     /// Listener addresses and ports.
     public var network = Network()
     /// TLS listeners and certificates.
@@ -122,6 +132,8 @@ public struct MeridianConfiguration: Sendable {
     public var telemetry = Telemetry()
     /// Directory holding the server's state (database, time series, broker sessions).
     public var dataDirectory: String = "./meridian-data"
+    /// The registry's database: embedded SQLite (default) or PostgreSQL.
+    public var database = Database()
     /// Lowest level of log messages written to standard error.
     public var logLevel: Logger.Level = .info
     /// The MQTT broker's limits and features.

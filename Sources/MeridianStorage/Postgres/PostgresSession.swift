@@ -1,0 +1,95 @@
+import Foundation
+import Logging
+import NIOCore
+import PostgresNIO
+
+/// One connection inside a transaction, used synchronously from a transaction body's thread
+/// (never an event loop, never the cooperative pool): each call sends one statement and waits
+/// for its result.
+///
+/// Values are always bound parameters: a `PostgresQuery` literal's interpolations
+/// (`"... WHERE id = \(id)"`) become `$1`, `$2`, ...; dynamic SQL is built with
+/// ``PostgresStatement``.
+struct PostgresSession {
+    let connection: PostgresConnection
+    let logger: Logger
+
+    /// Runs a statement; returns the number of rows it affected (0 when it says none).
+    @discardableResult
+    func execute(_ query: PostgresQuery) throws -> Int {
+        try run(query).metadata.rows ?? 0
+    }
+
+    /// Runs a query and returns its rows.
+    func rows(_ query: PostgresQuery) throws -> [PostgresRandomAccessRow] {
+        try run(query).rows.map { $0.makeRandomAccess() }
+    }
+
+    /// Runs a query and returns its first row.
+    func row(_ query: PostgresQuery) throws -> PostgresRandomAccessRow? {
+        try run(query).rows.first?.makeRandomAccess()
+    }
+
+    private func run(_ query: PostgresQuery) throws -> PostgresQueryResult {
+        do {
+            return try connection.query(query, logger: logger).wait()
+        } catch {
+            throw PostgresDatabase.describe(error, doing: "PostgreSQL")
+        }
+    }
+
+    /// Ends a failed transaction. Should the rollback itself fail, the connection is closed so
+    /// that the pool never hands out a connection stuck in a transaction.
+    func rollback() {
+        do {
+            try execute("ROLLBACK")
+        } catch {
+            _ = try? connection.close().wait()
+        }
+    }
+}
+
+/// SQL built piece by piece (a query whose filters vary) with every value bound: `bind(_:)`
+/// appends the value to the bindings and returns its placeholder (`$3`).
+struct PostgresStatement {
+    private(set) var sql: String
+    private var bindings = PostgresBindings()
+
+    init(_ sql: String) {
+        self.sql = sql
+    }
+
+    mutating func append(_ fragment: String) {
+        sql += fragment
+    }
+
+    mutating func bind(_ value: some PostgresDynamicTypeEncodable) -> String {
+        bindings.append(value)
+        return "$\(bindings.count)"
+    }
+
+    var query: PostgresQuery {
+        PostgresQuery(unsafeSQL: sql, binds: bindings)
+    }
+}
+
+extension PostgresRandomAccessRow {
+    /// The column's value; a NULL or a value of another type throws (a damaged row is an error,
+    /// never a crash).
+    func value<T: PostgresDecodable>(_ column: String, as type: T.Type = T.self) throws -> T {
+        guard contains(column) else {
+            throw PostgresDatabase.DatabaseError("PostgreSQL: no column \(column) in the result")
+        }
+        do {
+            return try self[column].decode(T.self)
+        } catch {
+            throw PostgresDatabase.DatabaseError("PostgreSQL: column \(column) does not hold a \(T.self)")
+        }
+    }
+
+    /// The column's value, nil for NULL.
+    func optional<T: PostgresDecodable>(_ column: String, as type: T.Type = T.self) throws -> T?
+    where T._DecodableType == T {
+        try value(column, as: T?.self)
+    }
+}

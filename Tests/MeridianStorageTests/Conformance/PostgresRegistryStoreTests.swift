@@ -1,0 +1,112 @@
+import Foundation
+import MeridianCore
+import MeridianStorage
+import Testing
+
+/// What only the PostgreSQL store has to get right: several processes on one database, a
+/// database it must refuse, connections that go away.
+///
+/// PostgreSQL needs a server: `bash scripts/test` (and so CI) always starts a throwaway one
+/// (scripts/postgres-test-server) and sets MERIDIAN_TEST_POSTGRES_URL; a bare `swift test`
+/// without a server has nothing to run these against.
+@Suite(
+    "PostgreSQL registry store",
+    .enabled(if: PostgresTestServer.isConfigured, "needs MERIDIAN_TEST_POSTGRES_URL (bash scripts/test sets it)")
+)
+struct PostgresRegistryStoreTests {
+    @Test(
+        "two servers on one database (two pools) write one intact audit chain: writers are serialized in the database"
+    )
+    func twoPools() async throws {
+        try await PostgresTestServer.withFreshDatabase { configuration in
+            let first = PostgresDatabase(configuration: configuration, logger: PostgresTestServer.logger())
+            let second = PostgresDatabase(configuration: configuration, logger: PostgresTestServer.logger())
+            try await first.withRunning { first in
+                try await second.withRunning { second in
+                    let registryA = Registry(store: try await PostgresRegistryStore(database: first))
+                    let registryB = Registry(store: try await PostgresRegistryStore(database: second))
+                    let bootstrap = try #require(
+                        try await registryA.bootstrapIfEmpty(apiKey: "two-pools-key-0123456789")
+                    )
+                    #expect(try await registryB.bootstrapIfEmpty(apiKey: nil) == nil)
+                    let owner = Caller(
+                        tenantID: bootstrap.tenant.id,
+                        role: .owner,
+                        actor: AuditActor(kind: .apiKey, id: bootstrap.apiKeyID ?? "")
+                    )
+                    let before = try await registryA.verifyAudit().entries
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        for index in 0..<30 {
+                            let registry = index % 2 == 0 ? registryA : registryB
+                            group.addTask {
+                                _ = try await registry.createDevice(DeviceDraft(name: "pool-\(index)"), by: owner)
+                            }
+                        }
+                        try await group.waitForAll()
+                    }
+                    let verification = try await registryB.verifyAudit()
+                    #expect(verification.isIntact)
+                    #expect(verification.entries == before + 30)
+                    #expect(
+                        try await registryA.devices(DeviceQuery(tenantID: "", limit: 100), by: owner).items.count == 30
+                    )
+                }
+            }
+        }
+    }
+
+    @Test("a database that is not UTF8 is refused with the reason, and left without tables")
+    func notUTF8() async throws {
+        try await PostgresTestServer.withFreshDatabase(encoding: "SQL_ASCII") { configuration in
+            let database = PostgresDatabase(configuration: configuration, logger: PostgresTestServer.logger())
+            try await database.withRunning { database in
+                let error = await #expect(throws: PostgresRegistryStore.OpenError.self) {
+                    try await PostgresRegistryStore(database: database)
+                }
+                #expect(error?.description.contains("UTF8") == true, "\(String(describing: error))")
+                let applied = try await database.appliedMigrations(component: "registry")
+                #expect(applied.isEmpty)
+            }
+        }
+    }
+
+    @Test("a wrong password or a missing database stops opening with the server's reason, never the password")
+    func refusedConnection() async throws {
+        try await PostgresTestServer.withFreshDatabase { configuration in
+            var missing = configuration.with(database: "meridian_no_such_database")
+            missing.password = "pw-that-must-not-show"
+            let database = PostgresDatabase(configuration: missing, logger: PostgresTestServer.logger())
+            try await database.withRunning { database in
+                let error = await #expect(throws: PostgresRegistryStore.OpenError.self) {
+                    try await PostgresRegistryStore(database: database)
+                }
+                let text = error?.description ?? ""
+                #expect(text.contains("meridian_no_such_database"), "\(text)")
+                #expect(text.contains("does not exist"), "\(text)")
+                #expect(!text.contains("pw-that-must-not-show"), "\(text)")
+            }
+        }
+    }
+
+    @Test("connections the server drops are replaced: the store keeps working after its backends are terminated")
+    func terminatedConnections() async throws {
+        try await PostgresTestServer.withFreshDatabase { configuration in
+            let database = PostgresDatabase(configuration: configuration, logger: PostgresTestServer.logger())
+            try await database.withRunning { database in
+                let store = try await PostgresRegistryStore(database: database)
+                let registry = Registry(store: store)
+                _ = try await registry.bootstrapIfEmpty(apiKey: "terminate-key-0123456789")
+                try await PostgresTestServer.terminateConnections(to: configuration.database)
+                // The first use may meet a connection that is already gone; after that the pool
+                // must have replaced it.
+                _ = try? await registry.authenticateAPIKey("terminate-key-0123456789")
+                var answered = false
+                for _ in 0..<5 where !answered {
+                    answered = (try? await registry.authenticateAPIKey("terminate-key-0123456789")) != nil
+                }
+                #expect(answered)
+                #expect(try await registry.verifyAudit().isIntact)
+            }
+        }
+    }
+}

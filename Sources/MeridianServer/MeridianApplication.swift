@@ -195,8 +195,16 @@ public struct MeridianApplication: Sendable {
         let router = Router(context: MeridianRequestContext.self)
         ServerRoutes.add(to: router, readiness: readiness, registry: registry, mqttPath: network.webSocketPath)
         TLSAdminRoutes.add(to: router, tls: tls)
+        // The live stream (WebSocket /api/v1/stream) stands on the API's authentication and is
+        // fed by the telemetry pipeline.
+        let stream: StreamEndpoint?
         if let platform {
-            try await APIRoutes.add(to: router, services: makeAPIServices(platform, telemetry: telemetry))
+            let apiServices = try await makeAPIServices(platform, telemetry: telemetry)
+            APIRoutes.add(to: router, services: apiServices)
+            stream = StreamEndpoint(hub: StreamHub(services: apiServices, pipeline: telemetry.pipeline, logger: self.logger))
+            StreamEndpoint.addRoutes(to: router)
+        } else {
+            stream = nil
         }
         let path = network.webSocketPath
         let logger = self.logger
@@ -222,7 +230,7 @@ public struct MeridianApplication: Sendable {
         let app = Application(
             router: router,
             server: HTTPServerBuilder { responder in
-                MQTTWebSocketChannel(responder: responder, broker: broker, path: path)
+                MQTTWebSocketChannel(responder: responder, broker: broker, path: path, stream: stream)
             },
             configuration: .init(address: .hostname(network.bind, port: network.httpPort), serverName: "meridian"),
             onServerRunning: { channel in
@@ -247,7 +255,8 @@ public struct MeridianApplication: Sendable {
                             responder: responder,
                             broker: broker,
                             path: path,
-                            transport: .secureWebSocket
+                            transport: .secureWebSocket,
+                            stream: stream
                         ),
                         channels: tls.https,
                         logger: logger
@@ -263,11 +272,12 @@ public struct MeridianApplication: Sendable {
             services.append(.init(service: httpsApp))
         }
         let shutdownNotice = ShutdownNotice(readiness: readiness, logger: logger)
-        // Graceful shutdown runs in reverse order: readiness drops first, then the broker
-        // disconnects every MQTT client (WebSocket ones included, which the HTTP servers would
-        // otherwise wait for), then the HTTP servers stop.
+        // Graceful shutdown runs in reverse order: readiness drops first, then live-stream
+        // connections close and the broker disconnects every MQTT client (WebSocket ones
+        // included, which the HTTP servers would otherwise wait for), then the HTTP servers stop.
+        services.append(.init(service: broker))
+        if let stream { services.append(.init(service: stream.hub)) }
         services += [
-            .init(service: broker),
             .init(service: ReloadOnHangUp(signals: hangUps, tls: tls, logger: logger)),
             .init(service: shutdownNotice),
         ]

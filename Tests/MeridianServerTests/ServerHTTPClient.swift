@@ -111,7 +111,7 @@ enum ServerHTTPClient {
         }
     }
 
-    private static func parse(_ raw: String) throws -> ServerHTTPResponse {
+    static func parse(_ raw: String) throws -> ServerHTTPResponse {
         guard let headEnd = raw.range(of: "\r\n\r\n") else { throw Failure(description: "incomplete response: \(raw)") }
         let headLines = raw[..<headEnd.lowerBound].components(separatedBy: "\r\n")
         let statusParts = headLines[0].split(separator: " ")

@@ -244,7 +244,7 @@ struct ServerTests {
             let refusals: [Refusal] = [
                 ("/mqtt", [], "13", 400, "websocket-subprotocol", "upgrade on /mqtt needs the subprotocol mqtt"),
                 ("/mqtt", ["chat"], "13", 400, "websocket-subprotocol", "needs the subprotocol mqtt (or mqttv3.1)"),
-                ("/other", ["mqtt"], "13", 400, "websocket-path", "accepted on /mqtt only"),
+                ("/other", ["mqtt"], "13", 400, "websocket-path", "accepted on /mqtt (MQTT over WebSocket) and /api/v1/stream"),
                 ("/mqtt?x=1", ["mqtt"], "8", 426, "websocket-version", "Sec-WebSocket-Version: 13"),
             ]
             for refusal in refusals {

@@ -53,6 +53,9 @@ struct APIEndpoint: Sendable {
 struct APIIdentity: Sendable {
     var caller: Caller
     var username: String?
+    /// When the credential stops working on its own: an access token's expiry, an API key's
+    /// `expiresAt` (nil: never).
+    var expiresAt: Date?
 }
 
 /// What a handler gets: the request, its context, the services, and (for authenticated
@@ -136,7 +139,13 @@ public final class APIServices: Sendable {
     /// or an access token from login (its user, tenant and role). 401 without one, or with
     /// one that is unknown, expired or revoked.
     func authenticate(_ request: Request, remoteAddress: String?) async throws -> APIIdentity {
-        let headers = request.headers[values: .authorization]
+        let token = try Self.bearerToken(request.headers[values: .authorization])
+        return try await authenticate(token: token, remoteAddress: remoteAddress)
+    }
+
+    /// The token of the `Authorization` header values `headers` (`Bearer <token>`); 401
+    /// problems for none, several, another scheme, or an empty or oversized token.
+    static func bearerToken(_ headers: [String]) throws -> String {
         guard let header = headers.first else {
             throw APIProblem.unauthenticated("send Authorization: Bearer <API key or access token>", tokenGiven: false)
         }
@@ -147,7 +156,13 @@ public final class APIServices: Sendable {
         guard parts.count == 2, parts[0].lowercased() == "bearer" else {
             throw APIProblem.unauthenticated("the Authorization header must be: Bearer <API key or access token>", tokenGiven: true)
         }
-        let token = parts[1].trimmingCharacters(in: .whitespaces)
+        return parts[1].trimmingCharacters(in: .whitespaces)
+    }
+
+    /// The identity behind an API key or access token (however it was sent: a header, or
+    /// for the live stream also a query parameter or a message). 401 problems for a token
+    /// that is empty, too long, unknown, expired or revoked.
+    func authenticate(token: String, remoteAddress: String?) async throws -> APIIdentity {
         guard !token.isEmpty, token.utf8.count <= 4096 else {
             throw APIProblem.unauthenticated("the bearer token is empty or too long", tokenGiven: true)
         }
@@ -156,12 +171,15 @@ public final class APIServices: Sendable {
                 throw APIProblem.unauthenticated("the access token is invalid or expired: log in again or refresh it", tokenGiven: true)
             }
             let actor = AuditActor(kind: .user, id: claims.userID, remoteAddress: remoteAddress)
-            return APIIdentity(caller: Caller(tenantID: claims.tenant, role: claims.role, actor: actor), username: claims.username)
+            return APIIdentity(
+                caller: Caller(tenantID: claims.tenant, role: claims.role, actor: actor), username: claims.username,
+                expiresAt: claims.expiresAt
+            )
         }
         guard let key = try await registry.authenticateAPIKey(token) else {
             throw APIProblem.unauthenticated("the API key is unknown, expired or revoked", tokenGiven: true)
         }
         let actor = AuditActor(kind: .apiKey, id: key.id, remoteAddress: remoteAddress)
-        return APIIdentity(caller: Caller(tenantID: key.tenantID, role: key.role, actor: actor), username: nil)
+        return APIIdentity(caller: Caller(tenantID: key.tenantID, role: key.role, actor: actor), username: nil, expiresAt: key.expiresAt)
     }
 }

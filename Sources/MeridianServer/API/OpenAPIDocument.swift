@@ -34,6 +34,15 @@ enum OpenAPIDocument {
                 the access token from `POST /auth/login`. Every operation names the least role it needs \
                 (`x-minimum-role`); anything of another tenant is 404. Errors are `application/problem+json` \
                 naming the offending `field`.
+
+                Live stream: `GET /api/v1/stream` is a WebSocket (not listed below) that pushes telemetry as it \
+                is stored. Authenticate with the same token (`Authorization: Bearer`, a `token` query parameter, \
+                or a first message `{"type":"auth","token":"..."}`), then send \
+                `{"type":"subscribe","id":"s1","topic":"telemetry","devices":["<id>"] or "*","keys":["temp"]}`; \
+                events arrive as `{"type":"telemetry","subscription":"s1","device":"<id>","samples":{"temp":\
+                [{"ts":<ms>,"value":21.5}]}}`. Errors are `{"type":"error","code","id","error","field"}`; a slow \
+                reader gets `{"type":"dropped","count":n}`; a bad, expired or revoked token closes with code 4401. \
+                The full protocol is in docs/api.md ("Live stream").
                 """
             ),
         ],

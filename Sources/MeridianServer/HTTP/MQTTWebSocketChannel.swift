@@ -10,7 +10,8 @@ import NIOWebSocket
 
 /// The HTTP port's child channel: plain HTTP/1.1 for the API, or — for a WebSocket upgrade on
 /// the MQTT path asking for the `mqtt` subprotocol — MQTT over WebSocket handled by the broker's
-/// own channel handler, so WebSocket clients get the same code path as TCP clients.
+/// own channel handler, so WebSocket clients get the same code path as TCP clients, or — for a
+/// WebSocket upgrade on `/api/v1/stream` — the live stream (``StreamEndpoint``).
 ///
 /// On the HTTPS port (behind HummingbirdTLS's `TLSChannel`) the transport is
 /// `.secureWebSocket`, and the client certificate verified in the TLS handshake, if any, goes
@@ -24,6 +25,8 @@ import NIOWebSocket
 struct MQTTWebSocketChannel: ServerChildChannel, HTTPChannelHandler {
     enum UpgradeResult: Sendable {
         case mqtt(any Channel)
+        /// A live-stream connection (``StreamChannelHandler`` runs it).
+        case stream(any Channel)
         case http(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
         /// A declined WebSocket upgrade: the client is told why, then the connection closes.
         case refused(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, WebSocketUpgradeRefusal)
@@ -44,17 +47,21 @@ struct MQTTWebSocketChannel: ServerChildChannel, HTTPChannelHandler {
     let maximumFrameSize: Int
     /// `.webSocket` on the HTTP port, `.secureWebSocket` on the HTTPS port.
     let transport: MQTTTransport
+    /// The live stream; nil: upgrades of its path are refused like any other path's.
+    let stream: StreamEndpoint?
 
     init(
         responder: @escaping HTTPChannelHandler.Responder,
         broker: MQTTBroker,
         path: String,
-        transport: MQTTTransport = .webSocket
+        transport: MQTTTransport = .webSocket,
+        stream: StreamEndpoint? = nil
     ) {
         self.responder = responder
         self.broker = broker
         self.path = path
         self.transport = transport
+        self.stream = stream
         self.maximumFrameSize = max(broker.configuration.limits.maximumPacketSize, 1 << 16)
     }
 
@@ -64,10 +71,13 @@ struct MQTTWebSocketChannel: ServerChildChannel, HTTPChannelHandler {
             let broker = self.broker
             let transport = self.transport
             let recorder = NIOLoopBound(UpgradeRequestRecorder(), eventLoop: channel.eventLoop)
-            let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
+            let stream = self.stream
+            let streamPath = stream == nil ? nil : StreamEndpoint.path
+            let streamDecision = StreamEndpoint.Decision()
+            let mqttUpgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
                 maxFrameSize: maximumFrameSize,
                 shouldUpgrade: { channel, head in
-                    guard case .success(let chosen) = Self.negotiate(head, path: path) else {
+                    guard case .success(let chosen) = Self.negotiate(head, path: path, streamPath: streamPath) else {
                         return channel.eventLoop.makeSucceededFuture(nil)
                     }
                     var headers = HTTPHeaders()
@@ -85,6 +95,14 @@ struct MQTTWebSocketChannel: ServerChildChannel, HTTPChannelHandler {
                     }
                 }
             )
+            var routes: [String: NIOTypedWebSocketServerUpgrader<UpgradeResult>] = [:]
+            if let stream {
+                routes[StreamEndpoint.path] = stream.upgrader(decision: streamDecision, logger: logger) { channel in
+                    recorder.value.leave()
+                    return UpgradeResult.stream(channel)
+                }
+            }
+            let upgrader = WebSocketPathUpgrader(routes: routes, fallback: mqttUpgrader)
             let serverUpgradeConfiguration = NIOTypedHTTPServerUpgradeConfiguration(
                 upgraders: [upgrader],
                 notUpgradingCompletionHandler: { channel in
@@ -105,7 +123,12 @@ struct MQTTWebSocketChannel: ServerChildChannel, HTTPChannelHandler {
                         let recorder = recorder.value
                         if let request = recorder.upgradeRequest, WebSocketUpgradeRefusal.isWebSocketUpgrade(request) {
                             recorder.leave()
-                            guard case .failure(let refusal) = Self.negotiate(request, path: path) else {
+                            if streamPath != nil, WebSocketPathUpgrader<UpgradeResult>.path(of: request) == streamPath {
+                                // NIO's handshake checks, then the stream's own (a bad token).
+                                let refusal = Self.handshakeRefusal(request) ?? streamDecision.refusal ?? .malformedHandshake
+                                return UpgradeResult.refused(asyncChannel, refusal)
+                            }
+                            guard case .failure(let refusal) = Self.negotiate(request, path: path, streamPath: streamPath) else {
                                 // Accepted by us, so refused by NIO's own handshake checks.
                                 return UpgradeResult.refused(asyncChannel, .malformedHandshake)
                             }
@@ -139,7 +162,7 @@ struct MQTTWebSocketChannel: ServerChildChannel, HTTPChannelHandler {
                 await handleHTTP(asyncChannel: asyncChannel, logger: logger)
             case .refused(let asyncChannel, let refusal):
                 await answer(refusal, on: asyncChannel, logger: logger)
-            case .mqtt(let channel):
+            case .mqtt(let channel), .stream(let channel):
                 try? await channel.closeFuture.get()
             }
         } catch {

@@ -12,23 +12,45 @@ struct WebSocketUpgradeRefusal: Error, Equatable, Sendable {
     let type: String
     let title: String
     let detail: String
+    /// Extra response headers (`WWW-Authenticate`).
+    let headers: [String: String]
 
-    private init(status: HTTPResponse.Status, type: String, title: String, detail: String) {
+    private init(status: HTTPResponse.Status, type: String, title: String, detail: String, headers: [String: String] = [:]) {
         self.status = status
         self.type = "urn:meridian:problem:" + type
         self.title = title
         self.detail = detail
+        self.headers = headers
     }
 
-    /// The upgrade asks for a path other than the MQTT path.
-    static func notTheMQTTPath(_ path: String) -> Self {
+    /// The upgrade asks for a path other than the MQTT path (and the live stream's, when the
+    /// server has one).
+    static func notTheMQTTPath(_ path: String, streamPath: String? = nil) -> Self {
         Self(
             status: .badRequest,
             type: "websocket-path",
             title: "No WebSocket endpoint on this path",
-            detail: "WebSocket upgrades are accepted on \(path) only (MQTT over WebSocket)"
+            detail: streamPath.map {
+                "WebSocket upgrades are accepted on \(path) (MQTT over WebSocket) and \($0) (the live stream) only"
+            } ?? "WebSocket upgrades are accepted on \(path) only (MQTT over WebSocket)"
         )
     }
+
+    /// The live stream's upgrade carried a bad token: the API's 401 answer.
+    static func unauthenticated(_ problem: APIProblem) -> Self {
+        Self(
+            status: .unauthorized, type: "unauthenticated", title: problem.title, detail: problem.detail,
+            headers: problem.headers
+        )
+    }
+
+    /// The live stream takes no new connections: the server is shutting down.
+    static let shuttingDown = Self(
+        status: .serviceUnavailable,
+        type: "shutting-down",
+        title: "Shutting down",
+        detail: "the server is shutting down; connect again later"
+    )
 
     /// The upgrade on the MQTT path offers none of the MQTT subprotocols.
     static func missingSubprotocol(path: String, accepted: [String]) -> Self {
@@ -74,6 +96,9 @@ struct WebSocketUpgradeRefusal: Error, Equatable, Sendable {
             .contentLength: "\(body.readableBytes)",
             .date: Self.httpDate(Date()),
         ]
+        for (name, value) in headers {
+            if let field = HTTPField.Name(name) { fields[field] = value }
+        }
         if status == .upgradeRequired {
             // RFC 9110 §15.5.22 and RFC 6455 §4.4: name the protocol and version to use.
             fields[.upgrade] = "websocket"

@@ -1,0 +1,104 @@
+import MeridianCore
+
+/// A message the server sends on the live stream (a JSON text frame). Every message is an
+/// object with a `type`; events (today `telemetry`; later twin changes, presence, alarms) also
+/// carry the `subscription` they answer and the `device` they are about.
+enum StreamServerMessage: Sendable, Equatable {
+    /// The connection is authenticated: `{"type":"authenticated","tenant":..,"role":..,"expiresAt":<ms>|null}`.
+    case authenticated(tenantID: String, role: Role, expiresAt: Int64?)
+    /// `{"type":"subscribed","id":..,"topic":..}`
+    case subscribed(id: String, topic: StreamSubscription.Topic)
+    /// `{"type":"unsubscribed","id":..}`
+    case unsubscribed(id: String)
+    /// `{"type":"error","code":..,"id":..,"error":..,"field":..,"devices":[..]}` (`id`, `field`
+    /// and `devices` only when known).
+    case error(StreamClientMessageError)
+    /// `{"type":"pong"}` (with the ping's `id`, if it had one).
+    case pong(id: String?)
+    /// `{"type":"dropped","count":n}`: n device messages were discarded because this client
+    /// did not read fast enough; the events after it are newer.
+    case dropped(count: Int)
+
+    /// The message as JSON text.
+    var text: String {
+        var json = TelemetryJSON(capacity: 96)
+        json.text.append("{\"type\":")
+        switch self {
+        case .authenticated(let tenantID, let role, let expiresAt):
+            json.string("authenticated")
+            json.text.append(",\"tenant\":")
+            json.string(tenantID)
+            json.text.append(",\"role\":")
+            json.string(role.rawValue)
+            json.text.append(",\"expiresAt\":")
+            json.text.append(expiresAt.map(String.init) ?? "null")
+        case .subscribed(let id, let topic):
+            json.string("subscribed")
+            json.text.append(",\"id\":")
+            json.string(id)
+            json.text.append(",\"topic\":")
+            json.string(topic.rawValue)
+        case .unsubscribed(let id):
+            json.string("unsubscribed")
+            json.text.append(",\"id\":")
+            json.string(id)
+        case .error(let error):
+            json.string("error")
+            json.text.append(",\"code\":")
+            json.string(error.code)
+            if let id = error.id {
+                json.text.append(",\"id\":")
+                json.string(id)
+            }
+            json.text.append(",\"error\":")
+            json.string(error.message)
+            if let field = error.field {
+                json.text.append(",\"field\":")
+                json.string(field)
+            }
+            if !error.devices.isEmpty {
+                json.text.append(",\"devices\":[")
+                for (index, device) in error.devices.enumerated() {
+                    if index > 0 { json.text.append(",") }
+                    json.string(device)
+                }
+                json.text.append("]")
+            }
+        case .pong(let id):
+            json.string("pong")
+            if let id {
+                json.text.append(",\"id\":")
+                json.string(id)
+            }
+        case .dropped(let count):
+            json.string("dropped")
+            json.text.append(",\"count\":")
+            json.text.append(String(count))
+        }
+        json.text.append("}")
+        return json.text
+    }
+
+    /// `{"type":"telemetry","subscription":..,"device":..,"samples":{"<key>":[{"ts":..,"value":..}]}}`
+    /// for the samples of `message` whose key is in `keys` (all when nil), in the order the
+    /// device sent them; nil when none is.
+    static func telemetry(subscription: String, message: DeviceMessage, keys: Set<String>?) -> String? {
+        let samples = message.samples
+        var series: [String: [TelemetryPoint]] = [:]
+        var count = 0
+        for sample in samples where keys?.contains(sample.key) ?? true {
+            series[sample.key, default: []].append(TelemetryPoint(timestamp: sample.timestamp, value: sample.value))
+            count += 1
+        }
+        guard count > 0 else { return nil }
+        var json = TelemetryJSON(capacity: 96 + count * 40)
+        json.text.append("{\"type\":\"telemetry\",\"subscription\":")
+        json.string(subscription)
+        json.text.append(",\"device\":")
+        json.string(message.deviceID)
+        json.text.append(",\"samples\":")
+        json.series(series)
+        json.text.append("}")
+        return json.text
+    }
+}

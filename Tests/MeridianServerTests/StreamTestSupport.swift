@@ -312,10 +312,15 @@ struct StreamTestAPI: Sendable {
         return (try #require(created["id"] as? String), try #require(created["key"] as? String))
     }
 
-    /// A user of the admin key's tenant with `password`, logged in: their access token.
-    func userToken(role: String = "viewer") async throws -> String {
+    /// A new user of the admin key's tenant, logged in: the user name and an access token.
+    func user(role: String = "viewer") async throws -> (username: String, token: String) {
         let username = "user-\(UUID().uuidString.prefix(8))"
         try await expect(201, "POST", "/api/v1/users", body: #"{"username": "\#(username)", "password": "correct horse battery", "role": "\#(role)"}"#)
+        return (username, try await login(username))
+    }
+
+    /// A new access token for `username`.
+    func login(_ username: String) async throws -> String {
         let login = try await expect(200, "POST", "/api/v1/auth/login", key: nil, body: #"{"username": "\#(username)", "password": "correct horse battery"}"#)
         return try #require(login["accessToken"] as? String)
     }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 import uuid
 
@@ -229,19 +230,31 @@ def test_a_client_that_never_reads_does_not_stop_ingestion(platform):
     try:
         assert stalled.subscribe("all", "*")["type"] == "subscribed"
         assert reader.subscribe("all", [device_id])["type"] == "subscribed"
-        # From here on `stalled` reads nothing. 30 posts of 10,000 samples: ~13 MB of stream
-        # messages per subscriber, far beyond the stalled socket's buffers and its queue.
+        # From here on `stalled` reads nothing, while `reader` reads in a thread of its own.
+        # 30 posts of 10,000 samples: ~13 MB of stream messages per subscriber, far beyond the
+        # stalled socket's buffers and its queue.
         count = 30
+        received: list[dict] = []
+        failure: list[BaseException] = []
+
+        def read_all():
+            try:
+                for _ in range(count):
+                    received.append(reader.next(telemetry("all"), timeout=60))
+            except BaseException as e:  # noqa: BLE001 - reported by the test thread
+                failure.append(e)
+
+        thread = threading.Thread(target=read_all, daemon=True)
+        thread.start()
         keys = {f"k{i}": i for i in range(9_999)}
         started = time.monotonic()
         for n in range(count):
             post(platform, device_id, token, {"ts": T0 + n, "values": {"n": n, **keys}})
-        for n in range(count):
-            got = reader.next(telemetry("all"), timeout=60)
-            assert got["samples"]["n"] == [{"ts": T0 + n, "value": n}]
-            assert len(got["samples"]) == 10_000
-        elapsed = time.monotonic() - started
-        assert elapsed < 60, elapsed
+        thread.join(timeout=90)
+        assert not thread.is_alive() and not failure, failure
+        assert time.monotonic() - started < 90
+        assert [m["samples"]["n"] for m in received] == [[{"ts": T0 + n, "value": n}] for n in range(count)]
+        assert all(len(m["samples"]) == 10_000 for m in received)
         r = platform.api("GET", f"/api/v1/devices/{device_id}/telemetry",
                          params={"keys": "n", "from": T0, "to": T0 + 1000})
         assert len(r.json()["n"]) == count

@@ -307,6 +307,23 @@ struct StreamTests {
         }
     }
 
+    @Test("the stream is on the HTTPS port too")
+    func overHTTPS() async throws {
+        try await ServerFixture.withStream { server, _ in
+            let port = try #require(server.endpoints.httpsPort)
+            let trust = try pinning(TLSMaterial.GeneratedFiles(dataDirectory: server.dataDirectory).certificate)
+            let accepted = try await ServerHTTPClient.upgrade(
+                port: port, path: StreamEndpoint.path + "?token=\(StreamTestAPI.adminKey)", subprotocols: ["meridian.v1"], tls: trust
+            )
+            #expect(accepted?.status == 101)
+            #expect(accepted?.header("Sec-WebSocket-Protocol") == "meridian.v1")
+            let refused = try await ServerHTTPClient.upgrade(
+                port: port, path: StreamEndpoint.path + "?token=mk_wrong_0123456789", subprotocols: [], tls: trust
+            )
+            #expect(refused?.status == 401)
+        }
+    }
+
     @Test("shutting the server down closes stream connections with 1001")
     func shutdownCloses() async throws {
         let client = try await ServerFixture.withStream { server, _ in

@@ -22,8 +22,8 @@ final class StreamChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
     static let authenticationTimeout = TimeAmount.seconds(10)
     /// How long a close handshake may take before the socket is closed anyway.
     static let closeTimeout = TimeAmount.seconds(5)
-    /// Most messages sent per drain step (then flushed).
-    static let drainStep = 64
+    /// Most device messages sent between flushes.
+    static let flushEvery = 32
     /// Most bytes of messages held while a check runs.
     static let maximumHeldBytes = 256 * 1024
 
@@ -214,23 +214,39 @@ final class StreamChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
             outbox.close()
             return
         }
-        while context.channel.isWritable {
-            let (messages, dropped) = outbox.take(maximum: Self.drainStep)
-            if dropped > 0 { send(.dropped(count: dropped), flush: false) }
-            if messages.isEmpty && dropped == 0 { break }
-            for message in messages {
-                for active in session.subscriptions where active.follows(message.deviceID) {
-                    guard
-                        let text = StreamServerMessage.telemetry(
-                            subscription: active.subscription.id, message: message, keys: active.subscription.keys
-                        )
-                    else { continue }
-                    write(text)
+        // One device message at a time, checking writability before each: what waits in NIO's
+        // buffer stays within its high watermark plus one message. A flush may make the socket
+        // writable again (its writability event comes while this drain still runs): go on then.
+        var exhausted = false
+        repeat {
+            var unflushed = 0
+            while context.channel.isWritable {
+                let (messages, dropped) = outbox.take(maximum: 1)
+                if dropped > 0 { send(.dropped(count: dropped), flush: false) }
+                if messages.isEmpty && dropped == 0 {
+                    exhausted = true
+                    break
+                }
+                for message in messages {
+                    for active in session.subscriptions where active.follows(message.deviceID) {
+                        guard
+                            let text = StreamServerMessage.telemetry(
+                                subscription: active.subscription.id, message: message, keys: active.subscription.keys
+                            )
+                        else { continue }
+                        write(text)
+                    }
+                }
+                unflushed += 1
+                if unflushed >= Self.flushEvery {
+                    context.flush()
+                    unflushed = 0
                 }
             }
             context.flush()
-        }
-        if !context.channel.isWritable { outbox.pause() }
+        } while !exhausted && context.channel.isWritable && !closeSent
+        // Not writable: the writability event resumes the drain.
+        if !exhausted { outbox.pause() }
     }
 
     private func write(_ text: String) {

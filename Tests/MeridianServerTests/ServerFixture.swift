@@ -57,17 +57,19 @@ final class ServerFixture: Sendable {
     }
 
     /// Starts a server, runs `body` with it and stops it gracefully afterwards (also when
-    /// `body` throws), removing its data directory unless `keepData` is set.
+    /// `body` throws), removing its data directory unless `keepData` is set. `startTimeout`
+    /// bounds the start (the whole test process may be busy then).
     static func with<T>(
         _ configuration: MeridianConfiguration = testConfiguration(),
         keepData: Bool = false,
+        startTimeout: Duration = .seconds(15),
         _ body: (ServerFixture) async throws -> T
     ) async throws -> T {
         defer {
             if !keepData { try? FileManager.default.removeItem(atPath: configuration.dataDirectory) }
         }
         return try await testGracefulShutdown { trigger in
-            let server = try await start(configuration, trigger: trigger)
+            let server = try await start(configuration, trigger: trigger, timeout: startTimeout)
             let result: Result<T, any Error>
             do {
                 result = .success(try await body(server))
@@ -81,7 +83,8 @@ final class ServerFixture: Sendable {
 
     private static func start(
         _ configuration: MeridianConfiguration,
-        trigger: GracefulShutdownTestTrigger
+        trigger: GracefulShutdownTestTrigger,
+        timeout: Duration
     ) async throws -> ServerFixture {
         var logger = Logger(label: "server-tests")
         logger.logLevel = .critical
@@ -99,7 +102,7 @@ final class ServerFixture: Sendable {
             }
         }
         do {
-            try await serverEventually("the server to listen", within: .seconds(15)) {
+            try await serverEventually("the server to listen", within: timeout) {
                 if let failure = state.failure { throw failure }
                 return state.endpoints != nil
             }

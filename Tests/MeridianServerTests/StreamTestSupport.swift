@@ -40,7 +40,10 @@ final class StreamTestClient: Sendable {
 
     /// Opens the stream on `port`; fails when the server does not switch protocols.
     static func connect(
-        port: Int, path: String = StreamEndpoint.path, headers: [(String, String)] = [], subprotocols: [String] = [],
+        port: Int,
+        path: String = StreamEndpoint.path,
+        headers: [(String, String)] = [],
+        subprotocols: [String] = [],
         smallReceiveBuffer: Bool = false
     ) async throws -> StreamTestClient {
         let recorder = Recorder()
@@ -101,8 +104,10 @@ final class StreamTestClient: Sendable {
         repeat {
             let end = min(bytes.count, offset + size)
             let frame = WebSocketFrame(
-                fin: end == bytes.count, opcode: first ? .text : .continuation,
-                maskKey: .random(), data: ByteBuffer(bytes: bytes[offset..<end])
+                fin: end == bytes.count,
+                opcode: first ? .text : .continuation,
+                maskKey: .random(),
+                data: ByteBuffer(bytes: bytes[offset..<end])
             )
             try await channel.writeAndFlush(frame).get()
             offset = end
@@ -112,7 +117,9 @@ final class StreamTestClient: Sendable {
 
     /// Sends a frame as given (binary, ping, ...), masked.
     func send(opcode: WebSocketOpcode, _ data: [UInt8], fin: Bool = true) async throws {
-        try await channel.writeAndFlush(WebSocketFrame(fin: fin, opcode: opcode, maskKey: .random(), data: ByteBuffer(bytes: data))).get()
+        try await channel.writeAndFlush(
+            WebSocketFrame(fin: fin, opcode: opcode, maskKey: .random(), data: ByteBuffer(bytes: data))
+        ).get()
     }
 
     /// Sends a JSON object.
@@ -123,12 +130,17 @@ final class StreamTestClient: Sendable {
     /// Subscribes and waits for the answer (`subscribed` or `error`).
     @discardableResult
     func subscribe(
-        _ id: String, devices: Any, keys: [String]? = nil, topic: String = "telemetry"
+        _ id: String,
+        devices: Any,
+        keys: [String]? = nil,
+        topic: String = "telemetry"
     ) async throws -> [String: Any] {
         var message: [String: Any] = ["type": "subscribe", "id": id, "topic": topic, "devices": devices]
         if let keys { message["keys"] = keys }
         try await send(json: message)
-        return try await next { ($0["type"] as? String == "subscribed" || $0["type"] as? String == "error") && $0["id"] as? String == id }
+        return try await next {
+            ($0["type"] as? String == "subscribed" || $0["type"] as? String == "error") && $0["id"] as? String == id
+        }
     }
 
     /// Stops reading from the socket.
@@ -145,7 +157,8 @@ final class StreamTestClient: Sendable {
     /// The next message not yet handed out that satisfies `matching` (the ones before it are
     /// passed over), within `timeout`; throws when none comes.
     func next(
-        within timeout: Duration = .seconds(20), sourceLocation: SourceLocation = #_sourceLocation,
+        within timeout: Duration = .seconds(20),
+        sourceLocation: SourceLocation = #_sourceLocation,
         _ matching: @escaping ([String: Any]) -> Bool = { _ in true }
     ) async throws -> [String: Any] {
         var found: [String: Any]?
@@ -265,7 +278,10 @@ struct StreamTestAPI: Sendable {
     /// Calls the API; returns the status and the body (as JSON when it is an object).
     @discardableResult
     func call(
-        _ method: String, _ path: String, key: String? = adminKey, body: String? = nil,
+        _ method: String,
+        _ path: String,
+        key: String? = adminKey,
+        body: String? = nil,
         sourceLocation: SourceLocation = #_sourceLocation
     ) async throws -> (status: Int, json: [String: Any], text: String) {
         var lines = ["\(method) \(path) HTTP/1.1", "Host: 127.0.0.1:\(port)", "Connection: close"]
@@ -283,7 +299,11 @@ struct StreamTestAPI: Sendable {
     /// Calls the API and requires `status`; returns the JSON object.
     @discardableResult
     func expect(
-        _ status: Int, _ method: String, _ path: String, key: String? = adminKey, body: String? = nil,
+        _ status: Int,
+        _ method: String,
+        _ path: String,
+        key: String? = adminKey,
+        body: String? = nil,
         sourceLocation: SourceLocation = #_sourceLocation
     ) async throws -> [String: Any] {
         let response = try await call(method, path, key: key, body: body)
@@ -293,21 +313,48 @@ struct StreamTestAPI: Sendable {
 
     /// A new device of the key's tenant and a token credential for it.
     func device(key: String = adminKey) async throws -> (id: String, token: String) {
-        let created = try await expect(201, "POST", "/api/v1/devices", key: key, body: #"{"name": "dev-\#(UUID().uuidString.prefix(8))"}"#)
+        let created = try await expect(
+            201,
+            "POST",
+            "/api/v1/devices",
+            key: key,
+            body: #"{"name": "dev-\#(UUID().uuidString.prefix(8))"}"#
+        )
         let id = try #require(created["id"] as? String)
-        let credential = try await expect(201, "POST", "/api/v1/devices/\(id)/credentials", key: key, body: #"{"type": "token"}"#)
+        let credential = try await expect(
+            201,
+            "POST",
+            "/api/v1/devices/\(id)/credentials",
+            key: key,
+            body: #"{"type": "token"}"#
+        )
         return (id, try #require(credential["token"] as? String))
     }
 
     /// Posts `body` as `device`'s telemetry (its token) and requires 200.
-    func post(_ device: (id: String, token: String), _ body: String, sourceLocation: SourceLocation = #_sourceLocation) async throws {
-        try await expect(200, "POST", "/api/v1/devices/\(device.id)/telemetry", key: device.token, body: body, sourceLocation: sourceLocation)
+    func post(
+        _ device: (id: String, token: String),
+        _ body: String,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
+        try await expect(
+            200,
+            "POST",
+            "/api/v1/devices/\(device.id)/telemetry",
+            key: device.token,
+            body: body,
+            sourceLocation: sourceLocation
+        )
     }
 
     /// A new API key of `role`: (id, secret).
     func apiKey(_ role: String = "viewer", key: String = adminKey) async throws -> (id: String, key: String) {
         let created = try await expect(
-            201, "POST", "/api/v1/api-keys", key: key, body: #"{"name": "\#(role)-\#(UUID().uuidString.prefix(6))", "role": "\#(role)"}"#
+            201,
+            "POST",
+            "/api/v1/api-keys",
+            key: key,
+            body: #"{"name": "\#(role)-\#(UUID().uuidString.prefix(6))", "role": "\#(role)"}"#
         )
         return (try #require(created["id"] as? String), try #require(created["key"] as? String))
     }
@@ -315,26 +362,57 @@ struct StreamTestAPI: Sendable {
     /// A new user of the admin key's tenant, logged in: the user name and an access token.
     func user(role: String = "viewer") async throws -> (username: String, token: String) {
         let username = "user-\(UUID().uuidString.prefix(8))"
-        try await expect(201, "POST", "/api/v1/users", body: #"{"username": "\#(username)", "password": "correct horse battery", "role": "\#(role)"}"#)
+        try await expect(
+            201,
+            "POST",
+            "/api/v1/users",
+            body: #"{"username": "\#(username)", "password": "correct horse battery", "role": "\#(role)"}"#
+        )
         return (username, try await login(username))
     }
 
     /// A new access token for `username`.
     func login(_ username: String) async throws -> String {
-        let login = try await expect(200, "POST", "/api/v1/auth/login", key: nil, body: #"{"username": "\#(username)", "password": "correct horse battery"}"#)
+        let login = try await expect(
+            200,
+            "POST",
+            "/api/v1/auth/login",
+            key: nil,
+            body: #"{"username": "\#(username)", "password": "correct horse battery"}"#
+        )
         return try #require(login["accessToken"] as? String)
     }
 
     /// A second tenant owned by a new user: an owner access token for it.
     func secondTenant() async throws -> String {
         let username = "owner-\(UUID().uuidString.prefix(8))"
-        try await expect(201, "POST", "/api/v1/users", body: #"{"username": "\#(username)", "password": "correct horse battery", "role": "viewer"}"#)
-        let login = try await expect(200, "POST", "/api/v1/auth/login", key: nil, body: #"{"username": "\#(username)", "password": "correct horse battery"}"#)
+        try await expect(
+            201,
+            "POST",
+            "/api/v1/users",
+            body: #"{"username": "\#(username)", "password": "correct horse battery", "role": "viewer"}"#
+        )
+        let login = try await expect(
+            200,
+            "POST",
+            "/api/v1/auth/login",
+            key: nil,
+            body: #"{"username": "\#(username)", "password": "correct horse battery"}"#
+        )
         let token = try #require(login["accessToken"] as? String)
-        let tenant = try await expect(201, "POST", "/api/v1/tenants", key: token, body: #"{"name": "tenant-\#(UUID().uuidString.prefix(8))"}"#)
+        let tenant = try await expect(
+            201,
+            "POST",
+            "/api/v1/tenants",
+            key: token,
+            body: #"{"name": "tenant-\#(UUID().uuidString.prefix(8))"}"#
+        )
         let tenantID = try #require(tenant["id"] as? String)
         let owner = try await expect(
-            200, "POST", "/api/v1/auth/login", key: nil,
+            200,
+            "POST",
+            "/api/v1/auth/login",
+            key: nil,
             body: #"{"username": "\#(username)", "password": "correct horse battery", "tenant": "\#(tenantID)"}"#
         )
         return try #require(owner["accessToken"] as? String)
@@ -350,7 +428,8 @@ extension ServerFixture {
         var configuration = testConfiguration()
         configuration.api.bootstrapAPIKey = StreamTestAPI.adminKey
         configure(&configuration)
-        return try await with(configuration) { server in
+        // Many servers start at once in a full test run, with the process busy: be patient.
+        return try await with(configuration, startTimeout: .seconds(90)) { server in
             try await body(server, StreamTestAPI(port: server.httpPort))
         }
     }

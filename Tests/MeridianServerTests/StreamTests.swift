@@ -8,7 +8,8 @@ import Testing
 @testable import MeridianServer
 
 /// The live stream end to end: a real server on ephemeral ports, WebSocket clients on NIO.
-@Suite("Live stream: WebSocket /api/v1/stream")
+/// One test at a time: each runs a server, and the slow-consumer test pushes megabytes.
+@Suite("Live stream: WebSocket /api/v1/stream", .serialized)
 struct StreamTests {
     static let t0: Int64 = 1_700_000_000_000
 
@@ -23,7 +24,11 @@ struct StreamTests {
     static func bearer(_ token: String) -> [(String, String)] { [("Authorization", "Bearer \(token)")] }
 
     /// The raw upgrade request for the stream with `headers`, and the server's answer.
-    static func upgradeAnswer(port: Int, path: String = StreamEndpoint.path, headers: [(String, String)]) async throws -> ServerHTTPResponse {
+    static func upgradeAnswer(
+        port: Int,
+        path: String = StreamEndpoint.path,
+        headers: [(String, String)]
+    ) async throws -> ServerHTTPResponse {
         var lines = [
             "GET \(path) HTTP/1.1", "Host: 127.0.0.1:\(port)", "Upgrade: websocket", "Connection: Upgrade",
             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13",
@@ -38,15 +43,23 @@ struct StreamTests {
         try await ServerFixture.withStream { server, api in
             let device = try await api.device()
             let client = try await StreamTestClient.connect(
-                port: server.httpPort, headers: Self.bearer(StreamTestAPI.adminKey), subprotocols: ["meridian.v1"]
+                port: server.httpPort,
+                headers: Self.bearer(StreamTestAPI.adminKey),
+                subprotocols: ["meridian.v1"]
             )
             #expect(client.subprotocol == "meridian.v1")
             let hello = try await client.next { $0["type"] as? String == "authenticated" }
             #expect(hello["role"] as? String == "owner")
             #expect(try await client.subscribe("everything", devices: [device.id])["type"] as? String == "subscribed")
-            #expect(try await client.subscribe("temp", devices: [device.id], keys: ["temp"])["type"] as? String == "subscribed")
+            #expect(
+                try await client.subscribe("temp", devices: [device.id], keys: ["temp"])["type"] as? String
+                    == "subscribed"
+            )
 
-            try await api.post(device, #"[{"ts": \#(Self.t0), "values": {"temp": 21.5, "mode": "eco"}}, {"ts": \#(Self.t0 + 1000), "values": {"temp": 21.75}}]"#)
+            try await api.post(
+                device,
+                #"[{"ts": \#(Self.t0), "values": {"temp": 21.5, "mode": "eco"}}, {"ts": \#(Self.t0 + 1000), "values": {"temp": 21.75}}]"#
+            )
             let all = try await client.next(Self.isTelemetry("everything"))
             #expect(all["device"] as? String == device.id)
             #expect(Self.samples(all, "temp").map { $0["ts"] as? Int64 } == [Self.t0, Self.t0 + 1000])
@@ -59,7 +72,11 @@ struct StreamTests {
             // The same device over MQTT (its token as the user name).
             let mqtt = server.client { $0.username = device.token }
             _ = try await mqtt.connect()
-            _ = try await mqtt.publish("devices/\(device.id)/telemetry", payload: #"{"temp": 22.25, "on": true}"#, qos: .atLeastOnce)
+            _ = try await mqtt.publish(
+                "devices/\(device.id)/telemetry",
+                payload: #"{"temp": 22.25, "on": true}"#,
+                qos: .atLeastOnce
+            )
             let viaMQTT = try await client.next(Self.isTelemetry("everything"))
             #expect(Self.samples(viaMQTT, "temp").first?["value"] as? Double == 22.25)
             #expect(Self.samples(viaMQTT, "on").first?["value"] as? Bool == true)
@@ -83,7 +100,10 @@ struct StreamTests {
 
             let otherOwner = try await api.secondTenant()
             let foreign = try await api.device(key: otherOwner)
-            let foreignWatcher = try await StreamTestClient.connect(port: server.httpPort, headers: Self.bearer(otherOwner))
+            let foreignWatcher = try await StreamTestClient.connect(
+                port: server.httpPort,
+                headers: Self.bearer(otherOwner)
+            )
             #expect(try await foreignWatcher.subscribe("mine", devices: "*")["type"] as? String == "subscribed")
 
             // Another tenant's device, by id: refused, named; so is an unknown one.
@@ -112,18 +132,27 @@ struct StreamTests {
     func authentication() async throws {
         try await ServerFixture.withStream { server, api in
             let device = try await api.device()
-            for headers in [Self.bearer("mk_not_a_key_0123456789"), Self.bearer(device.token), [("Authorization", "Basic abc")]] {
+            for headers in [
+                Self.bearer("mk_not_a_key_0123456789"), Self.bearer(device.token), [("Authorization", "Basic abc")],
+            ] {
                 let answer = try await Self.upgradeAnswer(port: server.httpPort, headers: headers)
                 #expect(answer.status == 401, "\(headers): \(answer.body)")
                 #expect(answer.header("Content-Type") == "application/problem+json")
                 #expect(answer.header("WWW-Authenticate")?.hasPrefix("Bearer") == true)
                 #expect(answer.body.contains("urn:meridian:problem:unauthenticated"))
             }
-            let badQuery = try await Self.upgradeAnswer(port: server.httpPort, path: StreamEndpoint.path + "?token=nope", headers: [])
+            let badQuery = try await Self.upgradeAnswer(
+                port: server.httpPort,
+                path: StreamEndpoint.path + "?token=nope",
+                headers: []
+            )
             #expect(badQuery.status == 401)
 
             // A good token in the query (as browsers send it).
-            let viaQuery = try await StreamTestClient.connect(port: server.httpPort, path: StreamEndpoint.path + "?token=\(StreamTestAPI.adminKey)")
+            let viaQuery = try await StreamTestClient.connect(
+                port: server.httpPort,
+                path: StreamEndpoint.path + "?token=\(StreamTestAPI.adminKey)"
+            )
             #expect(try await viaQuery.next()["type"] as? String == "authenticated")
             await viaQuery.close()
 
@@ -157,14 +186,20 @@ struct StreamTests {
     func protocolErrors() async throws {
         try await ServerFixture.withStream { server, api in
             let device = try await api.device()
-            let client = try await StreamTestClient.connect(port: server.httpPort, headers: Self.bearer(StreamTestAPI.adminKey))
+            let client = try await StreamTestClient.connect(
+                port: server.httpPort,
+                headers: Self.bearer(StreamTestAPI.adminKey)
+            )
             let cases: [(message: String, code: String, field: String?)] = [
                 ("{not json", "invalid-json", nil),
                 ("[1, 2]", "invalid-message", nil),
                 (#"{"type": "dance", "id": "x"}"#, "unknown-type", "type"),
                 (#"{"type": "subscribe", "id": "x", "topic": "telemetry"}"#, "invalid-message", "devices"),
                 (#"{"type": "subscribe", "id": "x", "topic": "weather", "devices": "*"}"#, "invalid-message", "topic"),
-                (#"{"type": "subscribe", "id": "x", "topic": "telemetry", "devices": "*", "keys": [1]}"#, "invalid-message", "keys"),
+                (
+                    #"{"type": "subscribe", "id": "x", "topic": "telemetry", "devices": "*", "keys": [1]}"#,
+                    "invalid-message", "keys"
+                ),
                 (#"{"type": "subscribe", "topic": "telemetry", "devices": "*"}"#, "invalid-message", "id"),
                 (#"{"type": "unsubscribe", "id": "never"}"#, "unknown-subscription", "id"),
             ]
@@ -180,7 +215,8 @@ struct StreamTests {
 
             // A message in fragments, and a WebSocket ping.
             try await client.send(
-                #"{"type": "subscribe", "id": "frag", "topic": "telemetry", "devices": ["\#(device.id)"]}"#, fragment: 7
+                #"{"type": "subscribe", "id": "frag", "topic": "telemetry", "devices": ["\#(device.id)"]}"#,
+                fragment: 7
             )
             #expect(try await client.next()["type"] as? String == "subscribed")
             try await client.send(opcode: .ping, Array("hi".utf8))
@@ -188,9 +224,15 @@ struct StreamTests {
             #expect(try await client.next(Self.isTelemetry("frag"))["device"] as? String == device.id)
 
             // Too large a message closes with 1009; binary with 1003.
-            try await client.send(String(repeating: " ", count: StreamChannelHandler.maximumMessageSize + 10), fragment: 16_000)
+            try await client.send(
+                String(repeating: " ", count: StreamChannelHandler.maximumMessageSize + 10),
+                fragment: 16_000
+            )
             #expect(try await client.closeFrame().code == 1009)
-            let binary = try await StreamTestClient.connect(port: server.httpPort, headers: Self.bearer(StreamTestAPI.adminKey))
+            let binary = try await StreamTestClient.connect(
+                port: server.httpPort,
+                headers: Self.bearer(StreamTestAPI.adminKey)
+            )
             try await binary.send(opcode: .binary, [1, 2, 3])
             #expect(try await binary.closeFrame().code == 1003)
         }
@@ -201,7 +243,10 @@ struct StreamTests {
         try await ServerFixture.withStream { server, api in
             let first = try await api.device()
             let second = try await api.device()
-            let client = try await StreamTestClient.connect(port: server.httpPort, headers: Self.bearer(StreamTestAPI.adminKey))
+            let client = try await StreamTestClient.connect(
+                port: server.httpPort,
+                headers: Self.bearer(StreamTestAPI.adminKey)
+            )
             try await client.subscribe("one", devices: [first.id])
             try await api.post(first, #"{"n": 1}"#)
             #expect(Self.samples(try await client.next(Self.isTelemetry("one")), "n").first?["value"] as? Double == 1)
@@ -224,11 +269,16 @@ struct StreamTests {
         try await ServerFixture.withStream { server, api in
             let device = try await api.device()
             let stalled = try await StreamTestClient.connect(
-                port: server.httpPort, headers: Self.bearer(StreamTestAPI.adminKey), smallReceiveBuffer: true
+                port: server.httpPort,
+                headers: Self.bearer(StreamTestAPI.adminKey),
+                smallReceiveBuffer: true
             )
             try await stalled.subscribe("all", devices: "*")
             try await stalled.stopReading()
-            let reader = try await StreamTestClient.connect(port: server.httpPort, headers: Self.bearer(StreamTestAPI.adminKey))
+            let reader = try await StreamTestClient.connect(
+                port: server.httpPort,
+                headers: Self.bearer(StreamTestAPI.adminKey)
+            )
             try await reader.subscribe("all", devices: [device.id])
 
             // 30 messages of 10,000 samples: each stream message is about 450 kB, 13 MB in all,
@@ -242,7 +292,11 @@ struct StreamTests {
                 let message = try await reader.next(Self.isTelemetry("all"))
                 #expect(Self.samples(message, "n").first?["value"] as? Double == Double(n))
             }
-            let range = try await api.expect(200, "GET", "/api/v1/devices/\(device.id)/telemetry?keys=n&from=\(Self.t0)&to=\(Self.t0 + 1000)")
+            let range = try await api.expect(
+                200,
+                "GET",
+                "/api/v1/devices/\(device.id)/telemetry?keys=n&from=\(Self.t0)&to=\(Self.t0 + 1000)"
+            )
             #expect((range["n"] as? [Any])?.count == count)
 
             // The stalled client, reading again, is told what it missed, then gets the newest.
@@ -253,8 +307,12 @@ struct StreamTests {
             }
             #expect(last["device"] as? String == device.id)
             // Every message was either sent or counted as dropped, in order.
-            let received = stalled.messages.filter(Self.isTelemetry("all")).compactMap { Self.samples($0, "n").first?["value"] as? Double }
-            let droppedCount = stalled.messages.filter { $0["type"] as? String == "dropped" }.reduce(0) { $0 + ($1["count"] as? Int ?? 0) }
+            let received = stalled.messages.filter(Self.isTelemetry("all")).compactMap {
+                Self.samples($0, "n").first?["value"] as? Double
+            }
+            let droppedCount = stalled.messages.filter { $0["type"] as? String == "dropped" }.reduce(0) {
+                $0 + ($1["count"] as? Int ?? 0)
+            }
             #expect(droppedCount > 0)
             #expect(received.count + droppedCount == count)
             #expect(received == received.sorted())
@@ -281,7 +339,7 @@ struct StreamTests {
 
     @Test("a connection on an access token closes with 4401 when the token expires, unless renewed")
     func tokenExpiry() async throws {
-        try await ServerFixture.withStream({ $0.api.accessTokenLifetime = 3 }) { server, api in
+        try await ServerFixture.withStream({ $0.api.accessTokenLifetime = 6 }) { server, api in
             let now = { Int64(Date().timeIntervalSince1970 * 1000) }
             let (username, token) = try await api.user()
             let client = try await StreamTestClient.connect(port: server.httpPort)
@@ -313,12 +371,18 @@ struct StreamTests {
             let port = try #require(server.endpoints.httpsPort)
             let trust = try pinning(TLSMaterial.GeneratedFiles(dataDirectory: server.dataDirectory).certificate)
             let accepted = try await ServerHTTPClient.upgrade(
-                port: port, path: StreamEndpoint.path + "?token=\(StreamTestAPI.adminKey)", subprotocols: ["meridian.v1"], tls: trust
+                port: port,
+                path: StreamEndpoint.path + "?token=\(StreamTestAPI.adminKey)",
+                subprotocols: ["meridian.v1"],
+                tls: trust
             )
             #expect(accepted?.status == 101)
             #expect(accepted?.header("Sec-WebSocket-Protocol") == "meridian.v1")
             let refused = try await ServerHTTPClient.upgrade(
-                port: port, path: StreamEndpoint.path + "?token=mk_wrong_0123456789", subprotocols: [], tls: trust
+                port: port,
+                path: StreamEndpoint.path + "?token=mk_wrong_0123456789",
+                subprotocols: [],
+                tls: trust
             )
             #expect(refused?.status == 401)
         }
@@ -327,7 +391,10 @@ struct StreamTests {
     @Test("shutting the server down closes stream connections with 1001")
     func shutdownCloses() async throws {
         let client = try await ServerFixture.withStream { server, _ in
-            let client = try await StreamTestClient.connect(port: server.httpPort, headers: Self.bearer(StreamTestAPI.adminKey))
+            let client = try await StreamTestClient.connect(
+                port: server.httpPort,
+                headers: Self.bearer(StreamTestAPI.adminKey)
+            )
             try await client.subscribe("all", devices: "*")
             return client
         }

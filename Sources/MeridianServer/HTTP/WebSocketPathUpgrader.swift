@@ -15,10 +15,14 @@ struct WebSocketPathUpgrader<UpgradeResult: Sendable>: NIOTypedHTTPServerProtoco
     let fallback: NIOTypedWebSocketServerUpgrader<UpgradeResult>
 
     func buildUpgradeResponse(
-        channel: any Channel, upgradeRequest: HTTPRequestHead, initialResponseHeaders: HTTPHeaders
+        channel: any Channel,
+        upgradeRequest: HTTPRequestHead,
+        initialResponseHeaders: HTTPHeaders
     ) -> EventLoopFuture<HTTPHeaders> {
         upgrader(for: upgradeRequest).buildUpgradeResponse(
-            channel: channel, upgradeRequest: upgradeRequest, initialResponseHeaders: initialResponseHeaders
+            channel: channel,
+            upgradeRequest: upgradeRequest,
+            initialResponseHeaders: initialResponseHeaders
         )
     }
 

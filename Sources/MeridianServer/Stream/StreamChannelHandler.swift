@@ -108,7 +108,9 @@ final class StreamChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         }
         switch frame.opcode {
         case .text:
-            guard fragments == nil else { return fail(code: .protocolError, reason: "a new message began inside a fragmented one") }
+            guard fragments == nil else {
+                return fail(code: .protocolError, reason: "a new message began inside a fragmented one")
+            }
             var data = frame.unmaskedData
             if frame.fin {
                 message(&data)
@@ -116,7 +118,9 @@ final class StreamChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
                 fragments = data
             }
         case .continuation:
-            guard var buffer = fragments else { return fail(code: .protocolError, reason: "a continuation frame without a message") }
+            guard var buffer = fragments else {
+                return fail(code: .protocolError, reason: "a continuation frame without a message")
+            }
             var data = frame.unmaskedData
             guard buffer.readableBytes + data.readableBytes <= Self.maximumMessageSize else {
                 fragments = nil
@@ -134,7 +138,11 @@ final class StreamChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         case .ping:
             guard !closeSent else { return }
             var payload = frame.unmaskedData
-            let pong = WebSocketFrame(fin: true, opcode: .pong, data: payload.readSlice(length: payload.readableBytes) ?? ByteBuffer())
+            let pong = WebSocketFrame(
+                fin: true,
+                opcode: .pong,
+                data: payload.readSlice(length: payload.readableBytes) ?? ByteBuffer()
+            )
             context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
         case .pong:
             break
@@ -231,7 +239,9 @@ final class StreamChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
                     for active in session.subscriptions where active.follows(message.deviceID) {
                         guard
                             let text = StreamServerMessage.telemetry(
-                                subscription: active.subscription.id, message: message, keys: active.subscription.keys
+                                subscription: active.subscription.id,
+                                message: message,
+                                keys: active.subscription.keys
                             )
                         else { continue }
                         write(text)
@@ -310,8 +320,11 @@ final class StreamChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
                 let eventLoop = context.eventLoop
                 guard
                     let id = hub.register(
-                        tenantID: principal.tenantID, apiKeyID: principal.apiKeyID, outbox: outbox,
-                        close: { code, reason in eventLoop.execute { loopBound.value.close(code: code, reason: reason) } }
+                        tenantID: principal.tenantID,
+                        apiKeyID: principal.apiKeyID,
+                        outbox: outbox,
+                        close: { code, reason in eventLoop.execute { loopBound.value.close(code: code, reason: reason) }
+                        }
                     )
                 else {
                     close(code: StreamCloseCode.goingAway, reason: "server shutting down")

@@ -45,7 +45,9 @@ enum StreamClientMessage: Sendable, Equatable {
             guard let string = raw.stringValue, !string.isEmpty, string.utf8.count <= maximumIDLength else {
                 return .failure(
                     StreamClientMessageError(
-                        code: "invalid-message", "id must be a string of 1 to \(maximumIDLength) bytes", field: "id"
+                        code: "invalid-message",
+                        "id must be a string of 1 to \(maximumIDLength) bytes",
+                        field: "id"
                     )
                 )
             }
@@ -53,14 +55,24 @@ enum StreamClientMessage: Sendable, Equatable {
         }
         guard let type = object["type"]?.stringValue else {
             return .failure(
-                StreamClientMessageError(code: "invalid-message", id: id, "type is missing or not a string", field: "type")
+                StreamClientMessageError(
+                    code: "invalid-message",
+                    id: id,
+                    "type is missing or not a string",
+                    field: "type"
+                )
             )
         }
         switch type {
         case "auth":
             guard let token = object["token"]?.stringValue, !token.isEmpty else {
                 return .failure(
-                    StreamClientMessageError(code: "invalid-message", id: id, "token must be a non-empty string", field: "token")
+                    StreamClientMessageError(
+                        code: "invalid-message",
+                        id: id,
+                        "token must be a non-empty string",
+                        field: "token"
+                    )
                 )
             }
             return .success(.auth(token: token))
@@ -68,26 +80,41 @@ enum StreamClientMessage: Sendable, Equatable {
             return .success(.ping(id: id))
         case "unsubscribe":
             guard let id else {
-                return .failure(StreamClientMessageError(code: "invalid-message", "unsubscribe needs the subscription's id", field: "id"))
+                return .failure(
+                    StreamClientMessageError(
+                        code: "invalid-message",
+                        "unsubscribe needs the subscription's id",
+                        field: "id"
+                    )
+                )
             }
             return .success(.unsubscribe(id: id))
         case "subscribe":
             guard let id else {
-                return .failure(StreamClientMessageError(code: "invalid-message", "subscribe needs an id of the client's choice", field: "id"))
+                return .failure(
+                    StreamClientMessageError(
+                        code: "invalid-message",
+                        "subscribe needs an id of the client's choice",
+                        field: "id"
+                    )
+                )
             }
             return subscription(id: id, object).map { .subscribe($0) }
         default:
             return .failure(
                 StreamClientMessageError(
-                    code: "unknown-type", id: id,
-                    "unknown message type \(quoted(type)): expected one of \(types.joined(separator: ", "))", field: "type"
+                    code: "unknown-type",
+                    id: id,
+                    "unknown message type \(quoted(type)): expected one of \(types.joined(separator: ", "))",
+                    field: "type"
                 )
             )
         }
     }
 
     private static func subscription(
-        id: String, _ object: [String: JSONValue]
+        id: String,
+        _ object: [String: JSONValue]
     ) -> Result<StreamSubscription, StreamClientMessageError> {
         func invalid(_ message: String, field: String) -> Result<StreamSubscription, StreamClientMessageError> {
             .failure(StreamClientMessageError(code: "invalid-message", id: id, message, field: field))
@@ -109,13 +136,21 @@ enum StreamClientMessage: Sendable, Equatable {
                 }
                 if seen.insert(device).inserted { ids.append(device) }
             }
-            guard !ids.isEmpty else { return invalid("devices must name at least one device, or be \"*\"", field: "devices") }
+            guard !ids.isEmpty else {
+                return invalid("devices must name at least one device, or be \"*\"", field: "devices")
+            }
             guard ids.count <= maximumDevices else {
-                return invalid("at most \(maximumDevices) devices per subscription (or \"*\" for all)", field: "devices")
+                return invalid(
+                    "at most \(maximumDevices) devices per subscription (or \"*\" for all)",
+                    field: "devices"
+                )
             }
             devices = .some(ids)
         default:
-            return invalid("devices must be an array of device ids, or \"*\" for every device of the tenant", field: "devices")
+            return invalid(
+                "devices must be an array of device ids, or \"*\" for every device of the tenant",
+                field: "devices"
+            )
         }
         var keys: Set<String>?
         switch object["keys"] {
@@ -124,15 +159,21 @@ enum StreamClientMessage: Sendable, Equatable {
         case .array(let values)?:
             var set = Set<String>()
             for value in values {
-                guard let key = value.stringValue, !key.isEmpty, key.utf8.count <= TelemetryLimits.maximumKeyLength else {
+                guard let key = value.stringValue, !key.isEmpty, key.utf8.count <= TelemetryLimits.maximumKeyLength
+                else {
                     return invalid(
-                        "keys must hold telemetry keys (strings of 1 to \(TelemetryLimits.maximumKeyLength) bytes)", field: "keys"
+                        "keys must hold telemetry keys (strings of 1 to \(TelemetryLimits.maximumKeyLength) bytes)",
+                        field: "keys"
                     )
                 }
                 set.insert(key)
             }
-            guard !set.isEmpty else { return invalid("keys must name at least one key, or be left out for all", field: "keys") }
-            guard set.count <= maximumKeys else { return invalid("at most \(maximumKeys) keys per subscription", field: "keys") }
+            guard !set.isEmpty else {
+                return invalid("keys must name at least one key, or be left out for all", field: "keys")
+            }
+            guard set.count <= maximumKeys else {
+                return invalid("at most \(maximumKeys) keys per subscription", field: "keys")
+            }
             keys = set
         default:
             return invalid("keys must be an array of telemetry keys", field: "keys")

@@ -66,7 +66,10 @@ public struct StreamEndpoint: Sendable {
                         throw ChannelError.inappropriateOperationForState
                     }
                     let handler = StreamChannelHandler(
-                        hub: hub, principal: principal, remoteAddress: channel.remoteAddress?.ipAddress, logger: logger
+                        hub: hub,
+                        principal: principal,
+                        remoteAddress: channel.remoteAddress?.ipAddress,
+                        logger: logger
                     )
                     try channel.pipeline.syncOperations.addHandler(handler)
                     return try upgraded(channel)
@@ -76,7 +79,10 @@ public struct StreamEndpoint: Sendable {
     }
 
     private static func shouldUpgrade(
-        channel: any Channel, head: HTTPRequestHead, hub: StreamHub, decision: Decision
+        channel: any Channel,
+        head: HTTPRequestHead,
+        hub: StreamHub,
+        decision: Decision
     ) -> EventLoopFuture<HTTPHeaders?> {
         func refuse(_ refusal: WebSocketUpgradeRefusal) -> EventLoopFuture<HTTPHeaders?> {
             decision.outcome = .refused(refusal)
@@ -104,14 +110,18 @@ public struct StreamEndpoint: Sendable {
         Task { [headers] in
             do {
                 let identity = try await services.authenticate(token: token, remoteAddress: remoteAddress)
-                decision.outcome = .accepted(StreamSession.Principal(caller: identity.caller, expiresAt: identity.expiresAt))
+                decision.outcome = .accepted(
+                    StreamSession.Principal(caller: identity.caller, expiresAt: identity.expiresAt)
+                )
                 promise.succeed(headers)
             } catch let problem as APIProblem {
                 decision.outcome = .refused(.unauthenticated(problem))
                 promise.succeed(nil)
             } catch {
                 hub.logger.error("stream authentication failed", metadata: ["error": "\(error)"])
-                decision.outcome = .refused(.unauthenticated(APIProblem.unauthenticated("the token could not be checked", tokenGiven: true)))
+                decision.outcome = .refused(
+                    .unauthenticated(APIProblem.unauthenticated("the token could not be checked", tokenGiven: true))
+                )
                 promise.succeed(nil)
             }
         }
@@ -132,7 +142,10 @@ public struct StreamEndpoint: Sendable {
         }
         guard !tokens.isEmpty else { return nil }
         guard tokens.count == 1, let token = tokens[0].removingPercentEncoding, !token.isEmpty else {
-            throw APIProblem.unauthenticated("send one non-empty, percent-encoded token query parameter", tokenGiven: true)
+            throw APIProblem.unauthenticated(
+                "send one non-empty, percent-encoded token query parameter",
+                tokenGiven: true
+            )
         }
         return token
     }
@@ -141,8 +154,11 @@ public struct StreamEndpoint: Sendable {
     static func addRoutes(to router: Router<MeridianRequestContext>) {
         router.get(RouterPath(path)) { _, _ -> Response in
             throw APIProblem(
-                .upgradeRequired, type: "websocket-required", title: "WebSocket required",
-                detail: "\(path) is a WebSocket endpoint: connect with a WebSocket client (see docs/api.md, Live stream)",
+                .upgradeRequired,
+                type: "websocket-required",
+                title: "WebSocket required",
+                detail:
+                    "\(path) is a WebSocket endpoint: connect with a WebSocket client (see docs/api.md, Live stream)",
                 headers: ["Upgrade": "websocket", "Connection": "Upgrade"]
             )
         }

@@ -124,13 +124,20 @@ public final class StreamHub: Service, Sendable {
 
     /// Registers a connection of `tenantID` (following nothing yet). Nil when shutting down.
     func register(
-        tenantID: String, apiKeyID: String?, outbox: StreamOutbox, close: @escaping @Sendable (UInt16, String) -> Void
+        tenantID: String,
+        apiKeyID: String?,
+        outbox: StreamOutbox,
+        close: @escaping @Sendable (UInt16, String) -> Void
     ) -> UInt64? {
         let id = state.withLockedValue { state -> UInt64? in
             guard state.accepting else { return nil }
             state.nextID += 1
             state.connections[state.nextID] = Connection(
-                tenantID: tenantID, apiKeyID: apiKeyID, interest: .none, outbox: outbox, close: close
+                tenantID: tenantID,
+                apiKeyID: apiKeyID,
+                interest: .none,
+                outbox: outbox,
+                close: close
             )
             return state.nextID
         }
@@ -168,7 +175,9 @@ public final class StreamHub: Service, Sendable {
     /// Hands a durable batch to the connections following its devices (on the pipeline's
     /// writer thread: returns at once).
     private static func deliver(
-        _ batch: [DeviceMessage], state: NIOLockedValueBox<State>, droppedCounter: Counter
+        _ batch: [DeviceMessage],
+        state: NIOLockedValueBox<State>,
+        droppedCounter: Counter
     ) {
         let index = state.withLockedValue { $0.index }
         guard !index.isEmpty else { return }

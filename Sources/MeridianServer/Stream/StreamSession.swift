@@ -85,7 +85,12 @@ struct StreamSession {
         case .awaitingAuthentication:
             guard case .success(.auth(let token)) = parsed else {
                 state = .closed
-                return [.close(code: StreamCloseCode.unauthenticated, reason: "authenticate first: {\"type\":\"auth\",\"token\":...}")]
+                return [
+                    .close(
+                        code: StreamCloseCode.unauthenticated,
+                        reason: "authenticate first: {\"type\":\"auth\",\"token\":...}"
+                    )
+                ]
             }
             state = .authenticating
             return [.authenticate(token: token)]
@@ -104,7 +109,18 @@ struct StreamSession {
             return [.authenticate(token: token)]
         case .success(.unsubscribe(let id)):
             guard let position = subscriptions.firstIndex(where: { $0.subscription.id == id }) else {
-                return [.send(.error(StreamClientMessageError(code: "unknown-subscription", id: id, "no subscription with this id", field: "id")))]
+                return [
+                    .send(
+                        .error(
+                            StreamClientMessageError(
+                                code: "unknown-subscription",
+                                id: id,
+                                "no subscription with this id",
+                                field: "id"
+                            )
+                        )
+                    )
+                ]
             }
             subscriptions.remove(at: position)
             return [.setInterest(interest), .send(.unsubscribed(id: id))]
@@ -115,8 +131,10 @@ struct StreamSession {
                     .send(
                         .error(
                             StreamClientMessageError(
-                                code: "limit", id: subscription.id,
-                                "at most \(Self.maximumSubscriptions) subscriptions per connection", field: "id"
+                                code: "limit",
+                                id: subscription.id,
+                                "at most \(Self.maximumSubscriptions) subscriptions per connection",
+                                field: "id"
                             )
                         )
                     )
@@ -144,7 +162,8 @@ struct StreamSession {
                     .error(
                         StreamClientMessageError(
                             code: "tenant-mismatch",
-                            "the new token is for another tenant; open another connection for it", field: "token"
+                            "the new token is for another tenant; open another connection for it",
+                            field: "token"
                         )
                     )
                 )
@@ -171,8 +190,11 @@ struct StreamSession {
                 .send(
                     .error(
                         StreamClientMessageError(
-                            code: "unknown-devices", id: subscription.id,
-                            "not devices of your tenant: \(shown)", field: "devices", devices: unknown
+                            code: "unknown-devices",
+                            id: subscription.id,
+                            "not devices of your tenant: \(shown)",
+                            field: "devices",
+                            devices: unknown
                         )
                     )
                 )
@@ -188,7 +210,11 @@ struct StreamSession {
         return [
             .send(
                 .error(
-                    StreamClientMessageError(code: "unavailable", id: subscription.id, "the devices could not be checked; try again")
+                    StreamClientMessageError(
+                        code: "unavailable",
+                        id: subscription.id,
+                        "the devices could not be checked; try again"
+                    )
                 )
             )
         ]
@@ -241,7 +267,8 @@ struct StreamSession {
 
     private func authenticatedMessage(_ principal: Principal) -> StreamServerMessage {
         .authenticated(
-            tenantID: principal.tenantID, role: principal.caller.role,
+            tenantID: principal.tenantID,
+            role: principal.caller.role,
             expiresAt: principal.expiresAt.map { Int64(($0.timeIntervalSince1970 * 1000).rounded()) }
         )
     }

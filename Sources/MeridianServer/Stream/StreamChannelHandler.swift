@@ -45,6 +45,8 @@ final class StreamChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private var expiryTimer: Scheduled<Void>?
     private var closeTimer: Scheduled<Void>?
     private let remoteAddress: String?
+    private var lastDropLog: NIODeadline?
+    private var droppedSinceLog = 0
 
     init(hub: StreamHub, principal: StreamSession.Principal?, remoteAddress: String?, logger: Logger) {
         self.hub = hub
@@ -230,7 +232,10 @@ final class StreamChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
             var unflushed = 0
             while context.channel.isWritable {
                 let (messages, dropped) = outbox.take(maximum: 1)
-                if dropped > 0 { send(.dropped(count: dropped), flush: false) }
+                if dropped > 0 {
+                    send(.dropped(count: dropped), flush: false)
+                    logDrops(dropped)
+                }
                 if messages.isEmpty && dropped == 0 {
                     exhausted = true
                     break
@@ -257,6 +262,19 @@ final class StreamChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         } while !exhausted && context.channel.isWritable && !closeSent
         // Not writable: the writability event resumes the drain.
         if !exhausted { outbox.pause() }
+    }
+
+    /// Logs discarded messages, at most once a minute per connection.
+    private func logDrops(_ count: Int) {
+        droppedSinceLog += count
+        let now = NIODeadline.now()
+        if let last = lastDropLog, now - last < .seconds(60) { return }
+        lastDropLog = now
+        logger.info(
+            "stream client too slow: messages discarded",
+            metadata: ["stream.connection": "\(connectionID ?? 0)", "stream.dropped": "\(droppedSinceLog)"]
+        )
+        droppedSinceLog = 0
     }
 
     private func write(_ text: String) {

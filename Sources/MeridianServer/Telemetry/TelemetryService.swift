@@ -47,7 +47,7 @@ public final class TelemetryService: Sendable {
 }
 
 /// Checkpoints the engine on an interval (heads and latest values into the store, WAL
-/// segments dropped) and sweeps retention hourly, device by device with pauses, so background
+/// segments dropped) and sweeps retention and compaction hourly, device by device with pauses, so background
 /// work takes a bounded share of the CPU. A final checkpoint runs at shutdown.
 struct TelemetryMaintenance: Service {
     let telemetry: TelemetryService
@@ -99,7 +99,11 @@ struct TelemetryMaintenance: Service {
             let policy = await retention(tenantID, deviceID)
             let started = ContinuousClock.now
             do {
-                let outcome = try await telemetry.blocking { try engine.applyRetention(deviceID: deviceID, retention: policy, now: now) }
+                let outcome = try await telemetry.blocking {
+                    let outcome = try engine.applyRetention(deviceID: deviceID, retention: policy, now: now)
+                    try engine.compact(deviceID: deviceID)
+                    return outcome
+                }
                 removed.samples += outcome.samples
                 removed.buckets += outcome.buckets
             } catch {

@@ -116,3 +116,32 @@ struct TelemetryMaintenance: Service {
         }
     }
 }
+
+extension TelemetryService: TelemetryStore {
+    /// Stores the messages through the pipeline (so they are batched with everything else) and
+    /// returns once all are durable.
+    public func append(_ messages: [DeviceMessage]) async throws {
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let futures = messages.map { pipeline.submit($0, on: loop) }
+        try await EventLoopFuture.andAllSucceed(futures, on: loop).get()
+    }
+
+    public func latest(deviceIDs: [String]) async throws -> [String: [String: TelemetryPoint]] {
+        engine.latest(deviceIDs: deviceIDs)
+    }
+
+    public func range(_ query: TelemetryRangeQuery) async throws -> TelemetryRangeResult {
+        let engine = self.engine
+        return try await blocking { try engine.range(query) }
+    }
+
+    public func aggregate(_ query: TelemetryAggregateQuery) async throws -> [String: [TelemetryPoint]] {
+        let engine = self.engine
+        return try await blocking { try engine.aggregate(query) }
+    }
+
+    public func deleteDevice(_ deviceID: String) async throws {
+        let engine = self.engine
+        try await blocking { try engine.deleteDevice(deviceID) }
+    }
+}

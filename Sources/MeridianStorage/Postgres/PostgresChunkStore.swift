@@ -64,7 +64,12 @@ public final class PostgresChunkStore: Sendable {
 
     // MARK: shared statements (store and writer)
 
-    fileprivate static func chunks(_ session: PostgresSession, series: Int64, from: Int64, to: Int64) throws -> [StoredChunk] {
+    fileprivate static func chunks(
+        _ session: PostgresSession,
+        series: Int64,
+        from: Int64,
+        to: Int64
+    ) throws -> [StoredChunk] {
         // The chunk starting before `from` when it reaches into the range, then every chunk
         // starting inside it, oldest first: both on the (series_id, start_ts) key.
         try session.rows(
@@ -83,7 +88,11 @@ public final class PostgresChunkStore: Sendable {
     }
 
     fileprivate static func rollups(
-        _ session: PostgresSession, series: Int64, tier: RollupTier, fromPeriod: Int64, toPeriod: Int64
+        _ session: PostgresSession,
+        series: Int64,
+        tier: RollupTier,
+        fromPeriod: Int64,
+        toPeriod: Int64
     ) throws -> [(Int64, [UInt8])] {
         try session.rows(
             """
@@ -98,7 +107,8 @@ public final class PostgresChunkStore: Sendable {
 extension PostgresChunkStore: TimeSeriesChunkStore {
     func allSeries() throws -> [StoredSeries] {
         try database.blockingConnection { session in
-            try session.rows("SELECT id, tenant_id, device_id, key, type, sealed_end FROM ts_series").compactMap { row in
+            try session.rows("SELECT id, tenant_id, device_id, key, type, sealed_end FROM ts_series").compactMap {
+                row in
                 guard let type = try Self.type(row) else { return nil }
                 return StoredSeries(
                     id: try row.value("id"),
@@ -125,7 +135,10 @@ extension PostgresChunkStore: TimeSeriesChunkStore {
             try session.rows("SELECT device_id, key, ts, type, bits, text_value FROM ts_latest").compactMap { row in
                 let value: TelemetryValue
                 switch try Self.type(row) {
-                case .number: value = .number(Double(bitPattern: UInt64(bitPattern: try row.optional("bits", as: Int64.self) ?? 0)))
+                case .number:
+                    value = .number(
+                        Double(bitPattern: UInt64(bitPattern: try row.optional("bits", as: Int64.self) ?? 0))
+                    )
                 case .bool: value = .bool(try row.optional("bits", as: Int64.self) == 1)
                 case .string:
                     let text = try row.optional("text_value", as: ByteBuffer.self)
@@ -168,7 +181,9 @@ extension PostgresChunkStore: TimeSeriesChunkStore {
         // PostgreSQL text holds no NUL: nothing stored can match such an id.
         guard !scope.utf8.contains(0), !id.utf8.contains(0) else { return nil }
         return try database.blockingConnection { session in
-            try session.row("SELECT raw_ms, minute_ms, hour_ms FROM ts_retention WHERE scope = \(scope) AND scope_id = \(id)").map { row in
+            try session.row(
+                "SELECT raw_ms, minute_ms, hour_ms FROM ts_retention WHERE scope = \(scope) AND scope_id = \(id)"
+            ).map { row in
                 TelemetryRetention(
                     raw: try row.optional("raw_ms", as: Int64.self),
                     minute: try row.optional("minute_ms", as: Int64.self),
@@ -238,9 +253,15 @@ extension PostgresChunkStore: TimeSeriesChunkStore {
         }
 
         func deleteSeries(deviceID: String) throws {
-            try session.execute("DELETE FROM ts_chunks WHERE series_id IN (SELECT id FROM ts_series WHERE device_id = \(deviceID))")
-            try session.execute("DELETE FROM ts_rollups WHERE series_id IN (SELECT id FROM ts_series WHERE device_id = \(deviceID))")
-            try session.execute("DELETE FROM ts_heads WHERE series_id IN (SELECT id FROM ts_series WHERE device_id = \(deviceID))")
+            try session.execute(
+                "DELETE FROM ts_chunks WHERE series_id IN (SELECT id FROM ts_series WHERE device_id = \(deviceID))"
+            )
+            try session.execute(
+                "DELETE FROM ts_rollups WHERE series_id IN (SELECT id FROM ts_series WHERE device_id = \(deviceID))"
+            )
+            try session.execute(
+                "DELETE FROM ts_heads WHERE series_id IN (SELECT id FROM ts_series WHERE device_id = \(deviceID))"
+            )
             try session.execute("DELETE FROM ts_series WHERE device_id = \(deviceID)")
             try session.execute("DELETE FROM ts_latest WHERE device_id = \(deviceID)")
         }
@@ -271,7 +292,13 @@ extension PostgresChunkStore: TimeSeriesChunkStore {
         }
 
         func rollups(series: Int64, tier: RollupTier, fromPeriod: Int64, toPeriod: Int64) throws -> [(Int64, [UInt8])] {
-            try PostgresChunkStore.rollups(session, series: series, tier: tier, fromPeriod: fromPeriod, toPeriod: toPeriod)
+            try PostgresChunkStore.rollups(
+                session,
+                series: series,
+                tier: tier,
+                fromPeriod: fromPeriod,
+                toPeriod: toPeriod
+            )
         }
 
         func putRollup(series: Int64, tier: RollupTier, period: Int64, data: [UInt8]) throws {

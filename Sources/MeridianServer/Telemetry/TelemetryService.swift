@@ -23,7 +23,7 @@ public final class TelemetryService: Sendable {
         self.logger = logger
     }
 
-    /// Runs blocking engine work (queries read SQLite) off Swift's cooperative pool.
+    /// Runs blocking engine work (queries read the store: SQLite or PostgreSQL) off Swift's cooperative pool.
     func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await NIOThreadPool.singleton.runIfActive(body)
     }

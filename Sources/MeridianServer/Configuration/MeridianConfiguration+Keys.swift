@@ -167,7 +167,7 @@ extension MeridianConfiguration {
             "telemetry.checkpoint_interval",
             \.telemetry.checkpointInterval,
             range: 1...3600,
-            help: "Seconds between telemetry checkpoints: unsealed samples and latest values are copied into telemetry.sqlite and the telemetry WAL is trimmed."
+            help: "Seconds between telemetry checkpoints: unsealed samples and latest values are copied into the telemetry store and the telemetry WAL is trimmed."
         ),
         .integer(
             "telemetry.chunk_samples",

@@ -111,6 +111,12 @@ struct TelemetryMaintenance: Service {
             }
             try? await Task.sleep(for: (ContinuousClock.now - started) * 4)
         }
+        // Checkpoint at once, so a restart does not replay trimmed samples from the WAL.
+        do {
+            try await telemetry.blocking { try engine.checkpoint() }
+        } catch {
+            telemetry.logger.error("telemetry checkpoint after retention failed", metadata: ["error": "\(error)"])
+        }
         if removed.samples > 0 || removed.buckets > 0 {
             telemetry.logger.info("telemetry retention applied", metadata: ["telemetry.samples_removed": "\(removed.samples)", "telemetry.buckets_removed": "\(removed.buckets)"])
         }

@@ -279,10 +279,11 @@ struct StreamTests {
                 port: server.httpPort,
                 headers: Self.bearer(StreamTestAPI.adminKey)
             )
-            try await reader.subscribe("all", devices: [device.id])
+            try await reader.subscribe("all", devices: [device.id], keys: ["n"])
 
-            // 30 messages of 10,000 samples: each stream message is about 450 kB, 13 MB in all,
-            // more than the stalled socket's buffers and its queue (50,000 samples) hold.
+            // 30 messages of 10,000 samples: each of the stalled client's stream messages is
+            // about 450 kB, 13 MB in all, more than its socket's buffers and its queue (50,000
+            // samples) hold. The reader follows one key, and gets all 30.
             let count = 30
             let keys = (0..<9_999).map { #""k\#($0)": \#($0)"# }.joined(separator: ", ")
             for n in 0..<count {

@@ -246,8 +246,9 @@ struct SocketSessionTests {
             let clientID = socketClientID("brief")
             let brief: (inout MQTTClient.Configuration) -> Void = {
                 $0.cleanStart = false
-                // 3 s, so that the checks before it expires are done in time on a loaded machine.
-                $0.connectProperties.sessionExpiryInterval = 3
+                // 10 s, so that the checks before it expires are done in time on a loaded machine
+                // (a full parallel test run can stall the process for several seconds).
+                $0.connectProperties.sessionExpiryInterval = 10
             }
             let subscriber = broker.client(clientID, configure: brief)
             try await broker.connect(subscriber, onLoop: 1)
@@ -258,7 +259,7 @@ struct SocketSessionTests {
             try await publisher.publish("\(root)/queued", payload: "lost with the session", qos: .atLeastOnce)
             #expect(try await broker.perLoopState().map(\.indexEntries) == [1, 1])
 
-            try await eventually("the session to expire", within: .seconds(15)) {
+            try await eventually("the session to expire", within: .seconds(40)) {
                 broker.statistics.sessions == 1 && broker.statistics.subscriptions == 0
             }
             #expect(try await broker.perLoopState().map(\.indexEntries) == [0, 0])

@@ -218,7 +218,7 @@ struct AccessAuthenticationTests {
         // Cached answers count as seen too; API keys are not devices.
         #expect(Self.principal(auth.authenticateImmediately(Self.request(username: "token-0123456789abcd0", password: nil))) != nil)
         #expect(Self.principal(await auth.authenticate(Self.request(username: nil, password: "mk_key"))) != nil)
-        try await serverEventually("the batch to be written", within: .seconds(15)) { !registry.state.withLock { $0.seen.isEmpty } }
+        try await serverEventually("the batch to be written", within: .seconds(60)) { !registry.state.withLock { $0.seen.isEmpty } }
         let batches = registry.state.withLock { $0.seen }
         #expect(batches.count == 1)
         #expect(Set(batches.joined()) == Set((0..<20).map { "d\($0)" }))

@@ -62,7 +62,7 @@ final class ServerFixture: Sendable {
     static func with<T>(
         _ configuration: MeridianConfiguration = testConfiguration(),
         keepData: Bool = false,
-        startTimeout: Duration = .seconds(15),
+        startTimeout: Duration = .seconds(60),
         _ body: (ServerFixture) async throws -> T
     ) async throws -> T {
         defer {

@@ -432,8 +432,8 @@ def main(argv):
     ap.add_argument("--ts-step", type=int, default=1000, metavar="MS", help="between a device's entries (default 1000)")
     ap.add_argument("--duration", type=float, default=10.0, help="measurement window, s (default 10)")
     ap.add_argument("--warmup", type=float, default=1.0, help="traffic before the window, s (default 1)")
-    ap.add_argument("--budget-rate", type=float, default=600_000, metavar="SAMPLES_PER_S",
-                    help="packets are encoded for this rate over the whole run (default 600000)")
+    ap.add_argument("--budget-rate", type=float, default=1_500_000, metavar="SAMPLES_PER_S",
+                    help="packets are encoded for this rate over the whole run (default 1500000; about 700 MB of packets)")
     ap.add_argument("--drain-max", type=float, default=30.0, help="most seconds to wait for PUBACKs after the window")
     ap.add_argument("--poll-ms", type=float, default=0.5, help="nap when a round brought few PUBACKs (default 0.5)")
     ap.add_argument("--keepalive", type=int, default=600)

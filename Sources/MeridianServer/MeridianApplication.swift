@@ -132,8 +132,10 @@ public struct MeridianApplication: Sendable {
         // Then the registry: the broker's authentication and the API both stand on it.
         let platform = try await openPlatform(database: database)
         let firstStart: BootstrapResult? = if let platform { try await bootstrap(platform.registry) } else { nil }
-        // Telemetry: the engine replays its WAL before any device can send more.
-        let telemetry = try openTelemetry()
+        // Telemetry: the engine replays its WAL before any device can send more. On PostgreSQL
+        // it shares the registry's database, whose pool runs until `serve` returns: after the
+        // final checkpoint of the telemetry maintenance.
+        let telemetry = try await openTelemetry(database: database)
         // The certificate comes first: a missing or bad one stops start-up before any port is
         // bound. SIGHUP is trapped before the `listening` line, so it never ends the process.
         var tls: TLSService?
@@ -377,15 +379,33 @@ extension MeridianApplication {
             """
     }
 
-    /// The telemetry engine (`telemetry/` in the data directory) and its pipeline.
-    func openTelemetry() throws -> TelemetryService {
+    /// The telemetry engine and its pipeline: its WAL in `telemetry/` in the data directory,
+    /// its chunks, rollups, head snapshots and latest values in `telemetry.sqlite` there, or in
+    /// PostgreSQL when `database` is given (the registry's database).
+    func openTelemetry(database: PostgresDatabase?) async throws -> TelemetryService {
         var engineConfiguration = TimeSeriesEngine.Configuration()
         engineConfiguration.chunkSamples = configuration.telemetry.chunkSamples
         engineConfiguration.retention = configuration.telemetry.retention
         let directory = (configuration.dataDirectory as NSString).appendingPathComponent("telemetry")
+        var store: PostgresChunkStore?
+        if let database {
+            do {
+                store = try await PostgresChunkStore(database: database)
+            } catch let error as PostgresChunkStore.OpenError {
+                throw MeridianStartupError("database.url: \(error.description)")
+            }
+            logger.info("telemetry in PostgreSQL", metadata: ["database.url": "\(database.configuration.redactedURL)"])
+        }
         let engine: TimeSeriesEngine
         do {
-            engine = try TimeSeriesEngine(directory: directory, configuration: engineConfiguration, logger: logger)
+            // Opening reads the store and replays the WAL: blocking work, off the cooperative pool.
+            let logger = self.logger
+            engine = try await NIOThreadPool.singleton.runIfActive { [store, engineConfiguration] in
+                if let store {
+                    return try TimeSeriesEngine(directory: directory, store: store, configuration: engineConfiguration, logger: logger)
+                }
+                return try TimeSeriesEngine(directory: directory, configuration: engineConfiguration, logger: logger)
+            }
         } catch {
             throw MeridianStartupError("\(error)")
         }
@@ -405,12 +425,13 @@ extension MeridianApplication {
             if let registry {
                 let caller = Caller(tenantID: tenantID, role: .owner, actor: AuditActor(kind: .system, id: "telemetry-retention"))
                 if let profileID = try? await registry.device(deviceID, by: caller).profileID,
-                    let retention = try? engine.retentionOverride(.profile, id: profileID)
+                    let retention = try? await telemetry.blocking({ try engine.retentionOverride(.profile, id: profileID) })
                 {
                     return retention
                 }
             }
-            return (try? engine.retentionOverride(.tenant, id: tenantID)) ?? fallback
+            // The store may be PostgreSQL: read it off the cooperative pool.
+            return (try? await telemetry.blocking { try engine.retentionOverride(.tenant, id: tenantID) }) ?? fallback
         }
     }
 

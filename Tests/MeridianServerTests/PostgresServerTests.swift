@@ -77,6 +77,89 @@ struct PostgresServerTests {
         }
     }
 
+    @Test("telemetry posted over HTTP is read back after a restart on an empty data directory: chunks, heads and latest values live in PostgreSQL")
+    func restartKeepsTelemetry() async throws {
+        try await ServerPostgres.withFreshDatabase { url in
+            let apiKey = "mk_pg_ts_bootstrap_0123456789"
+            let token = "pg-ts-device-token-0123456789"
+            var configuration = ServerFixture.testConfiguration()
+            configuration.database.url = url
+            configuration.api.bootstrapAPIKey = apiKey
+            configuration.auth.allowAnonymous = false
+            configuration.telemetry.checkpointInterval = 1
+            configuration.telemetry.chunkSamples = 64
+            let auth = [("Authorization", "Bearer \(apiKey)")]
+            let base: Int64 = 1_700_000_000_000
+            let entries = (0..<150).map { i in
+                #"{"ts": \#(base + Int64(i) * 1000), "values": {"temp": \#(Double(i) / 4 - 10), "on": \#(i % 2 == 0), "mode": "m\#(i % 3)"}}"#
+            }
+
+            try await ServerFixture.with(configuration) { server in
+                _ = try await ServerPostgres.post(
+                    port: server.httpPort, path: "/api/v1/devices", key: apiKey, json: #"{"id": "pg-ts-1", "name": "meter"}"#
+                )
+                let credential = try await ServerPostgres.post(
+                    port: server.httpPort,
+                    path: "/api/v1/devices/pg-ts-1/credentials",
+                    key: apiKey,
+                    json: #"{"type": "token", "token": "\#(token)"}"#
+                )
+                #expect(credential.hasPrefix("HTTP/1.1 201"), "\(credential)")
+                // With the device's own token, as devices post: 100 samples per key (sealed into
+                // a chunk), then 50 more (left in the head).
+                for batch in [entries[0..<100], entries[100..<150]] {
+                    let posted = try await ServerPostgres.post(
+                        port: server.httpPort,
+                        path: "/api/v1/devices/pg-ts-1/telemetry",
+                        key: token,
+                        json: "[" + batch.joined(separator: ",") + "]"
+                    )
+                    #expect(posted.hasPrefix("HTTP/1.1 200"), "\(posted)")
+                    #expect(posted.contains(#""accepted":\#(batch.count * 3)"#), "\(posted)")
+                }
+                let telemetry = (server.dataDirectory as NSString).appendingPathComponent("telemetry")
+                #expect(FileManager.default.fileExists(atPath: (telemetry as NSString).appendingPathComponent("telemetry-wal")))
+                #expect(!FileManager.default.fileExists(atPath: (telemetry as NSString).appendingPathComponent("telemetry.sqlite")))
+            }
+
+            // A new, empty data directory (no WAL): what comes back must come from PostgreSQL,
+            // where the checkpoints (and the last one, at the graceful stop) put it.
+            var restarted = ServerFixture.testConfiguration()
+            restarted.database.url = url
+            restarted.auth.allowAnonymous = false
+            try await ServerFixture.with(restarted) { server in
+                let latest = try await ServerHTTPClient.get(port: server.httpPort, path: "/api/v1/devices/pg-ts-1/telemetry/latest", headers: auth)
+                #expect(latest.status == 200, "\(latest.body)")
+                let values = try #require(try JSONSerialization.jsonObject(with: Data(latest.body.utf8)) as? [String: [String: Any]])
+                #expect(values["temp"]?["ts"] as? Int64 == base + 149_000)
+                #expect(values["temp"]?["value"] as? Double == 149.0 / 4 - 10)
+                #expect(values["on"]?["value"] as? Bool == false)
+                #expect(values["mode"]?["value"] as? String == "m2")
+
+                let range = try await ServerHTTPClient.get(
+                    port: server.httpPort,
+                    path: "/api/v1/devices/pg-ts-1/telemetry?keys=temp,mode&from=\(base)&to=\(base + 200_000)&limit=1000",
+                    headers: auth
+                )
+                #expect(range.status == 200, "\(range.body)")
+                let points = try #require(try JSONSerialization.jsonObject(with: Data(range.body.utf8)) as? [String: Any])
+                let temps = try #require(points["temp"] as? [[String: Any]])
+                #expect(temps.compactMap { $0["ts"] as? Int64 } == (0..<150).map { base + Int64($0) * 1000 })
+                #expect(temps.compactMap { $0["value"] as? Double } == (0..<150).map { Double($0) / 4 - 10 })
+                let modes = try #require(points["mode"] as? [[String: Any]])
+                #expect(modes.compactMap { $0["value"] as? String } == (0..<150).map { "m\($0 % 3)" })
+
+                let daily = try await ServerHTTPClient.get(
+                    port: server.httpPort,
+                    path: "/api/v1/devices/pg-ts-1/telemetry?keys=temp&from=\(base)&to=\(base + 200_000)&interval=1d&agg=count",
+                    headers: auth
+                )
+                #expect(daily.status == 200, "\(daily.body)")
+                let counts = try #require(try JSONSerialization.jsonObject(with: Data(daily.body.utf8)) as? [String: [[String: Any]]])
+                #expect(counts["temp"]?.compactMap { $0["value"] as? Double }.reduce(0, +) == 150)
+            }
+        }
+    }
 }
 
 /// Start-up against a PostgreSQL that is not there: needs no server, so it always runs.

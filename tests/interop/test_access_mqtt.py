@@ -283,9 +283,9 @@ def test_device_is_refused_outside_its_subtree(registry_broker, clients, proto):
     for topic in [f"devices/{other_id}/telemetry", f"$tenants/default/devices/{other_id}/telemetry", "$SYS/broker/x"]:
         c.publish(topic, b"intrusion", qos=1)
     # ThingsBoard's topic names the connected device, whatever else the client claims.
-    c.publish("v1/devices/me/telemetry", b"mine", qos=1)
+    c.publish("v1/devices/me/telemetry", b'{"mine": 1}', qos=1)
     own = c.expect_one(what="its own ThingsBoard telemetry under its native name")
-    assert own.topic == f"devices/{device_id}/telemetry" and own.payload == b"mine"
+    assert own.topic == f"devices/{device_id}/telemetry" and own.payload == b'{"mine": 1}'
     victim.expect_none(what="messages published outside the publisher's subtree")
     c.disconnect()
     victim.disconnect()

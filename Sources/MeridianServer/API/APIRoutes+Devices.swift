@@ -80,9 +80,7 @@ extension APIRoutes {
         let id = try api.parameter("id")
         try await api.registry.deleteDevice(id, by: try api.caller)
         // Its telemetry goes with it.
-        if let telemetry = api.services.telemetry {
-            try await telemetry.blocking { try telemetry.engine.deleteDevice(id) }
-        }
+        try await api.services.telemetry?.deleteDevice(id)
         return APIJSON.noContent()
     }
 

@@ -31,7 +31,7 @@ extension MeridianConfiguration {
             "database.url",
             \.database.url,
             flag: "--database",
-            help: "PostgreSQL URL (postgres://user[:password]@host[:port]/database[?sslmode=disable|prefer|require|verify-full]) for the registry; empty: embedded SQLite in the data directory. Broker sessions stay in the data directory.",
+            help: "PostgreSQL URL (postgres://user[:password]@host[:port]/database[?sslmode=disable|prefer|require|verify-full]) for the registry and telemetry; empty: embedded SQLite in the data directory. Broker sessions and the telemetry WAL stay in the data directory.",
             check: { $0.isEmpty ? nil : PostgresConfiguration.problem(url: $0) },
             redact: { PostgresConfiguration.redact(url: $0) }
         ),
@@ -167,7 +167,7 @@ extension MeridianConfiguration {
             "telemetry.checkpoint_interval",
             \.telemetry.checkpointInterval,
             range: 1...3600,
-            help: "Seconds between telemetry checkpoints: unsealed samples and latest values are copied into telemetry.sqlite and the telemetry WAL is trimmed."
+            help: "Seconds between telemetry checkpoints: unsealed samples and latest values are copied into the telemetry store and the telemetry WAL is trimmed."
         ),
         .integer(
             "telemetry.chunk_samples",

@@ -112,11 +112,12 @@ public struct MeridianConfiguration: Sendable {
         }
     }
 
-    /// Where the platform's registry lives.
+    /// Where the platform's registry and telemetry live.
     public struct Database: Sendable {
         /// A `postgres://user[:password]@host[:port]/database[?sslmode=...]` URL: the registry
-        /// lives in that PostgreSQL database. Empty: in embedded SQLite in the data directory.
-        /// The broker's own session state stays in SQLite in the data directory either way.
+        /// and the telemetry chunks live in that PostgreSQL database. Empty: in embedded SQLite
+        /// in the data directory. The broker's own session state and the telemetry WAL stay in
+        /// the data directory either way.
         public var url: String = ""
 
         public init() {}

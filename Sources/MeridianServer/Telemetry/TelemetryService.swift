@@ -23,7 +23,7 @@ public final class TelemetryService: Sendable {
         self.logger = logger
     }
 
-    /// Runs blocking engine work (queries read SQLite) off Swift's cooperative pool.
+    /// Runs blocking engine work (queries read the store: SQLite or PostgreSQL) off Swift's cooperative pool.
     func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await NIOThreadPool.singleton.runIfActive(body)
     }
@@ -47,7 +47,7 @@ public final class TelemetryService: Sendable {
 }
 
 /// Checkpoints the engine on an interval (heads and latest values into the store, WAL
-/// segments dropped) and sweeps retention hourly, device by device with pauses, so background
+/// segments dropped) and sweeps retention and compaction hourly, device by device with pauses, so background
 /// work takes a bounded share of the CPU. A final checkpoint runs at shutdown.
 struct TelemetryMaintenance: Service {
     let telemetry: TelemetryService
@@ -99,7 +99,11 @@ struct TelemetryMaintenance: Service {
             let policy = await retention(tenantID, deviceID)
             let started = ContinuousClock.now
             do {
-                let outcome = try await telemetry.blocking { try engine.applyRetention(deviceID: deviceID, retention: policy, now: now) }
+                let outcome = try await telemetry.blocking {
+                    let outcome = try engine.applyRetention(deviceID: deviceID, retention: policy, now: now)
+                    try engine.compact(deviceID: deviceID)
+                    return outcome
+                }
                 removed.samples += outcome.samples
                 removed.buckets += outcome.buckets
             } catch {
@@ -107,8 +111,43 @@ struct TelemetryMaintenance: Service {
             }
             try? await Task.sleep(for: (ContinuousClock.now - started) * 4)
         }
+        // Checkpoint at once, so a restart does not replay trimmed samples from the WAL.
+        do {
+            try await telemetry.blocking { try engine.checkpoint() }
+        } catch {
+            telemetry.logger.error("telemetry checkpoint after retention failed", metadata: ["error": "\(error)"])
+        }
         if removed.samples > 0 || removed.buckets > 0 {
             telemetry.logger.info("telemetry retention applied", metadata: ["telemetry.samples_removed": "\(removed.samples)", "telemetry.buckets_removed": "\(removed.buckets)"])
         }
+    }
+}
+
+extension TelemetryService: TelemetryStore {
+    /// Stores the messages through the pipeline (so they are batched with everything else) and
+    /// returns once all are durable.
+    public func append(_ messages: [DeviceMessage]) async throws {
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let futures = messages.map { pipeline.submit($0, on: loop) }
+        try await EventLoopFuture.andAllSucceed(futures, on: loop).get()
+    }
+
+    public func latest(deviceIDs: [String]) async throws -> [String: [String: TelemetryPoint]] {
+        engine.latest(deviceIDs: deviceIDs)
+    }
+
+    public func range(_ query: TelemetryRangeQuery) async throws -> TelemetryRangeResult {
+        let engine = self.engine
+        return try await blocking { try engine.range(query) }
+    }
+
+    public func aggregate(_ query: TelemetryAggregateQuery) async throws -> [String: [TelemetryPoint]] {
+        let engine = self.engine
+        return try await blocking { try engine.aggregate(query) }
+    }
+
+    public func deleteDevice(_ deviceID: String) async throws {
+        let engine = self.engine
+        try await blocking { try engine.deleteDevice(deviceID) }
     }
 }

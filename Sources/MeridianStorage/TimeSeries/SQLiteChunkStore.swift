@@ -113,7 +113,8 @@ final class SQLiteChunkStore: TimeSeriesChunkStore, Sendable {
                 switch TelemetryValueType(rawValue: row[3]) {
                 case .number: value = .number(Double(bitPattern: UInt64(bitPattern: row[4] ?? 0)))
                 case .bool: value = .bool((row[4] as Int64?) == 1)
-                case .string: value = .string(row[5] ?? "")
+                // Strings as bytes: GRDB's String binding and reading stop at a NUL.
+                case .string: value = .string((row[5] as Data?).map { String(decoding: $0, as: UTF8.self) } ?? "")
                 case nil: return nil
                 }
                 return (row[0], row[1], TelemetryPoint(timestamp: row[2], value: value))
@@ -280,11 +281,12 @@ final class SQLiteChunkStore: TimeSeriesChunkStore, Sendable {
 
         func putLatest(deviceID: String, key: String, point: TelemetryPoint) throws {
             let bits: Int64?
-            let text: String?
+            let text: Data?
             switch point.value {
             case .number(let value): (bits, text) = (Int64(bitPattern: value.bitPattern), nil)
             case .bool(let value): (bits, text) = (value ? 1 : 0, nil)
-            case .string(let value): (bits, text) = (nil, value)
+            // The UTF-8 bytes: GRDB binds a String only up to its first NUL.
+            case .string(let value): (bits, text) = (nil, Data(value.utf8))
             }
             try db.execute(
                 sql: "INSERT OR REPLACE INTO ts_latest (device_id, key, ts, type, bits, text) VALUES (?, ?, ?, ?, ?, ?)",

@@ -21,7 +21,9 @@ struct StoredChunk: Sendable {
 
 /// Where the time-series engine keeps sealed chunks, rollup chunks, head snapshots and latest
 /// values: the storage protocol both backends (SQLite, PostgreSQL) implement. Reads may run on
-/// any thread at any time; ``write(_:)`` is called by one writer at a time.
+/// any thread at any time; ``write(_:)`` is called by one writer at a time. Every call may block
+/// (PostgreSQL waits for the server): never call one from Swift's cooperative pool or an event
+/// loop.
 protocol TimeSeriesChunkStore: Sendable {
     /// Every series (start-up).
     func allSeries() throws -> [StoredSeries]

@@ -225,7 +225,8 @@ extension TimeSeriesEngine {
                 for (deviceID, device) in devices {
                     for heads in device.series.values {
                         for head in heads {
-                            if head.count > 0 && now - head.lastWrite >= configuration.idleSealAfter {
+                            // Idle heads, and full ones an earlier failed write left behind.
+                            if head.count > 0 && (now - head.lastWrite >= configuration.idleSealAfter || head.count >= configuration.chunkSamples) {
                                 seal.append(head)
                             } else if head.dirty {
                                 snapshot.append(head)

@@ -108,3 +108,58 @@ extension TimeSeriesEngine {
         return removed
     }
 }
+
+extension TimeSeriesEngine {
+    /// Merges runs of adjacent small chunks of a device's series (left by idle heads sealed
+    /// early, or late samples that fell into gaps) into chunks of about the configured size.
+    /// The data and the rollups do not change. Returns the number of chunks removed.
+    @discardableResult
+    public func compact(deviceID: String) throws -> Int {
+        let small = max(1, configuration.chunkSamples / 2)
+        return try writer.withLock { _ in
+            let heads: [SeriesHead] = shard(deviceID).devices.withLock { devices in
+                devices[deviceID].map { $0.series.values.flatMap { $0 } } ?? []
+            }
+            var removed = 0
+            try commitLock.withWriteLock {
+                try store.write(durable: false) { writer in
+                    for head in heads {
+                        let chunks = try writer.chunks(series: head.id, from: .min, to: .max)
+                        var run: [StoredChunk] = []
+                        func flush() throws {
+                            defer { run.removeAll() }
+                            guard run.count > 1 else { return }
+                            var timestamps: [Int64] = []
+                            var values: [TelemetryValue] = []
+                            for chunk in run {
+                                let (chunkTimestamps, column) = try TimeSeriesChunkCodec.decode(chunk.data)
+                                timestamps += chunkTimestamps
+                                for index in chunkTimestamps.indices { values.append(column.value(at: index)) }
+                                try writer.deleteChunk(series: head.id, start: chunk.start)
+                            }
+                            try writer.putChunk(
+                                series: head.id,
+                                StoredChunk(
+                                    start: timestamps[0], end: timestamps[timestamps.count - 1], count: timestamps.count,
+                                    data: TimeSeriesChunkCodec.encode(timestamps: timestamps, values: Self.column(head.type, values))
+                                )
+                            )
+                            removed += run.count - 1
+                        }
+                        for chunk in chunks {
+                            let total = run.reduce(0) { $0 + $1.count }
+                            if chunk.count < small && total + chunk.count <= configuration.chunkSamples {
+                                run.append(chunk)
+                            } else {
+                                try flush()
+                                if chunk.count < small { run.append(chunk) }
+                            }
+                        }
+                        try flush()
+                    }
+                }
+            }
+            return removed
+        }
+    }
+}

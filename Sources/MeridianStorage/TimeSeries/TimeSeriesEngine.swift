@@ -5,7 +5,8 @@ import Synchronization
 
 /// Meridian's embedded time-series engine. One series per (device, key, value type); each has an
 /// in-memory head (recorded first in a write-ahead log), sealed into compressed chunks (see
-/// ``TimeSeriesChunkCodec``) kept as blobs in SQLite, with 1-minute and 1-hour rollups
+/// ``TimeSeriesChunkCodec``) kept as blobs in a store — embedded SQLite, or PostgreSQL
+/// (``PostgresChunkStore``) — with 1-minute and 1-hour rollups
 /// maintained as chunks are sealed. A checkpoint snapshots the heads and latest values into the
 /// store and drops the WAL segments that are no longer needed.
 ///
@@ -63,17 +64,37 @@ public final class TimeSeriesEngine: Sendable {
         try self.init(directory: directory, configuration: configuration, logger: logger, clock: { Int64(Date().timeIntervalSince1970 * 1000) })
     }
 
-    init(directory: String, configuration: Configuration, logger: Logger, clock: @escaping @Sendable () -> Int64) throws {
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        } catch {
-            throw OpenError(description: "cannot create the telemetry directory \(directory): \(error)")
-        }
+    /// Opens the engine with its chunks, rollups, head snapshots, latest values and retention
+    /// overrides in PostgreSQL (`store`); `directory` (created if needed) holds only the WAL
+    /// (`telemetry-wal/`). Loads the series and replays the WAL.
+    ///
+    /// Blocks on the database: call it from a thread of its own, never from Swift's cooperative
+    /// pool (and so the engine's other methods, as always).
+    public convenience init(
+        directory: String, store: PostgresChunkStore, configuration: Configuration = Configuration(), logger: Logger
+    ) throws {
+        try self.init(
+            directory: directory, store: store, configuration: configuration, logger: logger, clock: { Int64(Date().timeIntervalSince1970 * 1000) }
+        )
+    }
+
+    /// The engine on SQLite: `telemetry.sqlite` in `directory`.
+    convenience init(directory: String, configuration: Configuration, logger: Logger, clock: @escaping @Sendable () -> Int64) throws {
+        try TimeSeriesEngine.createDirectory(directory)
+        let store = try SQLiteChunkStore(path: directory + "/telemetry.sqlite")
+        try self.init(directory: directory, store: store, configuration: configuration, logger: logger, clock: clock)
+    }
+
+    /// The engine on any store; `directory` holds the WAL.
+    init(
+        directory: String, store: any TimeSeriesChunkStore, configuration: Configuration, logger: Logger, clock: @escaping @Sendable () -> Int64
+    ) throws {
+        try TimeSeriesEngine.createDirectory(directory)
         self.directory = directory
         self.configuration = configuration
         self.logger = logger
         self.clock = clock
-        self.store = try SQLiteChunkStore(path: directory + "/telemetry.sqlite")
+        self.store = store
         self.shards = (0..<Self.shardCount).map { _ in Shard() }
         let wal: TimeSeriesWAL
         do {
@@ -88,6 +109,14 @@ public final class TimeSeriesEngine: Sendable {
             throw error
         } catch {
             throw OpenError(description: "cannot recover the telemetry store in \(directory): \(error)")
+        }
+    }
+
+    private static func createDirectory(_ directory: String) throws {
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw OpenError(description: "cannot create the telemetry directory \(directory): \(error)")
         }
     }
 

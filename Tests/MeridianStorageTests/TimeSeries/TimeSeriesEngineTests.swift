@@ -227,3 +227,32 @@ struct TimeSeriesEngineTests {
         #expect(engine.latest(deviceIDs: ["d1"])["d1"]?["x"]?.value == .string("one"))
     }
 }
+
+@Suite("Time-series engine: compaction")
+struct TimeSeriesCompactionTests {
+    @Test("small chunks left by idle sealing are merged; every sample and aggregate stays the same")
+    func compaction() throws {
+        let fixture = TimeSeriesFixture(chunkSamples: 100)
+        let engine = try fixture.open()
+        let base = TimeSeriesEngineTests.base
+        var all: [(Int64, Double)] = []
+        for round in 0..<6 {
+            let points = (0..<7).map { (base + Int64(round * 100 + $0) * 1000, Double(round * 10 + $0)) }
+            all += points
+            try engine.append([TimeSeriesFixture.message("d1", TimeSeriesFixture.numbers("t", points))])
+            fixture.now.withLock { $0 += 2 * 3_600_000 }
+            try engine.checkpoint()  // idle: sealed as a chunk of 7
+        }
+        let series = try #require(engine.writer.withLock { state in state.headsByID.keys.first })
+        #expect(try engine.store.chunks(series: series, from: .min, to: .max).count == 6)
+        let sum = { try engine.aggregate(TelemetryAggregateQuery(deviceID: "d1", keys: ["t"], from: .min / 2, to: .max / 2, interval: 86_400_000, aggregation: .sum)) }
+        let before = try sum()
+        #expect(try engine.compact(deviceID: "d1") == 5)
+        #expect(try engine.store.chunks(series: series, from: .min, to: .max).count == 1)
+        let points = try engine.range(TelemetryRangeQuery(deviceID: "d1", keys: ["t"], from: .min, to: .max, limit: 1000)).points["t"]
+        #expect(points?.map(\.timestamp) == all.map(\.0))
+        #expect(points?.map(\.value) == all.map { .number($0.1) })
+        #expect(try sum() == before)
+        #expect(try fixture.open().range(TelemetryRangeQuery(deviceID: "d1", keys: ["t"], from: .min, to: .max, limit: 1000)).points["t"]?.count == all.count)
+    }
+}

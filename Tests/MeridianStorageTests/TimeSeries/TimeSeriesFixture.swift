@@ -20,10 +20,23 @@ final class TimeSeriesFixture: Sendable {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
-    func open() throws -> TimeSeriesEngine {
+    var configuration: TimeSeriesEngine.Configuration {
         var configuration = TimeSeriesEngine.Configuration()
         configuration.chunkSamples = chunkSamples
-        return try TimeSeriesEngine(directory: directory, configuration: configuration, logger: Logger(label: "test"), clock: { [self] in now.withLock { $0 } })
+        return configuration
+    }
+
+    /// The engine on SQLite, in ``directory``.
+    func open() throws -> TimeSeriesEngine {
+        try TimeSeriesEngine(directory: directory, configuration: configuration, logger: Logger(label: "test"), clock: { [self] in now.withLock { $0 } })
+    }
+
+    /// The engine on `store`, its WAL in ``directory``. The store may block (PostgreSQL): call
+    /// it, and the engine, off the cooperative pool.
+    func open(store: any TimeSeriesChunkStore) throws -> TimeSeriesEngine {
+        try TimeSeriesEngine(
+            directory: directory, store: store, configuration: configuration, logger: Logger(label: "test"), clock: { [self] in now.withLock { $0 } }
+        )
     }
 
     static func message(_ device: String, _ samples: [TelemetrySample], tenant: String = "t1") -> DeviceMessage {

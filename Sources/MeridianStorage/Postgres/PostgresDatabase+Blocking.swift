@@ -1,0 +1,122 @@
+import Foundation
+import PostgresNIO
+import Synchronization
+
+// Synchronous access for stores whose protocols are synchronous and whose callers run on threads
+// of their own (the time-series engine: the ingest writer thread, query threads): the caller's
+// thread borrows a connection of the pool and runs its statements on it, waiting for each.
+extension PostgresDatabase {
+    /// Runs `body` on the calling thread with a connection of the pool, outside any
+    /// transaction: each statement commits on its own (single-statement reads and writes).
+    ///
+    /// Blocks the calling thread until a connection is free. Never call it from Swift's
+    /// cooperative pool or an event loop: the connection is leased by a task on the cooperative
+    /// pool, and the statements wait on the event loops.
+    func blockingConnection<T>(_ body: (PostgresSession) throws -> T) throws -> T {
+        let loan = ConnectionLoan()
+        let client = self.client
+        Task.detached {
+            do {
+                try await client.withConnection { connection in
+                    await withCheckedContinuation { (returned: CheckedContinuation<Void, Never>) in
+                        loan.lend(connection, until: returned)
+                    }
+                }
+            } catch {
+                loan.fail(error)
+            }
+        }
+        let connection: PostgresConnection
+        do {
+            connection = try loan.borrow()
+        } catch {
+            throw Self.describe(error, doing: "PostgreSQL at \(configuration.redactedURL)")
+        }
+        defer { loan.giveBack() }
+        return try body(PostgresSession(connection: connection, logger: queryLogger))
+    }
+
+    /// Runs `body` in one `READ COMMITTED` transaction on the calling thread: committed when it
+    /// returns, rolled back when it throws (its error is rethrown untouched). Not `durable`:
+    /// the commit does not wait for the server's flush (`synchronous_commit = off` — as SQLite's
+    /// `synchronous = NORMAL`, a server crash may lose the last such commits, never half of one,
+    /// and a later durable commit makes them durable too).
+    ///
+    /// Blocks the calling thread, as ``blockingConnection(_:)``.
+    func blockingTransaction<T>(durable: Bool, _ body: (PostgresSession) throws -> T) throws -> T {
+        try blockingConnection { session in
+            try session.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+            let result: T
+            do {
+                if !durable { try session.execute("SET LOCAL synchronous_commit TO OFF") }
+                result = try body(session)
+            } catch {
+                session.rollback()
+                throw error
+            }
+            do {
+                try session.execute("COMMIT")
+            } catch {
+                session.rollback()
+                throw error
+            }
+            return result
+        }
+    }
+}
+
+/// A pool connection lent by the task holding its lease to a thread outside Swift's concurrency
+/// pool, until that thread gives it back.
+private final class ConnectionLoan: Sendable {
+    private enum State {
+        case waiting
+        case lent(PostgresConnection, CheckedContinuation<Void, Never>)
+        case failed(any Error)
+        case returned
+    }
+
+    private let state = Mutex<State>(.waiting)
+    private let ready = DispatchSemaphore(value: 0)
+
+    /// The leasing task: hands the connection over; `returned` resumes once it is given back.
+    func lend(_ connection: PostgresConnection, until returned: CheckedContinuation<Void, Never>) {
+        let accepted = state.withLock { state -> Bool in
+            guard case .waiting = state else { return false }
+            state = .lent(connection, returned)
+            return true
+        }
+        if accepted { ready.signal() } else { returned.resume() }
+    }
+
+    /// The leasing task: no connection.
+    func fail(_ error: any Error) {
+        let failed = state.withLock { state -> Bool in
+            guard case .waiting = state else { return false }
+            state = .failed(error)
+            return true
+        }
+        if failed { ready.signal() }
+    }
+
+    /// The borrowing thread: waits for the connection.
+    func borrow() throws -> PostgresConnection {
+        ready.wait()
+        return try state.withLock { state -> PostgresConnection in
+            switch state {
+            case .lent(let connection, _): return connection
+            case .failed(let error): throw error
+            case .waiting, .returned: throw PostgresDatabase.DatabaseError("PostgreSQL: no connection")
+            }
+        }
+    }
+
+    /// The borrowing thread: done with the connection.
+    func giveBack() {
+        let returned = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard case .lent(_, let returned) = state else { return nil }
+            state = .returned
+            return returned
+        }
+        returned?.resume()
+    }
+}

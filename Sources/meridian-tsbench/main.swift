@@ -10,6 +10,10 @@
 //   meridian-tsbench day     --dir D            (queries on what `size` left in D)
 //   meridian-tsbench year    --dir D [--days 365]
 //   meridian-tsbench latest  --dir D [--devices 1000] [--keys 10]
+//
+// With `--postgres URL` the engine keeps its chunks, rollups and latest values in that PostgreSQL
+// database (PostgresChunkStore) and only its WAL in the directory.
+import Dispatch
 import Foundation
 import Logging
 import MeridianCore
@@ -81,8 +85,44 @@ func seconds(_ nanoseconds: UInt64) -> Double { Double(nanoseconds) / 1e9 }
 var logger = Logger(label: "meridian.tsbench")
 logger.logLevel = .warning
 
+/// Where a `--postgres` engine keeps its chunks (nil: SQLite in the directory).
+final class PostgresStoreBox: @unchecked Sendable {
+    var store: PostgresChunkStore?
+    var error: (any Error)?
+}
+
+let postgresStore: PostgresChunkStore? = {
+    guard let url = options["postgres"] else { return nil }
+    let configuration: PostgresConfiguration
+    do {
+        configuration = try PostgresConfiguration(url: url)
+    } catch {
+        FileHandle.standardError.write(Data("meridian-tsbench: --postgres: \(error)\n".utf8))
+        exit(2)
+    }
+    // The pool runs on Swift's cooperative pool until the process exits; the engine's calls block
+    // this (main) thread, never a thread of that pool.
+    let database = PostgresDatabase(configuration: configuration, logger: logger)
+    Task.detached { try? await database.run() }
+    let box = PostgresStoreBox()
+    let ready = DispatchSemaphore(value: 0)
+    Task.detached {
+        do { box.store = try await PostgresChunkStore(database: database) } catch { box.error = error }
+        ready.signal()
+    }
+    ready.wait()
+    if let error = box.error {
+        FileHandle.standardError.write(Data("meridian-tsbench: \(error)\n".utf8))
+        exit(1)
+    }
+    return box.store
+}()
+
 @MainActor func openEngine() -> TimeSeriesEngine {
     do {
+        if let postgresStore {
+            return try TimeSeriesEngine(directory: directory, store: postgresStore, logger: logger)
+        }
         return try TimeSeriesEngine(directory: directory, logger: logger)
     } catch {
         FileHandle.standardError.write(Data("meridian-tsbench: \(error)\n".utf8))

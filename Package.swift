@@ -146,6 +146,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Benchmarks only, run by scripts/bench-telemetry: the time-series engine through its
+        // public API (one file; not a product, never installed).
+        .executableTarget(
+            name: "meridian-tsbench",
+            dependencies: [
+                "MeridianStorage",
+                "MeridianCore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "MQTTCoreTests",
             dependencies: [

@@ -26,6 +26,10 @@ final class SQLiteChunkStore: TimeSeriesChunkStore, Sendable {
         configuration.maximumReaderCount = 4
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            // SQLite keeps its -wal file at the size of the largest write since it was opened
+            // (a big seal: megabytes); once a checkpoint has copied it back, the next write cuts
+            // it to this size instead, without waiting for readers.
+            try db.execute(sql: "PRAGMA journal_size_limit = 1048576")
         }
         pool = try DatabasePool(path: path, configuration: configuration)
     }

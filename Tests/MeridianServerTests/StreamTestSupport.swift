@@ -86,6 +86,9 @@ final class StreamTestClient: Sendable {
             }
         }
         let (channel, result) = upgraded
+        // A server that never answers the upgrade fails the test instead of hanging it.
+        let deadline = channel.eventLoop.scheduleTask(in: .seconds(30)) { channel.close(promise: nil) }
+        defer { deadline.cancel() }
         do {
             try await result.get()
         } catch {

@@ -8,7 +8,7 @@ import Darwin
 #endif
 
 /// The time-series engine's write-ahead log: numbered segment files (`00000001.wal`, ...) in
-/// one directory, each a sequence of records `[length u32][crc32 u32][payload]`. Appends go to
+/// one directory, each a sequence of records `[length u32][CRC-32C u32][payload]`. Appends go to
 /// the newest segment; a checkpoint rotates to a new one and removes the segments whose records
 /// are all in the store. Used by one writer at a time (the engine serialises it).
 final class TimeSeriesWAL {
@@ -78,7 +78,7 @@ final class TimeSeriesWAL {
                         break
                     }
                     let payload = UnsafeRawBufferPointer(rebasing: raw[(offset + 8)..<(offset + 8 + length)])
-                    guard CRC32.checksum(payload) == checksum else {
+                    guard CRC32C.checksum(payload) == checksum else {
                         problem = "a record fails its checksum"
                         break
                     }
@@ -176,7 +176,7 @@ final class TimeSeriesWAL {
     /// Frames one record's payload (length, checksum) at the end of `buffer`.
     static func frame(_ payload: [UInt8], into buffer: inout [UInt8]) {
         withUnsafeBytes(of: UInt32(payload.count).littleEndian) { buffer.append(contentsOf: $0) }
-        let checksum = payload.withUnsafeBytes { CRC32.checksum($0) }
+        let checksum = payload.withUnsafeBytes { CRC32C.checksum($0) }
         withUnsafeBytes(of: checksum.littleEndian) { buffer.append(contentsOf: $0) }
         buffer.append(contentsOf: payload)
     }

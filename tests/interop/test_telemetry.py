@@ -307,3 +307,14 @@ def test_retention_settings(platform):
     r = platform.api("PUT", "/api/v1/telemetry/retention", json={"raw": 5})
     assert r.status_code == 400 and r.json()["field"] == "raw"
     assert platform.ok("PUT", "/api/v1/telemetry/retention", json={"inherit": True})["source"] == "default"
+
+
+def test_deleting_or_purging_a_device_deletes_its_telemetry(platform):
+    for how in ("delete", "purge"):
+        device_id, token = new_device(platform)
+        assert post(platform, device_id, token, {"ts": T0, "values": {"t": 1}}).status_code == 200
+        if how == "delete":
+            platform.ok("DELETE", f"/api/v1/devices/{device_id}", status=204)
+        else:
+            platform.ok("POST", f"/api/v1/devices/{device_id}/decommission", json={"purge": True}, status=204)
+        assert platform.ok("GET", "/api/v1/telemetry/latest", params={"devices": device_id}) == {}, how

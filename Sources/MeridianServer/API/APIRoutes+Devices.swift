@@ -89,6 +89,8 @@ extension APIRoutes {
         let buffer = try await APIJSON.body(of: api.request)
         let body = buffer.readableBytes == 0 ? DecommissionBody(purge: nil) : try APIJSON.decode(DecommissionBody.self, from: Data(buffer.readableBytesView))
         guard let device = try await api.registry.decommissionDevice(id, purge: body.purge ?? false, by: try api.caller) else {
+            // Purged: its telemetry goes with it.
+            try await api.services.telemetry?.deleteDevice(id)
             return APIJSON.noContent()
         }
         return APIJSON.response(DeviceBody(device))

@@ -49,7 +49,9 @@ while index < arguments.count {
 }
 
 guard let directory = options["dir"] else {
-    FileHandle.standardError.write(Data("usage: meridian-tsbench append|durable|size|day|year|latest --dir DIR [options]\n".utf8))
+    FileHandle.standardError.write(
+        Data("usage: meridian-tsbench append|durable|size|day|year|latest --dir DIR [options]\n".utf8)
+    )
     exit(2)
 }
 
@@ -217,9 +219,20 @@ func messages(devices: Range<Int>, keys: Int, timestamp: Int64, pool: [Double], 
         var samples: [TelemetrySample] = []
         samples.reserveCapacity(keys)
         for k in 0..<keys {
-            samples.append(TelemetrySample(key: keyName(k), timestamp: timestamp, value: .number(pool[(offset &+ d &* 31 &+ k) % pool.count])))
+            samples.append(
+                TelemetrySample(
+                    key: keyName(k),
+                    timestamp: timestamp,
+                    value: .number(pool[(offset &+ d &* 31 &+ k) % pool.count])
+                )
+            )
         }
-        return DeviceMessage(tenantID: "tenant", deviceID: deviceName(d), receivedAt: timestamp, kind: .telemetry(samples))
+        return DeviceMessage(
+            tenantID: "tenant",
+            deviceID: deviceName(d),
+            receivedAt: timestamp,
+            kind: .telemetry(samples)
+        )
     }
 }
 
@@ -260,7 +273,13 @@ case "append", "durable":
             let d = cursor % devices
             let round = cursor / devices
             let take = min(remaining, devices - d)
-            batchMessages += messages(devices: d..<(d + take), keys: keys, timestamp: start + Int64(round) * 1000, pool: pool, offset: batch)
+            batchMessages += messages(
+                devices: d..<(d + take),
+                keys: keys,
+                timestamp: start + Int64(round) * 1000,
+                pool: pool,
+                offset: batch
+            )
             cursor += take
             remaining -= take
         }
@@ -325,7 +344,13 @@ case "size":
     var signals: [Signal] = []
     for d in 0..<devices {
         for k in 0..<keys {
-            signals.append(Signal(base: 15 + Double((d * 7 + k * 3) % 20), decimals: k % 2 == 0 ? 2 : 3, seed: UInt64(d * 1000 + k + 1)))
+            signals.append(
+                Signal(
+                    base: 15 + Double((d * 7 + k * 3) % 20),
+                    decimals: k % 2 == 0 ? 2 : 3,
+                    seed: UInt64(d * 1000 + k + 1)
+                )
+            )
         }
     }
     var jitterRandom = SplitMix64(state: 99)
@@ -354,7 +379,14 @@ case "size":
                 samples.append(TelemetrySample(key: keyName(k), timestamp: timestamp, value: .number(value)))
                 if csv != nil { csvBuffer += "\(d * keys + k + 1),\(timestamp),\(value)\n" }
             }
-            batch.append(DeviceMessage(tenantID: "tenant", deviceID: deviceName(d), receivedAt: timestamp, kind: .telemetry(samples)))
+            batch.append(
+                DeviceMessage(
+                    tenantID: "tenant",
+                    deviceID: deviceName(d),
+                    receivedAt: timestamp,
+                    kind: .telemetry(samples)
+                )
+            )
         }
         if (second + 1) % secondsPerBatch == 0 || second == seconds1 - 1 {
             let t0 = now()
@@ -378,7 +410,8 @@ case "size":
     let live = filesOnDisk()
     let liveTotal = live.values.reduce(0, +)
     emit([
-        "devices": devices, "keys": keys, "days": days, "jitter_ms": jitter, "series": devices * keys, "samples": samples,
+        "devices": devices, "keys": keys, "days": days, "jitter_ms": jitter, "series": devices * keys,
+        "samples": samples,
         "append_s": seconds(appendTime), "append_samples_per_s": Double(samples) / seconds(appendTime),
         "final_checkpoint_s": seconds(checkpoint),
         "files_after_checkpoint": live, "bytes_after_checkpoint": liveTotal,
@@ -402,7 +435,14 @@ case "day":
         ("day_90s_one_key", Optional(["temperature"]), Int64(90_000)),
         ("day_1m_all_keys", nil, Int64(60_000)),
     ] as [(String, [String]?, Int64)] {
-        let query = TelemetryAggregateQuery(deviceID: deviceName(0), keys: keys, from: from, to: to, interval: interval, aggregation: .avg)
+        let query = TelemetryAggregateQuery(
+            deviceID: deviceName(0),
+            keys: keys,
+            from: from,
+            to: to,
+            interval: interval,
+            aggregation: .avg
+        )
         var buckets = 0
         let c0 = now()
         run(name) { buckets = try engine.aggregate(query).values.reduce(0) { $0 + $1.count } }
@@ -441,9 +481,20 @@ case "year":
                 let stop = min(position + 60, count)
                 let samples = (position..<stop).map { i -> TelemetrySample in
                     let timestamp = start + Int64(i) * 60_000
-                    return TelemetrySample(key: "temperature", timestamp: timestamp, value: .number(signal.value(at: timestamp - start)))
+                    return TelemetrySample(
+                        key: "temperature",
+                        timestamp: timestamp,
+                        value: .number(signal.value(at: timestamp - start))
+                    )
                 }
-                batch.append(DeviceMessage(tenantID: "tenant", deviceID: deviceName(0), receivedAt: samples[0].timestamp, kind: .telemetry(samples)))
+                batch.append(
+                    DeviceMessage(
+                        tenantID: "tenant",
+                        deviceID: deviceName(0),
+                        receivedAt: samples[0].timestamp,
+                        kind: .telemetry(samples)
+                    )
+                )
                 position = stop
             }
             let t0 = now()
@@ -460,7 +511,12 @@ case "year":
     let openTime = now() - t0
     let dayStart = start - start % 86_400_000
     let query = TelemetryAggregateQuery(
-        deviceID: deviceName(0), keys: ["temperature"], from: dayStart, to: dayStart + Int64(days) * 86_400_000 - 1, interval: 86_400_000, aggregation: .avg
+        deviceID: deviceName(0),
+        keys: ["temperature"],
+        from: dayStart,
+        to: dayStart + Int64(days) * 86_400_000 - 1,
+        interval: 86_400_000,
+        aggregation: .avg
     )
     var buckets = 0
     let c0 = now()
@@ -492,7 +548,13 @@ case "latest":
     @MainActor func fillLatest() {
         let engine = openEngine()
         for round in 0..<5 {
-            let batch = messages(devices: 0..<devices, keys: keys, timestamp: start + Int64(round) * 1000, pool: pool, offset: round)
+            let batch = messages(
+                devices: 0..<devices,
+                keys: keys,
+                timestamp: start + Int64(round) * 1000,
+                pool: pool,
+                offset: round
+            )
             run("append") { try engine.append(batch, durable: false) }
         }
         run("checkpoint") { try engine.checkpoint() }

@@ -208,11 +208,6 @@ final class SQLiteChunkStore: TimeSeriesChunkStore, Sendable {
         }
     }
 
-    /// Runs `PRAGMA wal_checkpoint(TRUNCATE)` so the SQLite WAL does not grow (after big writes).
-    func truncateJournal() {
-        try? pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
-    }
-
     private struct Writer: TimeSeriesChunkWriter {
         let db: Database
 

@@ -17,6 +17,21 @@ struct StoredChunk: Sendable {
     var end: Int64
     var count: Int
     var data: [UInt8]
+
+    init(start: Int64, end: Int64, count: Int, data: [UInt8]) {
+        self.start = start
+        self.end = end
+        self.count = count
+        self.data = data
+    }
+
+    /// The chunk of sorted, non-empty `timestamps` and their values, encoded.
+    init(encoding timestamps: [Int64], _ values: TimeSeriesColumn) {
+        self.init(
+            start: timestamps[0], end: timestamps[timestamps.count - 1], count: timestamps.count,
+            data: TimeSeriesChunkCodec.encode(timestamps: timestamps, values: values)
+        )
+    }
 }
 
 /// Where the time-series engine keeps sealed chunks, rollup chunks, head snapshots and latest

@@ -58,22 +58,8 @@ extension TimeSeriesEngine {
     private func sealHead(_ head: SeriesHead, _ writer: any TimeSeriesChunkWriter) throws -> Int64 {
         let timestamps = head.timestamps
         let end = timestamps[timestamps.count - 1]
-        if timestamps.count <= configuration.chunkSamples * 2 {
-            let data = TimeSeriesChunkCodec.encode(timestamps: timestamps, values: head.column)
-            try writer.putChunk(series: head.id, StoredChunk(start: timestamps[0], end: end, count: timestamps.count, data: data))
-        } else {
-            // One big append filled the head far past a chunk: seal it in chunk-sized pieces.
-            var start = 0
-            while start < timestamps.count {
-                let stop = min(start + configuration.chunkSamples, timestamps.count)
-                let slice = Array(timestamps[start..<stop])
-                let column = Self.column(head.type, (start..<stop).lazy.map { head.value(at: $0) })
-                try writer.putChunk(
-                    series: head.id,
-                    StoredChunk(start: slice[0], end: slice[slice.count - 1], count: slice.count, data: TimeSeriesChunkCodec.encode(timestamps: slice, values: column))
-                )
-                start = stop
-            }
+        try putChunks(series: head.id, timestamps, writer) { range in
+            range.count == timestamps.count ? head.column : Self.column(head.type, range.lazy.map { head.value(at: $0) })
         }
         var stored = head.stored
         stored.sealedEnd = end
@@ -163,19 +149,7 @@ extension TimeSeriesEngine {
                 j += 1
             }
         }
-        // Back as chunks of at most twice the usual size.
-        let size = mergedTimestamps.count <= 2 * configuration.chunkSamples ? mergedTimestamps.count : configuration.chunkSamples
-        var start = 0
-        while start < mergedTimestamps.count {
-            let end = min(start + size, mergedTimestamps.count)
-            let slice = Array(mergedTimestamps[start..<end])
-            let column = Self.column(head.type, mergedValues[start..<end])
-            try writer.putChunk(
-                series: head.id,
-                StoredChunk(start: slice[0], end: slice[slice.count - 1], count: slice.count, data: TimeSeriesChunkCodec.encode(timestamps: slice, values: column))
-            )
-            start = end
-        }
+        try putChunks(series: head.id, mergedTimestamps, writer) { range in Self.column(head.type, mergedValues[range]) }
         guard head.type == .number else { return }
         for tier in RollupTier.allCases {
             let range = bucketStart(low, tier.width)...(bucketStart(high, tier.width) + tier.width - 1)
@@ -192,6 +166,18 @@ extension TimeSeriesEngine {
             }
             let buckets = rollUp(timestamps: rawTimestamps, values: rawValues, width: tier.width)
             try foldRollups(buckets, series: head.id, tier: tier, writer, replacing: range)
+        }
+    }
+
+    /// Writes sorted samples as chunks: one chunk when they fit in twice the chunk size (the
+    /// codec takes at most 65,536), else chunk-sized pieces. `column` gives the values of a range.
+    func putChunks(series: Int64, _ timestamps: [Int64], _ writer: any TimeSeriesChunkWriter, column: (Range<Int>) -> TimeSeriesColumn) throws {
+        let size = timestamps.count <= 2 * configuration.chunkSamples ? timestamps.count : configuration.chunkSamples
+        var start = 0
+        while start < timestamps.count {
+            let stop = min(start + size, timestamps.count)
+            try writer.putChunk(series: series, StoredChunk(encoding: Array(timestamps[start..<stop]), column(start..<stop)))
+            start = stop
         }
     }
 
@@ -251,11 +237,6 @@ extension TimeSeriesEngine {
             throw error
         }
         state.wal.removeSegments(through: obsolete)
-    }
-
-    /// Bytes of WAL not yet checkpointed.
-    public var walSize: Int {
-        writer.withLock { state in state.wal.size }
     }
 
     /// Bytes on disk: the store and the WAL.

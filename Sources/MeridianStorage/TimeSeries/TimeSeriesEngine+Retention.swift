@@ -83,10 +83,7 @@ extension TimeSeriesEngine {
                 guard first < timestamps.count else { continue }
                 let kept = Array(timestamps[first...])
                 let values = Self.column(head.type, (first..<timestamps.count).map { column.value(at: $0) })
-                try writer.putChunk(
-                    series: head.id,
-                    StoredChunk(start: kept[0], end: kept[kept.count - 1], count: kept.count, data: TimeSeriesChunkCodec.encode(timestamps: kept, values: values))
-                )
+                try writer.putChunk(series: head.id, StoredChunk(encoding: kept, values))
             }
         }
         return removed
@@ -137,13 +134,7 @@ extension TimeSeriesEngine {
                                 for index in chunkTimestamps.indices { values.append(column.value(at: index)) }
                                 try writer.deleteChunk(series: head.id, start: chunk.start)
                             }
-                            try writer.putChunk(
-                                series: head.id,
-                                StoredChunk(
-                                    start: timestamps[0], end: timestamps[timestamps.count - 1], count: timestamps.count,
-                                    data: TimeSeriesChunkCodec.encode(timestamps: timestamps, values: Self.column(head.type, values))
-                                )
-                            )
+                            try writer.putChunk(series: head.id, StoredChunk(encoding: timestamps, Self.column(head.type, values)))
                             removed += run.count - 1
                         }
                         for chunk in chunks {

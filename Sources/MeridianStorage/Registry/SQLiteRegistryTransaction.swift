@@ -42,19 +42,12 @@ struct SQLiteRegistryTransaction: RegistryTransaction {
         date(row, column) ?? Date(timeIntervalSince1970: 0)
     }
 
-    private static let encoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return encoder
-    }()
-
     private static func json<T: Encodable>(_ value: T) throws -> String {
-        String(decoding: try encoder.encode(value), as: UTF8.self)
+        try JSONColumn.encode(value)
     }
 
     private static func decode<T: Decodable>(_ type: T.Type, _ text: String?, default value: T) -> T {
-        guard let text, let decoded = try? JSONDecoder().decode(T.self, from: Data(text.utf8)) else { return value }
-        return decoded
+        JSONColumn.decode(type, text, default: value)
     }
 
     // MARK: Tenants

@@ -136,6 +136,11 @@ public struct MeridianApplication: Sendable {
         // it shares the registry's database, whose pool runs until `serve` returns: after the
         // final checkpoint of the telemetry maintenance.
         let telemetry = try await openTelemetry(database: database)
+        // Commands to devices, delivered through the gateway the broker tells about connections.
+        let commands: CommandService? = platform == nil ? nil : try await openCommands(database: database)
+        let commandBroker = BrokerReference()
+        let gateway = commands.map { DeviceGateway(publisher: BrokerCommandPublisher(broker: commandBroker), service: $0, logger: self.logger) }
+        if let commands, let gateway { commands.attach(gateway) }
         // The certificate comes first: a missing or bad one stops start-up before any port is
         // bound. SIGHUP is trapped before the `listening` line, so it never ends the process.
         var tls: TLSService?
@@ -150,7 +155,10 @@ public struct MeridianApplication: Sendable {
         // Who may connect and what they may touch comes from the registry; revocations there
         // disconnect clients here.
         let access = platform.map {
-            AccessControl(registry: $0.registry, configuration: configuration.auth, tls: tls, telemetry: telemetry.pipeline, logger: self.logger)
+            AccessControl(
+                registry: $0.registry, configuration: configuration.auth, tls: tls, telemetry: telemetry.pipeline, commands: commands,
+                logger: self.logger
+            )
         }
         let broker: MQTTBroker
         if let access {
@@ -162,6 +170,7 @@ public struct MeridianApplication: Sendable {
         } else {
             broker = MQTTBroker(configuration: brokerConfiguration, eventLoopGroup: group, sessionStore: store, logger: logger)
         }
+        commandBroker.set(broker)
         if store != nil {
             let started = NIODeadline.now()
             let summary = try await broker.recover()
@@ -201,7 +210,7 @@ public struct MeridianApplication: Sendable {
         // fed by the telemetry pipeline.
         let stream: StreamEndpoint?
         if let platform {
-            let apiServices = try await makeAPIServices(platform, telemetry: telemetry)
+            let apiServices = try await makeAPIServices(platform, telemetry: telemetry, commands: commands)
             APIRoutes.add(to: router, services: apiServices)
             stream = StreamEndpoint(hub: StreamHub(services: apiServices, pipeline: telemetry.pipeline, logger: self.logger))
             StreamEndpoint.addRoutes(to: router)
@@ -248,6 +257,7 @@ public struct MeridianApplication: Sendable {
             .init(service: telemetry.pipeline),
             .init(service: app),
         ]
+        if let commands { services.append(.init(service: CommandSweeper(service: commands))) }
         if let tls {
             let httpsApp = Application(
                 router: router,
@@ -445,7 +455,7 @@ extension MeridianApplication {
         }
     }
 
-    func makeAPIServices(_ platform: Platform, telemetry: TelemetryService? = nil) async throws -> APIServices {
+    func makeAPIServices(_ platform: Platform, telemetry: TelemetryService? = nil, commands: CommandService? = nil) async throws -> APIServices {
         let api = configuration.api
         return APIServices(
             registry: platform.registry,
@@ -456,6 +466,7 @@ extension MeridianApplication {
             loginLimiter: LoginRateLimiter(maximumFailures: api.loginMaximumFailures, window: TimeInterval(api.loginWindow)),
             refreshTokenLifetime: TimeInterval(api.refreshTokenLifetime),
             telemetry: telemetry,
+            commands: commands,
             logger: platform.logger
         )
     }

@@ -120,14 +120,18 @@ public final class APIServices: Sendable {
     public let refreshTokenLifetime: TimeInterval
     /// Telemetry ingest and queries (nil: the telemetry endpoints answer 503).
     public let telemetry: TelemetryService?
+    /// Commands to devices (nil: the command endpoints answer 503).
+    public let commands: CommandService?
     let deviceTokens = DeviceTokenCache()
     let logger: Logger
 
     public init(
         registry: Registry, signer: APITokenSigner, loginLimiter: LoginRateLimiter = LoginRateLimiter(),
-        refreshTokenLifetime: TimeInterval = 30 * 24 * 3600, telemetry: TelemetryService? = nil, logger: Logger
+        refreshTokenLifetime: TimeInterval = 30 * 24 * 3600, telemetry: TelemetryService? = nil, commands: CommandService? = nil,
+        logger: Logger
     ) {
         self.telemetry = telemetry
+        self.commands = commands
         self.registry = registry
         self.signer = signer
         self.loginLimiter = loginLimiter

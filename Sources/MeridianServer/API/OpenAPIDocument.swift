@@ -338,6 +338,29 @@ enum OpenAPIDocument {
             "Verify the audit chain", tag: "audit", description: "Walks the whole hash chain.",
             responses: ["200": json(ref("AuditVerification"), "The outcome")]
         ))
+        // Commands
+        add(.post, "/devices/{id}/commands", op(
+            "Send a command to a device", tag: "commands",
+            description: "`{\"method\": \"reboot\", \"params\": {...}, \"timeoutMs\": 5000, \"persistent\": false, \"oneWay\": false, \"expiresInMs\": 60000}`. A two-way command waits for the device's answer: 200 with `status` `succeeded` (and `response`) or `failed` (and `error`); 504 with the command (`status` `timed_out`) when no answer came within `timeoutMs` of sending. A one-way command answers 202 once sent. A persistent command to an offline device answers 202 with `status` `queued`; it is sent when the device subscribes to its command topic, unless it expires first (`expiresInMs`, at most `commands.max_expiry_ms`). A non-persistent command to a device that is not connected is 409 (device-offline). Past `commands.rate_per_device` or `commands.rate_per_tenant` a minute: 429 with Retry-After.",
+            body: ref("SendCommandRequest"),
+            responses: [
+                "200": json(ref("Command"), "The two-way command finished (succeeded or failed)"),
+                "202": json(ref("Command"), "One-way: sent; persistent to an offline device: queued"),
+                "504": json(ref("Command"), "No answer within timeoutMs: timed_out"),
+            ]
+        ))
+        add(.get, "/devices/{id}/commands", op(
+            "List a device's commands", tag: "commands", description: "Newest first.",
+            parameters: [
+                queryParameter("limit", ["type": "integer", "minimum": 1, "maximum": 1000, "default": 100], "Commands per page."),
+                queryParameter("cursor", string, "The nextCursor of the previous page."),
+            ],
+            responses: ["200": json(pageOf(ref("Command")), "A page of commands")]
+        ))
+        add(.get, "/devices/{id}/commands/{commandId}", op(
+            "A command and its state", tag: "commands",
+            responses: ["200": json(ref("Command"), "The command")]
+        ))
         add(.get, "/openapi.json", op(
             "This document", tag: "meta",
             responses: ["200": ["description": "OpenAPI 3.1", "content": ["application/json": ["schema": ["type": "object"]]]]]
@@ -348,6 +371,29 @@ enum OpenAPIDocument {
     // MARK: Schemas
 
     private static let schemas: [String: OpenAPIValue] = [
+        "SendCommandRequest": object(
+            required: ["method"],
+            [
+                "method": ["type": "string", "minLength": 1, "maxLength": 128, "description": "No / + # $; not request or response."],
+                "params": anyJSON,
+                "timeoutMs": ["type": "integer", "minimum": 1, "description": "Default commands.default_timeout_ms; at most commands.max_timeout_ms."],
+                "persistent": ["type": "boolean", "default": false],
+                "oneWay": ["type": "boolean", "default": false],
+                "expiresInMs": ["type": "integer", "minimum": 1, "description": "Persistent commands only; default and maximum commands.max_expiry_ms."],
+            ]
+        ),
+        "Command": object(
+            required: ["id", "deviceId", "method", "params", "oneWay", "persistent", "timeoutMs", "status", "timestamps", "createdAt", "actor"],
+            [
+                "id": string, "deviceId": string, "method": string, "params": anyJSON, "oneWay": ["type": "boolean"],
+                "persistent": ["type": "boolean"], "timeoutMs": ["type": "integer"], "expiresAt": dateTime,
+                "status": ["type": "string", "enum": enumeration(CommandState.allCases)],
+                "timestamps": ["type": "object", "description": "The time each state was reached, by state.", "additionalProperties": dateTime],
+                "createdAt": dateTime,
+                "convention": ["type": "string", "enum": enumeration(CommandConvention.allCases), "description": "How it was sent."],
+                "response": anyJSON, "error": string, "actor": string,
+            ]
+        ),
         "TelemetryValue": ["description": "A number, boolean or string (NaN and infinities as the strings NaN, Infinity, -Infinity).", "type": ["number", "boolean", "string"]],
         "TelemetryPoint": object(required: ["ts", "value"], ["ts": ["type": "integer"], "value": ref("TelemetryValue")]),
         "TelemetrySeries": ["type": "object", "additionalProperties": ["type": "array", "items": ref("TelemetryPoint")]],

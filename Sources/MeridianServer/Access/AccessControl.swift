@@ -26,7 +26,10 @@ final class AccessControl: Sendable {
     /// Refreshes started and the newest one applied: an older answer never replaces a newer one.
     private let refreshes = NIOLockedValueBox((started: 0, applied: 0))
 
-    init(registry: any AccessRegistry, configuration: MeridianConfiguration.Auth, tls: TLSService?, telemetry: TelemetryPipeline? = nil, logger: Logger) {
+    init(
+        registry: any AccessRegistry, configuration: MeridianConfiguration.Auth, tls: TLSService?, telemetry: TelemetryPipeline? = nil,
+        commands: CommandService? = nil, logger: Logger
+    ) {
         self.registry = registry
         self.tls = tls
         self.logger = logger
@@ -47,7 +50,8 @@ final class AccessControl: Sendable {
         let brokerReference = broker
         self.messageTap = RegistryMessageTap(
             registry: registry, broker: brokerReference, logger: logger,
-            telemetry: telemetry.map { MQTTTelemetryAdapter(pipeline: $0, broker: brokerReference, logger: logger) }
+            telemetry: telemetry.map { MQTTTelemetryAdapter(pipeline: $0, broker: brokerReference, logger: logger) },
+            commands: commands.map { MQTTCommandAdapter(service: $0, broker: brokerReference, logger: logger) }
         )
     }
 

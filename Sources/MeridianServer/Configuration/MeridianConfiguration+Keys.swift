@@ -194,6 +194,38 @@ extension MeridianConfiguration {
             help: "Days 1-hour rollups are kept (0: forever)."
         ),
 
+        // [commands]
+        .integer(
+            "commands.rate_per_device",
+            \.commands.ratePerDevice,
+            range: 0...1_000_000,
+            help: "Commands per minute an operator may send to one device (also the burst); more are refused with 429 (0: unlimited)."
+        ),
+        .integer(
+            "commands.rate_per_tenant",
+            \.commands.ratePerTenant,
+            range: 0...100_000_000,
+            help: "Commands per minute a tenant may send to all its devices (also the burst); more are refused with 429 (0: unlimited)."
+        ),
+        .integer(
+            "commands.default_timeout_ms",
+            \.commands.defaultTimeoutMs,
+            range: 1...3_600_000,
+            help: "Milliseconds a two-way command waits for the device's answer when the request names no timeoutMs."
+        ),
+        .integer(
+            "commands.max_timeout_ms",
+            \.commands.maximumTimeoutMs,
+            range: 1...3_600_000,
+            help: "Longest timeoutMs a command may ask for; longer ones are refused."
+        ),
+        .integer(
+            "commands.max_expiry_ms",
+            \.commands.maximumExpiryMs,
+            range: 1_000...2_592_000_000,
+            help: "Longest a persistent command may stay queued for an offline device, in milliseconds (also the default expiresInMs); longer ones are refused."
+        ),
+
         // [broker]
         .choice(
             "broker.durability",

@@ -112,6 +112,22 @@ public struct MeridianConfiguration: Sendable {
         }
     }
 
+    /// Commands (RPC) to devices.
+    public struct Commands: Sendable {
+        /// Commands per minute per device (also the burst); 0: unlimited.
+        public var ratePerDevice: Int = 60
+        /// Commands per minute per tenant (also the burst); 0: unlimited.
+        public var ratePerTenant: Int = 6000
+        /// Milliseconds a two-way command waits for its answer when it names no timeout.
+        public var defaultTimeoutMs: Int = 10_000
+        /// Longest timeout a command may ask for, in milliseconds.
+        public var maximumTimeoutMs: Int = 600_000
+        /// Longest a persistent command may stay queued, in milliseconds (also its default expiry).
+        public var maximumExpiryMs: Int = 604_800_000
+
+        public init() {}
+    }
+
     /// Where the platform's registry and telemetry live.
     public struct Database: Sendable {
         /// A `postgres://user[:password]@host[:port]/database[?sslmode=...]` URL: the registry
@@ -131,6 +147,8 @@ public struct MeridianConfiguration: Sendable {
     public var auth = Auth()
     /// The telemetry store.
     public var telemetry = Telemetry()
+    /// Commands (RPC) to devices.
+    public var commands = Commands()
     /// Directory holding the server's state (database, time series, broker sessions).
     public var dataDirectory: String = "./meridian-data"
     /// The registry's database: embedded SQLite (default) or PostgreSQL.

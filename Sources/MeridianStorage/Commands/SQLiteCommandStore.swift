@@ -1,0 +1,141 @@
+import Foundation
+import GRDB
+import MeridianCore
+
+/// Commands in the embedded SQLite database, `meridian.sqlite` (the registry's file: its
+/// migrator creates the table, as migration `commands-v1`).
+public final class SQLiteCommandStore: CommandStore, Sendable {
+    private let database: DatabaseQueue
+
+    /// Opens the commands of the registry database at `path` (creating and migrating it if
+    /// needed, as ``SQLiteRegistryStore`` does).
+    ///
+    /// - Throws: ``SQLiteRegistryStore/OpenError`` when the file is refused.
+    public init(path: String) throws {
+        do {
+            let database = try SQLiteFile.open(path: path, label: "meridian.commands", what: "registry", foreignKeys: true)
+            try SQLiteFile.prepare(database, path: path, migrator: SQLiteRegistryStore.migrator, synchronous: "FULL")
+            self.database = database
+        } catch let refusal as SQLiteFile.Refusal {
+            throw SQLiteRegistryStore.OpenError(description: refusal.description)
+        }
+    }
+
+    private init(database: DatabaseQueue) {
+        self.database = database
+    }
+
+    /// A store in memory (tests): gone when released.
+    public static func inMemory() throws -> SQLiteCommandStore {
+        let database = try DatabaseQueue()
+        try SQLiteRegistryStore.migrator.migrate(database)
+        return SQLiteCommandStore(database: database)
+    }
+
+    private static let columns = """
+        id, tenant_id, device_id, method, params, one_way, persistent, timeout_ms, expires_at, actor, state, created_at, \
+        sent_at, delivered_at, completed_at, convention, response, error
+        """
+
+    private static func arguments(_ command: Command) throws -> StatementArguments {
+        let params = try CommandColumns.json(command.params)
+        let response = try CommandColumns.json(command.response)
+        return [
+            command.id, command.tenantID, command.deviceID, command.method, params,
+            command.oneWay, command.persistent, command.timeoutMs, CommandColumns.milliseconds(command.expiresAt),
+            command.actor, command.state.rawValue, CommandColumns.milliseconds(command.createdAt),
+            CommandColumns.milliseconds(command.sentAt), CommandColumns.milliseconds(command.deliveredAt),
+            CommandColumns.milliseconds(command.completedAt), command.convention?.rawValue,
+            response, command.error,
+        ]
+    }
+
+    private static func command(_ row: Row) throws -> Command {
+        guard let state = CommandState(rawValue: row["state"]) else {
+            throw CommandError.invalid("stored command has an unknown state", field: "state")
+        }
+        return Command(
+            id: row["id"], tenantID: row["tenant_id"], deviceID: row["device_id"], method: row["method"],
+            params: CommandColumns.value(row["params"]) ?? .null, oneWay: row["one_way"], persistent: row["persistent"],
+            timeoutMs: row["timeout_ms"], expiresAt: CommandColumns.date(row["expires_at"]), actor: row["actor"], state: state,
+            createdAt: CommandColumns.date(row["created_at"]) ?? Date(timeIntervalSince1970: 0),
+            sentAt: CommandColumns.date(row["sent_at"]), deliveredAt: CommandColumns.date(row["delivered_at"]),
+            completedAt: CommandColumns.date(row["completed_at"]),
+            convention: (row["convention"] as String?).flatMap(CommandConvention.init(rawValue:)),
+            response: CommandColumns.value(row["response"]), error: row["error"]
+        )
+    }
+
+    public func insert(_ command: Command) async throws {
+        let arguments = try Self.arguments(command)
+        try await database.write { db in
+            try db.execute(sql: "INSERT INTO commands (\(Self.columns)) VALUES (\(Array(repeating: "?", count: 18).joined(separator: ", ")))", arguments: arguments)
+        }
+    }
+
+    public func transition(_ command: Command, from states: Set<CommandState>) async throws -> Bool {
+        let stateList = states.map(\.rawValue).sorted()
+        let arguments = try Self.arguments(command) + StatementArguments([command.id] + stateList)
+        let placeholders = Array(repeating: "?", count: stateList.count).joined(separator: ", ")
+        return try await database.write { db in
+            try db.execute(
+                sql: """
+                    UPDATE commands SET id = ?, tenant_id = ?, device_id = ?, method = ?, params = ?, one_way = ?, persistent = ?,
+                    timeout_ms = ?, expires_at = ?, actor = ?, state = ?, created_at = ?, sent_at = ?, delivered_at = ?,
+                    completed_at = ?, convention = ?, response = ?, error = ? WHERE id = ? AND state IN (\(placeholders))
+                    """,
+                arguments: arguments
+            )
+            return db.changesCount > 0
+        }
+    }
+
+    public func command(id: String) async throws -> Command? {
+        try await database.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM commands WHERE id = ?", arguments: [id]).map(Self.command)
+        }
+    }
+
+    public func commands(tenantID: String, deviceID: String, limit: Int, before: String?) async throws -> CommandPage {
+        let bound = before.flatMap(CommandCursor.parse)
+        let rows = try await database.read { db in
+            if let bound {
+                return try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT * FROM commands WHERE tenant_id = ? AND device_id = ? AND (created_at, id) < (?, ?)
+                        ORDER BY created_at DESC, id DESC LIMIT ?
+                        """,
+                    arguments: [tenantID, deviceID, bound.milliseconds, bound.id, limit + 1]
+                )
+            }
+            return try Row.fetchAll(
+                db, sql: "SELECT * FROM commands WHERE tenant_id = ? AND device_id = ? ORDER BY created_at DESC, id DESC LIMIT ?",
+                arguments: [tenantID, deviceID, limit + 1]
+            )
+        }
+        let commands = try rows.map(Self.command)
+        let page = Array(commands.prefix(limit))
+        return CommandPage(items: page, nextCursor: commands.count > limit ? page.last.map(CommandCursor.cursor) : nil)
+    }
+
+    public func queued(tenantID: String, deviceID: String) async throws -> [Command] {
+        try await database.read { db in
+            try Row.fetchAll(
+                db, sql: "SELECT * FROM commands WHERE tenant_id = ? AND device_id = ? AND state = 'queued' ORDER BY created_at, id",
+                arguments: [tenantID, deviceID]
+            ).map(Self.command)
+        }
+    }
+
+    public func commands(in states: Set<CommandState>, limit: Int) async throws -> [Command] {
+        let stateList = states.map(\.rawValue).sorted()
+        let placeholders = Array(repeating: "?", count: stateList.count).joined(separator: ", ")
+        return try await database.read { db in
+            try Row.fetchAll(
+                db, sql: "SELECT * FROM commands WHERE state IN (\(placeholders)) ORDER BY created_at, id LIMIT ?",
+                arguments: StatementArguments(stateList) + [limit]
+            ).map(Self.command)
+        }
+    }
+}

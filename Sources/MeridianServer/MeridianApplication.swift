@@ -161,7 +161,8 @@ public struct MeridianApplication: Sendable {
             )
         }
         // Followers of device connections (presence, command delivery) add themselves here.
-        let observers: [any MQTTConnectionObserver] = []
+        var observers: [any MQTTConnectionObserver] = []
+        if let gateway { observers.append(gateway) }
         let broker: MQTTBroker
         if let access {
             broker = MQTTBroker(

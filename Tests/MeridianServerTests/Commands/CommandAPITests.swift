@@ -133,7 +133,7 @@ struct CommandAPITests {
             #expect(published.properties.correlationData.map { String(buffer: $0) } == id)
             let stored = try await api.call(.get, "/devices/\(device)/commands/\(id)")
             #expect(stored.status == 200)
-            #expect(Set((stored.object["timestamps"] as? [String: Any] ?? [:]).keys) == ["queued", "sent", "succeeded"])
+            #expect(Set((stored.object["timestamps"] as? [String: Any] ?? [:]).keys) == ["queued", "sent", "delivered", "succeeded"])
         }
     }
 
@@ -252,19 +252,29 @@ func commandEventually<T: Sendable>(_ body: @Sendable () async throws -> T?) asy
 
 @Suite("Device gateway")
 struct DeviceGatewayTests {
-    @Test("the convention comes from the subscription and the protocol version", arguments: [
-        ("commands/#", MQTTProtocolVersion.v5, Set<CommandConvention>([.mqtt5, .mqtt311])),
-        ("commands/+", .v5, [.mqtt5]),
-        ("commands/#", .v3_1_1, [.mqtt311]),
-        ("commands/request/+", .v5, [.mqtt311]),
-        ("rpc/request/+", .v3_1_1, [.thingsBoard]),
-        ("#", .v3_1_1, [.thingsBoard, .mqtt311]),
-        ("telemetry", .v5, []),
-        ("commands/response/+", .v5, []),
-    ])
-    func conventions(_ filter: String, _ version: MQTTProtocolVersion, _ expected: Set<CommandConvention>) {
+    struct ConventionCase: Sendable, CustomTestStringConvertible {
+        var filter: String
+        var version: MQTTProtocolVersion
+        var expected: Set<CommandConvention>
+        var testDescription: String { "\(filter) v\(version.rawValue)" }
+    }
+
+    static let conventionCases: [ConventionCase] = [
+        ConventionCase(filter: "commands/#", version: .v5, expected: [.mqtt5, .mqtt311]),
+        ConventionCase(filter: "commands/+", version: .v5, expected: [.mqtt5]),
+        ConventionCase(filter: "commands/#", version: .v3_1_1, expected: [.mqtt311]),
+        ConventionCase(filter: "commands/request/+", version: .v5, expected: [.mqtt311]),
+        ConventionCase(filter: "rpc/request/+", version: .v3_1_1, expected: [.thingsBoard]),
+        ConventionCase(filter: "#", version: .v3_1_1, expected: [.thingsBoard, .mqtt311]),
+        ConventionCase(filter: "telemetry", version: .v5, expected: []),
+        ConventionCase(filter: "commands/response/+", version: .v5, expected: []),
+    ]
+
+    @Test("the convention comes from the subscription and the protocol version", arguments: conventionCases)
+    func conventions(_ testCase: ConventionCase) {
         let subtree = AccessPrincipal.deviceTopics(tenantID: "t", deviceID: "d")
-        #expect(DeviceGateway.conventions(filter: subtree + "/" + filter, tenantID: "t", deviceID: "d", protocolVersion: version) == expected)
+        let found = DeviceGateway.conventions(filter: subtree + "/" + testCase.filter, tenantID: "t", deviceID: "d", protocolVersion: testCase.version)
+        #expect(found == testCase.expected)
     }
 
     @Test("a device is reachable while a connection listens; MQTT 5 is preferred; disconnecting forgets it")

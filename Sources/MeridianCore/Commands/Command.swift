@@ -113,6 +113,17 @@ public struct Command: Sendable, Hashable, Codable {
         return sentAt.addingTimeInterval(Double(timeoutMs) / 1000)
     }
 
+    /// When the command must change state by itself if nothing else happens: a queued command's
+    /// expiry, a sent two-way command's answer deadline (nil otherwise). The stores index it for
+    /// the sweep.
+    public var dueAt: Date? {
+        switch state {
+        case .queued: expiresAt
+        case .sent, .delivered: answerDeadline
+        default: nil
+        }
+    }
+
     /// The time of each state the command went through, by state name (`queued`, `sent`, ...).
     public var timestamps: [CommandState: Date] {
         var result: [CommandState: Date] = [.queued: createdAt]

@@ -235,7 +235,7 @@ public final class CommandService: Sendable {
     public func sweep() async {
         do {
             let time = now()
-            for command in try await store.commands(in: CommandState.open, limit: 10_000) {
+            for command in try await store.due(at: time, limit: 1_000) {
                 if command.state == .queued, let expiresAt = command.expiresAt, expiresAt <= time {
                     try await expire(command)
                 } else if let deadline = command.answerDeadline, deadline <= time, CommandState.awaitingAnswer.contains(command.state) {

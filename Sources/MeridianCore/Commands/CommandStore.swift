@@ -15,9 +15,9 @@ public protocol CommandStore: Sendable {
     func commands(tenantID: String, deviceID: String, limit: Int, before: String?) async throws -> CommandPage
     /// A device's queued commands, oldest first.
     func queued(tenantID: String, deviceID: String) async throws -> [Command]
-    /// Every command in one of `states` (the sweep of expiries and timeouts), oldest first, at
-    /// most `limit`.
-    func commands(in states: Set<CommandState>, limit: Int) async throws -> [Command]
+    /// The commands whose ``Command/dueAt`` is at or before `time` (expired queued commands,
+    /// timed-out sent ones), earliest due first, at most `limit`.
+    func due(at time: Date, limit: Int) async throws -> [Command]
 }
 
 /// The paging cursor of ``CommandStore/commands(tenantID:deviceID:limit:before:)``: the creation
@@ -72,7 +72,8 @@ public actor InMemoryCommandStore: CommandStore {
             .sorted { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) }
     }
 
-    public func commands(in states: Set<CommandState>, limit: Int) -> [Command] {
-        Array(commands.values.filter { states.contains($0.state) }.sorted { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) }.prefix(limit))
+    public func due(at time: Date, limit: Int) -> [Command] {
+        let due = commands.values.compactMap { command in command.dueAt.map { (at: $0, command: command) } }.filter { $0.at <= time }
+        return Array(due.sorted { ($0.at, $0.command.id) < ($1.at, $1.command.id) }.prefix(limit).map(\.command))
     }
 }

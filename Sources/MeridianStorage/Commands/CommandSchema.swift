@@ -3,7 +3,7 @@ import MeridianCore
 
 /// The `commands` table, in SQLite (inside `meridian.sqlite`, migration `commands-v1` of the
 /// registry's migrator) and in PostgreSQL (component `commands`). Times are milliseconds since
-/// 1970; `params` and `response` are JSON text.
+/// 1970; `params` and `response` are JSON text; `due_at` is ``Command/dueAt`` (the sweep's index).
 enum CommandSchema {
     static let sqliteV1 = """
         CREATE TABLE commands (
@@ -24,10 +24,12 @@ enum CommandSchema {
             completed_at INTEGER,
             convention TEXT,
             response TEXT,
-            error TEXT
+            error TEXT,
+            due_at INTEGER
         ) WITHOUT ROWID;
         CREATE INDEX commands_device ON commands(tenant_id, device_id, created_at, id);
-        CREATE INDEX commands_state ON commands(state, created_at, id);
+        CREATE INDEX commands_queue ON commands(tenant_id, device_id, state, created_at, id);
+        CREATE INDEX commands_due ON commands(due_at) WHERE due_at IS NOT NULL;
         """
 
     static let postgres = PostgresMigrations(
@@ -55,11 +57,13 @@ enum CommandSchema {
                         completed_at BIGINT,
                         convention TEXT COLLATE "C",
                         response TEXT,
-                        error TEXT
+                        error TEXT,
+                        due_at BIGINT
                     )
                     """,
                     "CREATE INDEX commands_device ON commands(tenant_id, device_id, created_at, id)",
-                    "CREATE INDEX commands_state ON commands(state, created_at, id)",
+                    "CREATE INDEX commands_queue ON commands(tenant_id, device_id, state, created_at, id)",
+                    "CREATE INDEX commands_due ON commands(due_at) WHERE due_at IS NOT NULL",
                 ]
             )
         ]

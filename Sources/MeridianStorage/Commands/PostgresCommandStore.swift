@@ -65,13 +65,13 @@ public final class PostgresCommandStore: CommandStore, Sendable {
             try session.execute(
                 """
                 INSERT INTO commands (id, tenant_id, device_id, method, params, one_way, persistent, timeout_ms, expires_at, actor,
-                state, created_at, sent_at, delivered_at, completed_at, convention, response, error) VALUES (
+                state, created_at, sent_at, delivered_at, completed_at, convention, response, error, due_at) VALUES (
                 \(command.id), \(command.tenantID), \(command.deviceID), \(command.method), \(columns.params), \(command.oneWay),
                 \(command.persistent), \(Int64(command.timeoutMs)), \(CommandColumns.milliseconds(command.expiresAt)),
                 \(command.actor), \(command.state.rawValue), \(CommandColumns.milliseconds(command.createdAt)),
                 \(CommandColumns.milliseconds(command.sentAt)), \(CommandColumns.milliseconds(command.deliveredAt)),
                 \(CommandColumns.milliseconds(command.completedAt)), \(command.convention?.rawValue), \(columns.response),
-                \(command.error))
+                \(command.error), \(CommandColumns.milliseconds(command.dueAt)))
                 """
             )
         }
@@ -88,7 +88,7 @@ public final class PostgresCommandStore: CommandStore, Sendable {
                 state = \(command.state.rawValue), sent_at = \(CommandColumns.milliseconds(command.sentAt)),
                 delivered_at = \(CommandColumns.milliseconds(command.deliveredAt)),
                 completed_at = \(CommandColumns.milliseconds(command.completedAt)), convention = \(command.convention?.rawValue),
-                response = \(columns.response), error = \(command.error)
+                response = \(columns.response), error = \(command.error), due_at = \(CommandColumns.milliseconds(command.dueAt))
                 WHERE id = \(command.id) AND state = ANY(\(stateList))
                 """
             ) > 0
@@ -139,11 +139,11 @@ public final class PostgresCommandStore: CommandStore, Sendable {
         }
     }
 
-    public func commands(in states: Set<CommandState>, limit: Int) async throws -> [Command] {
-        let stateList = states.map(\.rawValue).sorted()
+    public func due(at time: Date, limit: Int) async throws -> [Command] {
+        let bound = CommandColumns.milliseconds(time)
         let fetch = Int64(limit)
         return try await database.transaction(.read) { session in
-            try session.rows("SELECT * FROM commands WHERE state = ANY(\(stateList)) ORDER BY created_at, id LIMIT \(fetch)")
+            try session.rows("SELECT * FROM commands WHERE due_at IS NOT NULL AND due_at <= \(bound) ORDER BY due_at, id LIMIT \(fetch)")
                 .map(Self.command)
         }
     }

@@ -34,7 +34,7 @@ public final class SQLiteCommandStore: CommandStore, Sendable {
 
     private static let columns = """
         id, tenant_id, device_id, method, params, one_way, persistent, timeout_ms, expires_at, actor, state, created_at, \
-        sent_at, delivered_at, completed_at, convention, response, error
+        sent_at, delivered_at, completed_at, convention, response, error, due_at
         """
 
     private static func arguments(_ command: Command) throws -> StatementArguments {
@@ -46,7 +46,7 @@ public final class SQLiteCommandStore: CommandStore, Sendable {
             command.actor, command.state.rawValue, CommandColumns.milliseconds(command.createdAt),
             CommandColumns.milliseconds(command.sentAt), CommandColumns.milliseconds(command.deliveredAt),
             CommandColumns.milliseconds(command.completedAt), command.convention?.rawValue,
-            response, command.error,
+            response, command.error, CommandColumns.milliseconds(command.dueAt),
         ]
     }
 
@@ -69,7 +69,7 @@ public final class SQLiteCommandStore: CommandStore, Sendable {
     public func insert(_ command: Command) async throws {
         let arguments = try Self.arguments(command)
         try await database.write { db in
-            try db.execute(sql: "INSERT INTO commands (\(Self.columns)) VALUES (\(Array(repeating: "?", count: 18).joined(separator: ", ")))", arguments: arguments)
+            try db.execute(sql: "INSERT INTO commands (\(Self.columns)) VALUES (\(Array(repeating: "?", count: 19).joined(separator: ", ")))", arguments: arguments)
         }
     }
 
@@ -82,7 +82,7 @@ public final class SQLiteCommandStore: CommandStore, Sendable {
                 sql: """
                     UPDATE commands SET id = ?, tenant_id = ?, device_id = ?, method = ?, params = ?, one_way = ?, persistent = ?,
                     timeout_ms = ?, expires_at = ?, actor = ?, state = ?, created_at = ?, sent_at = ?, delivered_at = ?,
-                    completed_at = ?, convention = ?, response = ?, error = ? WHERE id = ? AND state IN (\(placeholders))
+                    completed_at = ?, convention = ?, response = ?, error = ?, due_at = ? WHERE id = ? AND state IN (\(placeholders))
                     """,
                 arguments: arguments
             )
@@ -128,13 +128,11 @@ public final class SQLiteCommandStore: CommandStore, Sendable {
         }
     }
 
-    public func commands(in states: Set<CommandState>, limit: Int) async throws -> [Command] {
-        let stateList = states.map(\.rawValue).sorted()
-        let placeholders = Array(repeating: "?", count: stateList.count).joined(separator: ", ")
-        return try await database.read { db in
+    public func due(at time: Date, limit: Int) async throws -> [Command] {
+        try await database.read { db in
             try Row.fetchAll(
-                db, sql: "SELECT * FROM commands WHERE state IN (\(placeholders)) ORDER BY created_at, id LIMIT ?",
-                arguments: StatementArguments(stateList) + [limit]
+                db, sql: "SELECT * FROM commands WHERE due_at IS NOT NULL AND due_at <= ? ORDER BY due_at, id LIMIT ?",
+                arguments: [CommandColumns.milliseconds(time), limit]
             ).map(Self.command)
         }
     }

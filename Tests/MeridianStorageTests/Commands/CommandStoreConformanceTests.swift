@@ -137,10 +137,28 @@ enum CommandConformance {
             try await context.store.insert(command("sent", at: 0, state: .sent))
             try await context.store.insert(command("other", device: "d2", at: 0))
             #expect(try await context.store.queued(tenantID: "t1", deviceID: "d1").map(\.id) == ["early", "late"])
-            let open = try await context.store.commands(in: [.queued, .sent], limit: 10).map(\.id)
-            #expect(open == ["other", "sent", "early", "late"])
-            #expect(try await context.store.commands(in: [.queued], limit: 1).count == 1)
-            #expect(try await context.store.commands(in: [.expired], limit: 10).isEmpty)
+        },
+        CommandConformanceCase("the sweep finds queued commands past their expiry and sent ones past their deadline") { context in
+            // Queued: due at expiry (base + 3600 s); sent two-way: due at sentAt + timeoutMs.
+            try await context.store.insert(command("queued", at: 0))
+            var sent = command("sent", at: 0, state: .sent)
+            sent.sentAt = base.addingTimeInterval(10)
+            try await context.store.insert(sent)
+            var oneWay = command("oneway", at: 0, state: .sent)
+            oneWay.oneWay = true
+            oneWay.sentAt = base
+            try await context.store.insert(oneWay)
+            try await context.store.insert(command("done", at: 0, state: .succeeded))
+            #expect(try await context.store.due(at: base.addingTimeInterval(14.999), limit: 10).isEmpty)
+            #expect(try await context.store.due(at: base.addingTimeInterval(15), limit: 10).map(\.id) == ["sent"])
+            #expect(try await context.store.due(at: base.addingTimeInterval(7200), limit: 10).map(\.id) == ["sent", "queued"])
+            #expect(try await context.store.due(at: base.addingTimeInterval(7200), limit: 1).map(\.id) == ["sent"])
+            // Once finished, nothing is due any more.
+            var answered = sent
+            answered.state = .succeeded
+            answered.completedAt = base.addingTimeInterval(11)
+            #expect(try await context.store.transition(answered, from: [.sent]))
+            #expect(try await context.store.due(at: base.addingTimeInterval(7200), limit: 10).map(\.id) == ["queued"])
         },
         CommandConformanceCase("queued commands survive reopening the database (a restart)") { context in
             try await context.store.insert(command("c1"))

@@ -28,7 +28,16 @@ public final class CommandService: Sendable {
     private let logger: CommandLog
     private let now: @Sendable () -> Date
     private let transportBox = Mutex<(any CommandTransport)?>(nil)
-    private let waiters = Mutex<[String: [UInt64: CheckedContinuation<Void, Never>]]>([:])
+    /// Someone waiting for a command to finish, and the timer that ends the wait.
+    private struct Waiter {
+        var continuation: CheckedContinuation<Void, Never>
+        var timer: Task<Void, Never>?
+    }
+
+    private let waiters = Mutex<[String: [UInt64: Waiter]]>([:])
+    /// Devices whose queue is being delivered (value: deliver again when done, something new
+    /// may have come), so that one device's queued commands go out one at a time, in order.
+    private let delivering = Mutex<[String: Bool]>([:])
     private let nextWaiter = Atomic<UInt64>(0)
     private let observers = Mutex<[@Sendable (Command) -> Void]>([])
 
@@ -157,6 +166,31 @@ public final class CommandService: Sendable {
     /// Sends `deviceID`'s queued commands, oldest first (the device connected and subscribed);
     /// expired ones expire instead.
     public func deliverQueued(tenantID: String, deviceID: String) async {
+        let key = tenantID + "/" + deviceID
+        let first = delivering.withLock { delivering -> Bool in
+            if delivering[key] != nil {
+                delivering[key] = true
+                return false
+            }
+            delivering[key] = false
+            return true
+        }
+        guard first else { return }  // the running delivery goes round again
+        while true {
+            await deliverQueuedOnce(tenantID: tenantID, deviceID: deviceID)
+            let again = delivering.withLock { delivering -> Bool in
+                if delivering[key] == true {
+                    delivering[key] = false
+                    return true
+                }
+                delivering[key] = nil
+                return false
+            }
+            if !again { return }
+        }
+    }
+
+    private func deliverQueuedOnce(tenantID: String, deviceID: String) async {
         do {
             for command in try await store.queued(tenantID: tenantID, deviceID: deviceID) {
                 if let expiresAt = command.expiresAt, expiresAt <= now() {
@@ -307,8 +341,8 @@ public final class CommandService: Sendable {
     private func waitForChange(of id: String, upTo seconds: TimeInterval) async {
         let token = nextWaiter.add(1, ordering: .relaxed).newValue
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            waiters.withLock { $0[id, default: [:]][token] = continuation }
-            Task { [weak self] in
+            waiters.withLock { $0[id, default: [:]][token] = Waiter(continuation: continuation, timer: nil) }
+            let timer = Task { [weak self] in
                 // It may have finished before the waiter was registered.
                 if let self, (try? await self.store.command(id: id))?.state.isFinal == true {
                     self.resumeWaiter(id: id, token: token)
@@ -317,23 +351,33 @@ public final class CommandService: Sendable {
                 try? await Task.sleep(for: .milliseconds(Int64(seconds * 1000) + 1))
                 self?.resumeWaiter(id: id, token: token)
             }
+            // Keep the timer to cancel it when the command finishes first (unless that already happened).
+            let registered = waiters.withLock { waiters -> Bool in
+                guard waiters[id]?[token] != nil else { return false }
+                waiters[id]?[token]?.timer = timer
+                return true
+            }
+            if !registered { timer.cancel() }
         }
     }
 
     private func resumeWaiter(id: String, token: UInt64) {
-        let continuation = waiters.withLock { waiters -> CheckedContinuation<Void, Never>? in
-            let continuation = waiters[id]?.removeValue(forKey: token)
+        let waiter = waiters.withLock { waiters -> Waiter? in
+            let waiter = waiters[id]?.removeValue(forKey: token)
             if waiters[id]?.isEmpty == true { waiters[id] = nil }
-            return continuation
+            return waiter
         }
-        continuation?.resume()
+        waiter?.continuation.resume()
     }
 
     /// After every state change: wake waiters of finished commands, tell observers.
     private func changed(_ command: Command) {
         if command.state.isFinal {
-            let continuations = waiters.withLock { $0.removeValue(forKey: command.id) } ?? [:]
-            for continuation in continuations.values { continuation.resume() }
+            let finished = waiters.withLock { $0.removeValue(forKey: command.id) } ?? [:]
+            for waiter in finished.values {
+                waiter.timer?.cancel()
+                waiter.continuation.resume()
+            }
         }
         for observer in observers.withLock({ $0 }) { observer(command) }
     }

@@ -12,17 +12,25 @@ final class CommandTestClock: Sendable {
 
 /// A transport whose devices are online when the test says so; records what it sent.
 final class FakeCommandTransport: CommandTransport {
-    private let state = Mutex((online: [String: CommandConvention](), sent: [(Command, CommandConvention)](), reaches: true))
+    private let state = Mutex((online: [String: CommandConvention](), sent: [(Command, CommandConvention)](), reaches: true, slowFirst: false, calls: 0))
 
     func setOnline(_ deviceID: String, _ convention: CommandConvention?) { state.withLock { $0.online[deviceID] = convention } }
     /// false: publishes find nobody (the device left between lookup and publish).
     func setReaches(_ reaches: Bool) { state.withLock { $0.reaches = reaches } }
     var sent: [(Command, CommandConvention)] { state.withLock { $0.sent } }
+    /// true: the first publish takes a while (as a real one may), so that others could overtake it.
+    func setSlowFirst(_ slow: Bool) { state.withLock { $0.slowFirst = slow } }
 
     func route(tenantID: String, deviceID: String) -> CommandConvention? { state.withLock { $0.online[deviceID] } }
 
     func send(_ command: Command, by convention: CommandConvention) async -> Bool {
-        state.withLock { state in
+        // A real publish suspends: let concurrent deliveries interleave here.
+        let slow = state.withLock { state -> Bool in
+            state.calls += 1
+            return state.slowFirst && state.calls == 1
+        }
+        if slow { try? await Task.sleep(for: .milliseconds(50)) } else { await Task.yield() }
+        return state.withLock { state in
             guard state.reaches else { return false }
             state.sent.append((command, convention))
             return true
@@ -126,6 +134,23 @@ struct CommandServiceTests {
         // Delivering again sends nothing twice.
         await harness.service.deliverQueued(tenantID: "t1", deviceID: "d1")
         #expect(harness.transport.sent.count == 2)
+    }
+
+    @Test("deliveries started at once (several subscribes) still send each queued command once, in order")
+    func concurrentDeliveries() async throws {
+        let harness = CommandHarness()
+        var ids: [String] = []
+        for index in 0..<6 {
+            harness.clock.advance(milliseconds: 1)
+            ids.append(try await harness.send(CommandRequest(method: "m\(index)", persistent: true)).id)
+        }
+        harness.transport.setOnline("d1", .mqtt5)
+        harness.transport.setSlowFirst(true)
+        let service = harness.service
+        await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<4 { group.addTask { await service.deliverQueued(tenantID: "t1", deviceID: "d1") } }
+        }
+        #expect(harness.transport.sent.map(\.0.id) == ids)
     }
 
     @Test("a command whose publish finds nobody goes back to the queue (persistent) or fails (not persistent)")

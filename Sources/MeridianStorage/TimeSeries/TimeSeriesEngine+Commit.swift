@@ -209,8 +209,8 @@ extension TimeSeriesEngine {
         for shard in shards {
             shard.devices.withLock { devices in
                 for (deviceID, device) in devices {
-                    for heads in device.series.values {
-                        for head in heads {
+                    for key in device.byKey.values {
+                        for head in key.heads {
                             // Idle heads, and full ones an earlier failed write left behind.
                             if head.count > 0 && (now - head.lastWrite >= configuration.idleSealAfter || head.count >= configuration.chunkSamples) {
                                 seal.append(head)
@@ -219,10 +219,7 @@ extension TimeSeriesEngine {
                             }
                         }
                     }
-                    for key in device.latestDirty {
-                        if let point = device.latest[key] { latest.append((deviceID, key, point)) }
-                    }
-                    device.latestDirty.removeAll()
+                    for (key, point) in device.takeDirtyLatest() { latest.append((deviceID, key, point)) }
                 }
             }
         }
@@ -232,7 +229,9 @@ extension TimeSeriesEngine {
         } catch {
             // Keep the latest values dirty so the next checkpoint writes them.
             for entry in latest {
-                shard(entry.deviceID).devices.withLock { devices in _ = devices[entry.deviceID]?.latestDirty.insert(entry.key) }
+                shard(entry.deviceID).devices.withLock { devices in
+                    if let device = devices[entry.deviceID] { device.markDirty(device.key(entry.key)) }
+                }
             }
             throw error
         }

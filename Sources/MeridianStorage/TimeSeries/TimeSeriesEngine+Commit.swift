@@ -13,7 +13,11 @@ extension TimeSeriesEngine {
         let unsaved = state.unsaved
         try commitLock.withWriteLock {
             var sealedEnds: [(SeriesHead, Int64)] = []
-            try store.write(durable: durable) { writer in
+            try store.write(durable: durable) { storeWriter in
+                // Sent in a few statements at the end; the rollups the seals extend are
+                // fetched in one read first.
+                let writer = BufferedChunkWriter(base: storeWriter)
+                try writer.prefetchRollups(Self.rollupKeys(sealing: seal))
                 for head in unsaved { try writer.saveSeries(head.stored) }
                 for head in seal where head.count > 0 {
                     let end = try sealHead(head, writer)
@@ -30,6 +34,7 @@ extension TimeSeriesEngine {
                     }
                 }
                 for entry in latest { try writer.putLatest(deviceID: entry.deviceID, key: entry.key, point: entry.point) }
+                try writer.flush()
             }
             // The store has it all: now the heads.
             for head in unsaved { head.saved = true }
@@ -52,6 +57,23 @@ extension TimeSeriesEngine {
             }
         }
         state.unsaved.removeAll { $0.saved }
+    }
+
+    /// The rollup chunks sealing `heads` extends.
+    static func rollupKeys(sealing heads: [SeriesHead]) -> [RollupKey] {
+        var keys: [RollupKey] = []
+        for head in heads where head.type == .number && head.count > 0 {
+            let first = head.timestamp(at: 0)
+            let last = head.timestamp(at: head.count - 1)
+            for tier in RollupTier.allCases {
+                var period = bucketStart(first, tier.period)
+                while period <= last {
+                    keys.append(RollupKey(series: head.id, tier: tier, period: period))
+                    period += tier.period
+                }
+            }
+        }
+        return keys
     }
 
     /// Writes the head as a chunk and folds it into the rollups; returns its last timestamp.

@@ -49,8 +49,9 @@ class Device:
         self.acks: dict[int, int] = {}
         self._acked = threading.Condition()
 
-    def connect(self, subscribe: str | None = None, proto: int | None = None) -> TestClient:
-        c = TestClient(self.platform.broker, proto or self.proto)
+    def connect(self, subscribe: str | None = None, proto: int | None = None, client_id: str | None = None,
+                clean: bool = True) -> TestClient:
+        c = TestClient(self.platform.broker, proto or self.proto, client_id=client_id, clean_session=clean)
         self.clients.append(c)
         c.paho.username_pw_set(self.token)
         recorded = c.paho.on_publish
@@ -239,6 +240,27 @@ def test_persistent_command_survives_a_restart(broker_factory, clients):
     request = c.expect_one(what="the command queued before the restart")
     assert json.loads(request.payload)["method"] == "update"
     eventually(lambda: _assert_status(platform, device.id, queued.json()["id"], "succeeded"))
+
+
+def test_resumed_session_gets_queued_commands_without_subscribing_again(broker_factory, clients):
+    """A 3.1.1 device with a persistent session subscribed before the server restarted; it
+    reconnects, resumes the session (its subscription kept) and does not subscribe again."""
+    broker = broker_factory(env={platform_api.BOOTSTRAP_ENV: platform_api.ADMIN_KEY})
+    platform = platform_api.Platform(broker)
+    device = Device(platform, clients, V311)
+    client_id = "persistent-" + uuid.uuid4().hex[:8]
+    device.connect(subscribe=f"devices/{device.id}/commands/request/+", client_id=client_id, clean=False)
+    device.disconnect()
+    broker.restart()
+    queued = post_command(platform, device.id, {"method": "resume", "persistent": True, "timeoutMs": 15000})
+    assert queued.status_code == 202 and queued.json()["status"] == "queued", queued.text
+    c = device.connect(client_id=client_id, clean=False)
+    assert c.connack["session_present"]
+    request = c.expect_one(what="the queued command, by the resumed session's subscription")
+    assert request.topic == f"devices/{device.id}/commands/request/{queued.json()['id']}"
+    device.answer(f"devices/{device.id}/commands/response/{queued.json()['id']}", {"resumed": True})
+    stored = eventually(lambda: _assert_status(platform, device.id, queued.json()["id"], "succeeded"))
+    assert stored["convention"] == "mqtt3"
 
 
 def _assert_status(platform, device_id, command_id, status):

@@ -147,8 +147,14 @@ public final class CommandService: Sendable {
         // Marked sent before it goes out, so that a quick answer finds it waiting.
         guard try await store.transition(sent, from: [.queued]) else { return try await store.command(id: command.id) ?? command }
         changed(sent)
-        if await transport.send(sent, by: convention) {
-            logger(.debug, "command sent", ["command.id": "\(sent.id)", "device.id": "\(sent.deviceID)", "command.convention": "\(convention.rawValue)"])
+        if let used = await transport.send(sent, by: convention) {
+            logger(.debug, "command sent", ["command.id": "\(sent.id)", "device.id": "\(sent.deviceID)", "command.convention": "\(used.rawValue)"])
+            if used != convention {
+                // The transport had to find the device's convention: record the one that reached it.
+                var corrected = sent
+                corrected.convention = used
+                _ = try await store.transition(corrected, from: [.sent])
+            }
             return try await store.command(id: sent.id) ?? sent
         }
         // The device went away between the lookup and the publish: back to the queue.

@@ -5,9 +5,10 @@ public protocol CommandTransport: Sendable {
     /// subscription, or nil when it is not connected or not subscribed to commands.
     func route(tenantID: String, deviceID: String) -> CommandConvention?
 
-    /// Sends `command` (already in state `sent`) by `convention`; returns whether it reached the
-    /// device's connection (false: it went away meanwhile).
-    func send(_ command: Command, by convention: CommandConvention) async -> Bool
+    /// Sends `command` (already in state `sent`) by `convention` — or, when the transport only
+    /// guessed the convention, by the first that reaches the device; returns the convention it
+    /// reached the device's session with, or nil when it reached nobody (the device went away).
+    func send(_ command: Command, by convention: CommandConvention) async -> CommandConvention?
 }
 
 /// What became of a device's answer to a command.

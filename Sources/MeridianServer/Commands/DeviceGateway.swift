@@ -87,14 +87,15 @@ final class DeviceGateway: CommandTransport, Sendable {
 
     func connected(_ connection: Connection) {
         let key = Self.key(connection.tenantID, connection.deviceID)
-        let remembered = state.withLock { state -> Set<CommandConvention> in
+        state.withLock { state in
             state.order += 1
             var conventions = state.remembered[key] ?? []
             if connection.protocolVersion != .v5 { conventions.remove(.mqtt5) }
             state.devices[key, default: [:]][connection.connectionID] = Listener(connection: connection, conventions: conventions, order: state.order)
-            return conventions
         }
-        if !remembered.isEmpty { deliverQueued(connection) }
+        // Its subscriptions may be known (remembered) or not yet (it subscribes next, or resumes a
+        // session that has them: then sending probes for them).
+        deliverQueued(connection)
     }
 
     func subscribed(_ connection: Connection, filters: [String]) {
@@ -137,20 +138,65 @@ final class DeviceGateway: CommandTransport, Sendable {
 
     // MARK: CommandTransport
 
+    /// The order conventions are preferred (and probed) in.
+    static let preference: [CommandConvention] = [.mqtt5, .thingsBoard, .mqtt311]
+
     func route(tenantID: String, deviceID: String) -> CommandConvention? {
         state.withLock { state in
+            guard let listeners = state.devices[Self.key(tenantID, deviceID)]?.values, !listeners.isEmpty else { return nil }
             // The most recent connection that listens for commands.
-            guard let listener = state.devices[Self.key(tenantID, deviceID)]?.values.filter({ !$0.conventions.isEmpty }).max(by: { $0.order < $1.order }) else {
-                return nil
+            if let listener = listeners.filter({ !$0.conventions.isEmpty }).max(by: { $0.order < $1.order }) {
+                return Self.preference.first { listener.conventions.contains($0) }
             }
-            for convention in [CommandConvention.mqtt5, .thingsBoard, .mqtt311] where listener.conventions.contains(convention) {
-                return convention
-            }
-            return nil
+            // Connected, but no command subscription seen (a resumed session keeps its
+            // subscriptions without subscribing again): sending probes the conventions.
+            let newest = listeners.max { $0.order < $1.order }
+            return newest?.connection.protocolVersion == .v5 ? .mqtt5 : .thingsBoard
         }
     }
 
-    func send(_ command: Command, by convention: CommandConvention) async -> Bool {
+    func send(_ command: Command, by convention: CommandConvention) async -> CommandConvention? {
+        let key = Self.key(command.tenantID, command.deviceID)
+        // Probing: no connection of the device is known to listen; try each convention until
+        // one reaches its session (the broker counts the sessions a publish was routed to).
+        let probe = state.withLock { state -> (probing: Bool, v5: Bool) in
+            let listeners = state.devices[key]?.values.map { $0 } ?? []
+            let newest = listeners.max { $0.order < $1.order }
+            return (!listeners.contains { !$0.conventions.isEmpty }, newest?.connection.protocolVersion == .v5)
+        }
+        var candidates = [convention]
+        if probe.probing {
+            candidates += Self.preference.filter { $0 != convention && (probe.v5 || $0 != .mqtt5) }
+        }
+        for candidate in candidates {
+            switch await publish(command, by: candidate) {
+            case .reached:
+                if probe.probing { learn(key, candidate) }
+                return candidate
+            case .nobody:
+                // Its subscription is gone: forget the convention until it subscribes again.
+                if !probe.probing { forget(tenantID: command.tenantID, deviceID: command.deviceID, candidate) }
+            case .failed:
+                return nil
+            }
+        }
+        return nil
+    }
+
+    private enum PublishOutcome {
+        case reached, nobody, failed
+    }
+
+    /// Records that `key`'s connections listen by `convention` (found by probing).
+    private func learn(_ key: String, _ convention: CommandConvention) {
+        state.withLock { state in
+            guard let listeners = state.devices[key] else { return }
+            for id in listeners.keys { state.devices[key]?[id]?.conventions.insert(convention) }
+            state.remembered[key, default: []].insert(convention)
+        }
+    }
+
+    private func publish(_ command: Command, by convention: CommandConvention) async -> PublishOutcome {
         let message = Self.message(for: command, by: convention)
         let tag = state.withLock { state -> UInt64 in
             state.nextTag &+= 1
@@ -162,15 +208,13 @@ final class DeviceGateway: CommandTransport, Sendable {
             let routed = try await publisher.publish(topic: message.topic, payload: message.payload, properties: message.properties, deliveryTag: tag)
             if routed == 0 {
                 state.withLock { _ = $0.tags.removeValue(forKey: tag) }
-                // Its subscription is gone: forget the convention until it subscribes again.
-                forget(tenantID: command.tenantID, deviceID: command.deviceID, convention)
-                return false
+                return .nobody
             }
-            return true
+            return .reached
         } catch {
             state.withLock { _ = $0.tags.removeValue(forKey: tag) }
             logger.error("could not publish a command", metadata: ["command.id": "\(command.id)", "device.id": "\(command.deviceID)", "error": "\(error)"])
-            return false
+            return .failed
         }
     }
 

@@ -23,7 +23,7 @@ final class FakeCommandTransport: CommandTransport {
 
     func route(tenantID: String, deviceID: String) -> CommandConvention? { state.withLock { $0.online[deviceID] } }
 
-    func send(_ command: Command, by convention: CommandConvention) async -> Bool {
+    func send(_ command: Command, by convention: CommandConvention) async -> CommandConvention? {
         // A real publish suspends: let concurrent deliveries interleave here.
         let slow = state.withLock { state -> Bool in
             state.calls += 1
@@ -31,9 +31,9 @@ final class FakeCommandTransport: CommandTransport {
         }
         if slow { try? await Task.sleep(for: .milliseconds(50)) } else { await Task.yield() }
         return state.withLock { state in
-            guard state.reaches else { return false }
+            guard state.reaches else { return nil }
             state.sent.append((command, convention))
-            return true
+            return convention
         }
     }
 }

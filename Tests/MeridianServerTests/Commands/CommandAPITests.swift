@@ -23,18 +23,21 @@ final class FakeCommandPublisher: CommandPublisher {
         var tag: UInt64
     }
 
-    private let state = Mutex((published: [Published](), routes: 1))
+    private let state = Mutex((published: [Published](), routes: 1, routeOnly: String?.none))
     /// Called for each publish (a simulated device).
     let onPublish = Mutex<(@Sendable (Published) -> Void)?>(nil)
 
     var published: [Published] { state.withLock { $0.published } }
     func setRoutes(_ routes: Int) { state.withLock { $0.routes = routes } }
+    /// Only topics containing `fragment` reach a session (the device subscribed to those only).
+    func setRouteOnly(_ fragment: String?) { state.withLock { $0.routeOnly = fragment } }
 
     func publish(topic: String, payload: ByteBuffer, properties: MQTTProperties, deliveryTag: UInt64) async throws -> Int {
         let message = Published(topic: topic, payload: String(buffer: payload), properties: properties, tag: deliveryTag)
         let routes = state.withLock { state -> Int in
-            if state.routes > 0 { state.published.append(message) }
-            return state.routes
+            let routes = state.routeOnly.map { topic.contains($0) ? 1 : 0 } ?? state.routes
+            if routes > 0 { state.published.append(message) }
+            return routes
         }
         if routes > 0 { onPublish.withLock { $0 }?(message) }
         return routes
@@ -286,11 +289,14 @@ struct DeviceGatewayTests {
         let subtree = AccessPrincipal.deviceTopics(tenantID: "t", deviceID: "d")
         let connection = DeviceGateway.Connection(connectionID: 7, tenantID: "t", deviceID: "d", protocolVersion: .v5)
         #expect(gateway.route(tenantID: "t", deviceID: "d") == nil)
+        // Connected, no command subscription seen: sending will probe, MQTT 5 first.
         gateway.connected(connection)
-        #expect(gateway.route(tenantID: "t", deviceID: "d") == nil)
+        #expect(gateway.route(tenantID: "t", deviceID: "d") == .mqtt5)
         gateway.subscribed(connection, filters: [subtree + "/telemetry"])
-        #expect(gateway.route(tenantID: "t", deviceID: "d") == nil)
-        gateway.subscribed(connection, filters: [subtree + "/rpc/request/+", subtree + "/commands/#"])
+        #expect(gateway.route(tenantID: "t", deviceID: "d") == .mqtt5)
+        gateway.subscribed(connection, filters: [subtree + "/rpc/request/+"])
+        #expect(gateway.route(tenantID: "t", deviceID: "d") == .thingsBoard)
+        gateway.subscribed(connection, filters: [subtree + "/commands/#"])
         #expect(gateway.route(tenantID: "t", deviceID: "d") == .mqtt5)
         #expect(gateway.route(tenantID: "t", deviceID: "other") == nil)
         gateway.disconnected(connection)
@@ -298,6 +304,29 @@ struct DeviceGatewayTests {
         // Reconnecting (a persistent session keeps its subscriptions): assumed as last subscribed.
         gateway.connected(DeviceGateway.Connection(connectionID: 8, tenantID: "t", deviceID: "d", protocolVersion: .v3_1_1))
         #expect(gateway.route(tenantID: "t", deviceID: "d") == .thingsBoard)
+    }
+
+    @Test("a resumed session (subscriptions not seen) gets its queued commands by the convention that reaches it")
+    func probing() async throws {
+        let store = InMemoryCommandStore()
+        let service = CommandService(store: store, limiter: CommandRateLimiter(perDevice: 0, perTenant: 0))
+        var logger = Logger(label: "gateway-tests")
+        logger.logLevel = .critical
+        let publisher = FakeCommandPublisher()
+        let gateway = DeviceGateway(publisher: publisher, service: service, logger: logger)
+        service.attach(gateway)
+        let queued = try await service.send(CommandRequest(method: "update", persistent: true), tenantID: "t", deviceID: "d", actor: "test")
+        #expect(queued.state == .queued)
+        // The session subscribed to the 3.1.1 request topics before (e.g. before a restart).
+        publisher.setRouteOnly("/commands/request/")
+        gateway.connected(DeviceGateway.Connection(connectionID: 1, tenantID: "t", deviceID: "d", protocolVersion: .v3_1_1))
+        let sent = try await commandEventually { () -> Command? in
+            let command = try await service.command(id: queued.id, tenantID: "t", deviceID: "d")
+            return command.state == .sent ? command : nil
+        }
+        #expect(sent.convention == .mqtt311)
+        #expect(publisher.published.map(\.topic) == ["$tenants/t/devices/d/commands/request/\(queued.id)"])
+        #expect(gateway.route(tenantID: "t", deviceID: "d") == .mqtt311)
     }
 
     @Test("answers are recognised on the response topics only")

@@ -152,8 +152,11 @@ public struct MeridianApplication: Sendable {
         let access = platform.map {
             AccessControl(registry: $0.registry, configuration: configuration.auth, tls: tls, telemetry: telemetry.pipeline, logger: self.logger)
         }
+        // Presence: connects and disconnects of devices, stored next to the registry.
+        let presence = try await openPresence(database: database, platform: platform, access: access)
         // Followers of device connections (presence, command delivery) add themselves here.
-        let observers: [any MQTTConnectionObserver] = []
+        var observers: [any MQTTConnectionObserver] = []
+        if let presence { observers.append(PresenceObserver(presence: presence)) }
         let broker: MQTTBroker
         if let access {
             broker = MQTTBroker(
@@ -203,7 +206,7 @@ public struct MeridianApplication: Sendable {
         // fed by the telemetry pipeline.
         let stream: StreamEndpoint?
         if let platform {
-            let apiServices = try await makeAPIServices(platform, telemetry: telemetry)
+            let apiServices = try await makeAPIServices(platform, telemetry: telemetry, presence: presence)
             APIRoutes.add(to: router, services: apiServices)
             stream = StreamEndpoint(hub: StreamHub(services: apiServices, pipeline: telemetry.pipeline, logger: self.logger))
             StreamEndpoint.addRoutes(to: router)
@@ -250,6 +253,7 @@ public struct MeridianApplication: Sendable {
             .init(service: telemetry.pipeline),
             .init(service: app),
         ]
+        if let presence { services.insert(.init(service: presence), at: 0) }
         if let tls {
             let httpsApp = Application(
                 router: router,
@@ -447,7 +451,7 @@ extension MeridianApplication {
         }
     }
 
-    func makeAPIServices(_ platform: Platform, telemetry: TelemetryService? = nil) async throws -> APIServices {
+    func makeAPIServices(_ platform: Platform, telemetry: TelemetryService? = nil, presence: PresenceService? = nil) async throws -> APIServices {
         let api = configuration.api
         return APIServices(
             registry: platform.registry,
@@ -458,8 +462,32 @@ extension MeridianApplication {
             loginLimiter: LoginRateLimiter(maximumFailures: api.loginMaximumFailures, window: TimeInterval(api.loginWindow)),
             refreshTokenLifetime: TimeInterval(api.refreshTokenLifetime),
             telemetry: telemetry,
+            presence: presence,
             logger: platform.logger
         )
+    }
+
+    /// Presence in the registry's database (`meridian.sqlite` or PostgreSQL); nil without a
+    /// registry. Connects and disconnects also refresh the devices' `lastSeenAt`.
+    func openPresence(database: PostgresDatabase?, platform: Platform?, access: AccessControl?) async throws -> PresenceService? {
+        guard let platform else { return nil }
+        let store: any PresenceStore
+        if let database {
+            do {
+                store = try await PostgresPresenceStore(database: database)
+            } catch let error as PostgresDatabase.DatabaseError {
+                throw MeridianStartupError("database.url: \(error.description)")
+            }
+        } else {
+            let path = (configuration.dataDirectory as NSString).appendingPathComponent("meridian.sqlite")
+            do {
+                store = try SQLitePresenceStore(path: path)
+            } catch let error as SQLitePresenceStore.OpenError {
+                throw MeridianStartupError(error.description)
+            }
+        }
+        let lastSeen = access?.lastSeen
+        return PresenceService(store: store, registry: platform.registry, logger: logger, noteSeen: { deviceID in lastSeen?.note(deviceID) })
     }
 }
 

@@ -30,12 +30,15 @@ public struct FleetQuery: Sendable, Hashable {
     }
 
     /// Equalities every match must satisfy (from the top-level AND chain) that the registry can
-    /// answer from its indexes: `labels.k = "v"`, `status = "..."`, `profile = "..."`.
+    /// answer itself: `labels.k = "v"`, `status = "..."`, `profile = "..."` (from indexes) and
+    /// `name = "..."` (as a name-prefix filter in SQL, checked exactly in memory).
     public struct Prefilter: Sendable, Hashable {
         public var labels: [String: String] = [:]
         public var status: DeviceStatus?
         /// A profile id or name.
         public var profile: String?
+        /// Names starting with this (an exact `name = "..."` of the query).
+        public var namePrefix: String?
     }
 
     /// See ``Prefilter``. Narrowing only: every device is still checked with ``matches(_:now:)``.
@@ -53,6 +56,8 @@ public struct FleetQuery: Sendable, Hashable {
                 if result.status == nil { result.status = DeviceStatus(rawValue: value) }
             case .compare(.profile, .equal, .string(let value)):
                 if result.profile == nil { result.profile = value }
+            case .compare(.name, .equal, .string(let value)) where !value.isEmpty:
+                if result.namePrefix == nil { result.namePrefix = value }
             default:
                 break
             }

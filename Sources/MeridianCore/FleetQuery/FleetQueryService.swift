@@ -69,8 +69,13 @@ public final class FleetQueryService: Sendable {
         if needs.profiles {
             for profile in try await registry.profiles(by: caller) { profileNames[profile.id] = profile.name }
         }
-        var listing = DeviceQuery(tenantID: caller.tenantID, labels: prefilter.labels, status: prefilter.status, profileID: prefilter.profile)
-        listing.limit = batchSize
+        var listing = DeviceQuery(
+            tenantID: caller.tenantID, labels: prefilter.labels, status: prefilter.status, profileID: prefilter.profile,
+            namePrefix: prefilter.namePrefix
+        )
+        // The first batch is the page (plus one, to know whether there is more): enough when
+        // the registry's filter is the whole query; later batches grow to `batchSize`.
+        listing.limit = min(batchSize, limit + 1)
         listing.after = after
         var matches: [Device] = []
         while true {
@@ -97,6 +102,7 @@ public final class FleetQueryService: Sendable {
             }
             guard let next = page.nextCursor else { return Page(items: matches, nextCursor: nil) }
             listing.after = next
+            listing.limit = min(batchSize, listing.limit * 4)
         }
     }
 }

@@ -118,6 +118,7 @@ struct FleetQueryParserTests {
         #expect(query.prefilter.labels == ["site": "a", "tier": "x"])
         #expect(query.prefilter.status == .active)
         #expect(query.prefilter.profile == "p")
+        #expect(try FleetQuery(#"name = "pump 1" AND online"#).prefilter.namePrefix == "pump 1")
         let either = try FleetQuery(#"labels.site = "a" OR labels.tier = "x""#)
         #expect(either.prefilter.labels.isEmpty)
         let negated = try FleetQuery(#"NOT labels.site = "a" AND status != "active""#)

@@ -142,7 +142,7 @@ struct FleetQueryPropertyTests {
         let version = versions.randomElement(using: &random) ?? "2.0"
         let number = Double(random.next() % 10)
         let minutes = Int64(random.next() % 120)
-        switch random.next() % 16 {
+        switch random.next() % 17 {
         case 0: return Condition(text: "labels.site = \"\(site)\"") { $0.labels["site"] == site }
         case 1: return Condition(text: "labels.site != \"\(site)\"") { $0.labels["site"].map { $0 != site } ?? false }
         case 2: return Condition(text: "labels.tier IN [\"a\", \"c\"]") { ["a", "c"].contains($0.labels["tier"] ?? "") }
@@ -165,6 +165,11 @@ struct FleetQueryPropertyTests {
         case 14:
             let id = String(format: "dev-%03d", Int(random.next() % 240))
             return Condition(text: "id <= \"\(id)\"") { $0.id <= id }
+        case 15:
+            // "device 1" is a prefix of "device 10".."device 199": the registry's name-prefix
+            // filter narrows, the exact comparison decides.
+            let name = "device \(Int(random.next() % 30))"
+            return Condition(text: "name = \"\(name)\"") { $0.name == name }
         default:
             return Condition(text: "(labels.site = \"\(site)\" AND status = \"active\")") { $0.labels["site"] == site && $0.status == .active }
         }

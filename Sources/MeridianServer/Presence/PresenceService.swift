@@ -34,6 +34,8 @@ public final class PresenceService: Service, FleetPresenceSource, Sendable {
     }
 
     private let state = NIOLockedValueBox(State())
+    /// One flush at a time, so that events are stored in the order they happened.
+    private let writer = SerialGate()
 
     public init(
         store: any PresenceStore, registry: Registry, flushInterval: Duration = .milliseconds(100), logger: Logger,
@@ -96,18 +98,21 @@ public final class PresenceService: Service, FleetPresenceSource, Sendable {
 
     /// Writes the pending events now.
     public func flush() async {
+        await writer.acquire()
         let events = state.withLockedValue { state -> [PresenceEvent] in
             let events = state.pending
             state.pending.removeAll()
             state.flushScheduled = false
             return events
         }
-        guard !events.isEmpty else { return }
-        do {
-            try await store.append(events)
-        } catch {
-            logger.warning("could not store presence events", metadata: ["presence.events": "\(events.count)", "error": "\(error)"])
+        if !events.isEmpty {
+            do {
+                try await store.append(events)
+            } catch {
+                logger.warning("could not store presence events", metadata: ["presence.events": "\(events.count)", "error": "\(error)"])
+            }
         }
+        await writer.release()
     }
 
     // MARK: Listeners (the live stream)
@@ -178,3 +183,25 @@ public final class PresenceService: Service, FleetPresenceSource, Sendable {
 }
 
 extension TelemetryService: FleetTelemetrySource {}
+
+/// A first-come, first-served lock for async code (never blocks a thread).
+private actor SerialGate {
+    private var busy = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    func acquire() async {
+        guard busy else {
+            busy = true
+            return
+        }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+
+    func release() {
+        if waiters.isEmpty {
+            busy = false
+        } else {
+            waiters.removeFirst().resume()
+        }
+    }
+}

@@ -492,7 +492,11 @@ extension MeridianApplication {
             }
         }
         let lastSeen = access?.lastSeen
-        return PresenceService(store: store, registry: platform.registry, logger: logger, noteSeen: { deviceID in lastSeen?.note(deviceID) })
+        let days = configuration.presence.retentionDays
+        return PresenceService(
+            store: store, registry: platform.registry, retention: days > 0 ? .seconds(days * 86_400) : nil, logger: logger,
+            noteSeen: { deviceID in lastSeen?.note(deviceID) }
+        )
     }
 }
 

@@ -19,6 +19,9 @@ public final class PresenceService: Service, FleetPresenceSource, Sendable {
     let registry: Registry
     let logger: Logger
     let flushInterval: Duration
+    /// How long events are kept (nil: forever); swept every ``sweepInterval``.
+    let retention: Duration?
+    static let sweepInterval: Duration = .seconds(3600)
     /// Most events waiting to be written.
     static let maximumPending = 100_000
     /// Called with a device id on every connect and disconnect (keeps the registry's
@@ -38,22 +41,45 @@ public final class PresenceService: Service, FleetPresenceSource, Sendable {
     private let writer = SerialGate()
 
     public init(
-        store: any PresenceStore, registry: Registry, flushInterval: Duration = .milliseconds(100), logger: Logger,
+        store: any PresenceStore, registry: Registry, flushInterval: Duration = .milliseconds(100), retention: Duration? = nil,
+        logger: Logger,
         now: @escaping @Sendable () -> Date = { Date() }, noteSeen: @escaping @Sendable (String) -> Void = { _ in }
     ) {
         self.store = store
         self.registry = registry
         self.flushInterval = flushInterval
+        self.retention = retention
         self.logger = logger
         self.now = now
         self.noteSeen = noteSeen
     }
 
-    /// Runs until graceful shutdown, then writes what is pending (after the broker, which shuts
-    /// down first, has reported its last disconnects).
+    /// Deletes expired events every hour until graceful shutdown, then writes what is pending
+    /// (after the broker, which shuts down first, has reported its last disconnects).
     public func run() async throws {
-        try? await gracefulShutdown()
+        if retention != nil {
+            await cancelWhenGracefulShutdown {
+                while !Task.isCancelled {
+                    await self.sweep()
+                    try? await Task.sleep(for: Self.sweepInterval)
+                }
+            }
+        } else {
+            try? await gracefulShutdown()
+        }
         await flush()
+    }
+
+    /// Deletes the events older than the retention.
+    func sweep() async {
+        guard let retention else { return }
+        let seconds = Double(retention.components.seconds)
+        do {
+            let deleted = try await store.deleteEvents(before: now().addingTimeInterval(-seconds))
+            if deleted > 0 { logger.info("deleted expired presence events", metadata: ["presence.deleted": "\(deleted)"]) }
+        } catch {
+            logger.warning("could not delete expired presence events", metadata: ["error": "\(error)"])
+        }
     }
 
     // MARK: Events from the broker

@@ -157,6 +157,13 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Benchmarks only, run by scripts/bench-fleet-query: fleet queries over a large registry
+        // (one file; not a product, never installed).
+        .executableTarget(
+            name: "meridian-fleetbench",
+            dependencies: ["MeridianStorage", "MeridianCore", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "MQTTCoreTests",
             dependencies: [

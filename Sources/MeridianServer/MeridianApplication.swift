@@ -160,8 +160,11 @@ public struct MeridianApplication: Sendable {
                 logger: self.logger
             )
         }
+        // Presence: connects and disconnects of devices, stored next to the registry.
+        let presence = try await openPresence(database: database, platform: platform, access: access)
         // Followers of device connections (presence, command delivery) add themselves here.
         var observers: [any MQTTConnectionObserver] = []
+        if let presence { observers.append(PresenceObserver(presence: presence)) }
         if let gateway { observers.append(gateway) }
         let broker: MQTTBroker
         if let access {
@@ -213,7 +216,7 @@ public struct MeridianApplication: Sendable {
         // fed by the telemetry pipeline.
         let stream: StreamEndpoint?
         if let platform {
-            let apiServices = try await makeAPIServices(platform, telemetry: telemetry, commands: commands)
+            let apiServices = try await makeAPIServices(platform, telemetry: telemetry, presence: presence, commands: commands)
             APIRoutes.add(to: router, services: apiServices)
             stream = StreamEndpoint(
                 hub: StreamHub(
@@ -265,6 +268,7 @@ public struct MeridianApplication: Sendable {
             .init(service: telemetry.pipeline),
             .init(service: app),
         ]
+        if let presence { services.insert(.init(service: presence), at: 0) }
         if let commands { services.append(.init(service: CommandSweeper(service: commands))) }
         if let tls {
             let httpsApp = Application(
@@ -463,7 +467,9 @@ extension MeridianApplication {
         }
     }
 
-    func makeAPIServices(_ platform: Platform, telemetry: TelemetryService? = nil, commands: CommandService? = nil) async throws -> APIServices {
+    func makeAPIServices(
+        _ platform: Platform, telemetry: TelemetryService? = nil, presence: PresenceService? = nil, commands: CommandService? = nil
+    ) async throws -> APIServices {
         let api = configuration.api
         return APIServices(
             registry: platform.registry,
@@ -474,8 +480,36 @@ extension MeridianApplication {
             loginLimiter: LoginRateLimiter(maximumFailures: api.loginMaximumFailures, window: TimeInterval(api.loginWindow)),
             refreshTokenLifetime: TimeInterval(api.refreshTokenLifetime),
             telemetry: telemetry,
+            presence: presence,
             commands: commands,
             logger: platform.logger
+        )
+    }
+
+    /// Presence in the registry's database (`meridian.sqlite` or PostgreSQL); nil without a
+    /// registry. Connects and disconnects also refresh the devices' `lastSeenAt`.
+    func openPresence(database: PostgresDatabase?, platform: Platform?, access: AccessControl?) async throws -> PresenceService? {
+        guard let platform else { return nil }
+        let store: any PresenceStore
+        if let database {
+            do {
+                store = try await PostgresPresenceStore(database: database)
+            } catch let error as PostgresDatabase.DatabaseError {
+                throw MeridianStartupError("database.url: \(error.description)")
+            }
+        } else {
+            let path = (configuration.dataDirectory as NSString).appendingPathComponent("meridian.sqlite")
+            do {
+                store = try SQLitePresenceStore(path: path)
+            } catch let error as SQLitePresenceStore.OpenError {
+                throw MeridianStartupError(error.description)
+            }
+        }
+        let lastSeen = access?.lastSeen
+        let days = configuration.presence.retentionDays
+        return PresenceService(
+            store: store, registry: platform.registry, retention: days > 0 ? .seconds(days * 86_400) : nil, logger: logger,
+            noteSeen: { deviceID in lastSeen?.note(deviceID) }
         )
     }
 }

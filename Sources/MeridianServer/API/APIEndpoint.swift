@@ -120,18 +120,25 @@ public final class APIServices: Sendable {
     public let refreshTokenLifetime: TimeInterval
     /// Telemetry ingest and queries (nil: the telemetry endpoints answer 503).
     public let telemetry: TelemetryService?
+    /// Devices' presence (nil: the presence endpoints answer 503, `online` is false).
+    public let presence: PresenceService?
+    /// Fleet queries (`GET /devices?q=...`).
+    public let fleet: FleetQueryService
     /// Commands to devices (nil: the command endpoints answer 503).
     public let commands: CommandService?
     let deviceTokens = DeviceTokenCache()
     let logger: Logger
 
+    /// `fleetTwins` gives fleet queries the twins' documents (`reported.*`, `desired.*`).
     public init(
         registry: Registry, signer: APITokenSigner, loginLimiter: LoginRateLimiter = LoginRateLimiter(),
-        refreshTokenLifetime: TimeInterval = 30 * 24 * 3600, telemetry: TelemetryService? = nil, commands: CommandService? = nil,
-        logger: Logger
+        refreshTokenLifetime: TimeInterval = 30 * 24 * 3600, telemetry: TelemetryService? = nil,
+        presence: PresenceService? = nil, fleetTwins: (any FleetTwinSource)? = nil, commands: CommandService? = nil, logger: Logger
     ) {
         self.telemetry = telemetry
+        self.presence = presence
         self.commands = commands
+        self.fleet = FleetQueryService(registry: registry, presence: presence, twins: fleetTwins, telemetry: telemetry)
         self.registry = registry
         self.signer = signer
         self.loginLimiter = loginLimiter

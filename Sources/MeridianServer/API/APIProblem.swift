@@ -30,13 +30,15 @@ public struct APIProblem: Error, HTTPResponseError, Sendable, Hashable {
     /// header.
     public let field: String?
     public let errors: [RowError]
+    /// Where in a query text the problem is (fleet queries: `q`).
+    public let position: TextPosition?
     /// Extra response headers (`WWW-Authenticate`, `Retry-After`).
     public let headers: [String: String]
 
     /// A problem of kind `type` (the part after `urn:meridian:problem:`).
     public init(
         _ status: HTTPResponse.Status, type: String, title: String, detail: String, field: String? = nil,
-        errors: [RowError] = [], headers: [String: String] = [:]
+        errors: [RowError] = [], headers: [String: String] = [:], position: TextPosition? = nil
     ) {
         self.status = status
         self.type = "urn:meridian:problem:" + type
@@ -45,6 +47,20 @@ public struct APIProblem: Error, HTTPResponseError, Sendable, Hashable {
         self.field = field
         self.errors = errors
         self.headers = headers
+        self.position = position
+    }
+
+    /// A position in a text parameter: `offset` in characters from 0, `line` and `column` from 1.
+    public struct TextPosition: Sendable, Hashable, Codable {
+        public var offset: Int
+        public var line: Int
+        public var column: Int
+
+        public init(offset: Int, line: Int, column: Int) {
+            self.offset = offset
+            self.line = line
+            self.column = column
+        }
     }
 
     /// 400: the request body or a parameter does not have the expected form.
@@ -169,7 +185,7 @@ public struct APIProblem: Error, HTTPResponseError, Sendable, Hashable {
 
 extension APIProblem: Encodable {
     enum CodingKeys: String, CodingKey {
-        case type, title, status, detail, field, errors
+        case type, title, status, detail, field, errors, position
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -180,5 +196,6 @@ extension APIProblem: Encodable {
         try container.encode(detail, forKey: .detail)
         try container.encodeIfPresent(field, forKey: .field)
         if !errors.isEmpty { try container.encode(errors, forKey: .errors) }
+        try container.encodeIfPresent(position, forKey: .position)
     }
 }

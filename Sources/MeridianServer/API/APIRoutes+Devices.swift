@@ -32,6 +32,12 @@ extension APIRoutes {
     }
 
     @Sendable static func listDevices(_ api: APIRequest) async throws -> Response {
+        if let text = fleetQueryText(api) {
+            for filter in ["label", "status", "profile", "namePrefix"] where api.query(filter) != nil {
+                throw APIProblem.badRequest("q cannot be combined with \(filter); write it in the query (e.g. status = \"active\")", field: filter)
+            }
+            return try await listDevices(matching: text, api)
+        }
         let caller = try api.caller
         var query = DeviceQuery(tenantID: caller.tenantID)
         query.limit = try api.integerQuery("limit", in: 1...1000, default: 100) ?? 100
@@ -81,6 +87,7 @@ extension APIRoutes {
         try await api.registry.deleteDevice(id, by: try api.caller)
         // Its telemetry goes with it.
         try await api.services.telemetry?.deleteDevice(id)
+        try await api.services.presence?.deleteDevice(id)
         return APIJSON.noContent()
     }
 
@@ -91,6 +98,7 @@ extension APIRoutes {
         guard let device = try await api.registry.decommissionDevice(id, purge: body.purge ?? false, by: try api.caller) else {
             // Purged: its telemetry goes with it.
             try await api.services.telemetry?.deleteDevice(id)
+            try await api.services.presence?.deleteDevice(id)
             return APIJSON.noContent()
         }
         return APIJSON.response(DeviceBody(device))

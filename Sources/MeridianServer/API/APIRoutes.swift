@@ -44,6 +44,9 @@ enum APIRoutes {
         APIEndpoint(.patch, "/devices/{id}", .role(.operator), updateDevice),
         APIEndpoint(.delete, "/devices/{id}", .role(.operator), deleteDevice),
         APIEndpoint(.post, "/devices/{id}/decommission", .role(.operator), decommissionDevice),
+        // Presence
+        APIEndpoint(.get, "/devices/{id}/presence", .role(.viewer), getPresence),
+        APIEndpoint(.get, "/devices/{id}/presence/events", .role(.viewer), listPresenceEvents),
         // Telemetry
         APIEndpoint(.post, "/devices/{id}/telemetry", .anyone, postTelemetry),
         APIEndpoint(.get, "/devices/{id}/telemetry", .role(.viewer), getTelemetry),

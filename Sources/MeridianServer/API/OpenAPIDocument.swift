@@ -166,6 +166,10 @@ enum OpenAPIDocument {
             parameters: [
                 queryParameter("limit", ["type": "integer", "minimum": 1, "maximum": 1000, "default": 100], "Devices per page."),
                 queryParameter("cursor", ["type": "string"], "The previous page's nextCursor."),
+                queryParameter(
+                    "q", ["type": "string", "maxLength": 8192],
+                    "A fleet query, e.g. `labels.site = \"plant-3\" AND reported.firmware.version < \"2.0\" AND online` (language in docs/api.md, \"Fleet queries\"). Not combined with label, status, profile or namePrefix. A query that does not parse or type-check is a 400 whose `position` (offset, line, column) points at the mistake."
+                ),
                 [
                     "name": "label", "in": "query", "required": false, "style": "form", "explode": true,
                     "description": "key=value; repeat for several (all must match).",
@@ -208,6 +212,22 @@ enum OpenAPIDocument {
             description: "Revokes every credential and disconnects it; keeps it (status decommissioned) or, with purge, deletes it.",
             body: ref("DecommissionRequest"), bodyRequired: false,
             responses: ["200": json(ref("Device"), "Decommissioned and kept"), "204": noContent]
+        ))
+
+        // Presence
+        add(.get, "/devices/{id}/presence", op(
+            "A device's presence", tag: "presence",
+            description: "Online while any of its MQTT connections is open; otherwise when it was last seen and why its last connection ended. Times in milliseconds since 1970.",
+            responses: ["200": json(ref("Presence"), "The device's presence")]
+        ))
+        add(.get, "/devices/{id}/presence/events", op(
+            "A device's connection history", tag: "presence",
+            description: "Connect and disconnect events, newest first, a page at a time (pass `nextCursor` as `cursor`).",
+            parameters: [
+                queryParameter("limit", ["type": "integer", "minimum": 1, "maximum": 1000, "default": 100], "Events per page."),
+                queryParameter("cursor", ["type": "string"], "The previous page's nextCursor."),
+            ],
+            responses: ["200": json(pageOf(ref("PresenceEvent")), "A page of events")]
         ))
 
         // Telemetry
@@ -423,9 +443,37 @@ enum OpenAPIDocument {
                     "type": "array",
                     "items": object(required: ["line", "field", "reason"], ["line": ["type": "integer"], "field": string, "reason": string]),
                 ],
+                "position": object(
+                    required: ["offset", "line", "column"],
+                    ["offset": ["type": "integer"], "line": ["type": "integer"], "column": ["type": "integer"]]
+                ),
             ]
         ),
         "Role": ["type": "string", "enum": enumeration(Role.allCases)],
+        "Presence": object(
+            required: ["online", "lastSeen", "since", "address", "protocol", "transport", "connections", "lastDisconnectReason"],
+            [
+                "online": ["type": "boolean"],
+                "lastSeen": nullable(["type": "integer", "description": "Milliseconds since 1970: now while online; null for a device never seen."]),
+                "since": nullable(["type": "integer", "description": "Online since, or offline since (milliseconds since 1970)."]),
+                "address": nullable(["type": "string", "description": "ip:port of the newest (online) or last (offline) connection."]),
+                "protocol": nullable(["type": "string", "enum": ["mqtt-3.1", "mqtt-3.1.1", "mqtt-5.0"]]),
+                "transport": nullable(["type": "string", "enum": ["tcp", "tls", "ws", "wss"]]),
+                "connections": ["type": "integer", "description": "Open connections."],
+                "lastDisconnectReason": nullable(["type": "string", "enum": enumeration(PresenceReason.allCases)]),
+            ]
+        ),
+        "PresenceEvent": object(
+            required: ["sequence", "device", "event", "time", "protocol", "transport", "connection", "online"],
+            [
+                "sequence": ["type": "integer"], "device": string, "event": ["type": "string", "enum": ["connected", "disconnected"]],
+                "time": ["type": "integer", "description": "Milliseconds since 1970."], "address": string,
+                "protocol": string, "transport": string, "connection": ["type": "integer"],
+                "reason": ["type": "string", "enum": enumeration(PresenceReason.allCases)],
+                "reasonCode": ["type": "integer", "description": "The MQTT reason code sent or received, if any."],
+                "online": ["type": "boolean", "description": "Whether the device is online after this event."],
+            ]
+        ),
         "LoginRequest": object(
             required: ["username", "password"],
             ["username": username, "password": ["type": "string", "maxLength": 1024], "tenant": ["type": "string", "description": "Tenant id or name; the first tenant when absent."]]

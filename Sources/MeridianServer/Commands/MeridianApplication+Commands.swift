@@ -19,7 +19,7 @@ extension MeridianApplication {
             let path = (configuration.dataDirectory as NSString).appendingPathComponent("meridian.sqlite")
             do {
                 store = try SQLiteCommandStore(path: path)
-            } catch let error as SQLiteRegistryStore.OpenError {
+            } catch let error as SQLiteCommandStore.OpenError {
                 throw MeridianStartupError(error.description)
             }
         }

@@ -168,6 +168,14 @@ extension MeridianConfiguration {
             help: "Seconds of silence from a live-stream client (/api/v1/stream) before the server sends a WebSocket ping; a client silent for twice as long is closed as gone."
         ),
 
+        // [presence]
+        .integer(
+            "presence.retention_days",
+            \.presence.retentionDays,
+            range: 0...36_500,
+            help: "Days devices' connect and disconnect events (GET /api/v1/devices/{id}/presence/events) are kept (0: forever)."
+        ),
+
         // [telemetry]
         .integer(
             "telemetry.checkpoint_interval",

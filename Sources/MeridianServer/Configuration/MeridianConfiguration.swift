@@ -162,6 +162,16 @@ public struct MeridianConfiguration: Sendable {
     public var broker = BrokerConfiguration()
     /// The REST API.
     public var api = API()
+    /// Devices' presence (connect and disconnect events).
+    public var presence = Presence()
+
+    /// Devices' presence.
+    public struct Presence: Sendable {
+        /// Days connect and disconnect events are kept (0: forever).
+        public var retentionDays: Int = 90
+
+        public init() {}
+    }
 
     /// A configuration with every value at its default.
     public init() {}

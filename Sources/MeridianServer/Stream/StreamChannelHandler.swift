@@ -274,16 +274,25 @@ final class StreamChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
                     exhausted = true
                     break
                 }
-                for message in messages {
-                    for active in session.subscriptions where active.follows(message.deviceID) {
-                        guard
-                            let text = StreamServerMessage.telemetry(
-                                subscription: active.subscription.id,
-                                message: message,
-                                keys: active.subscription.keys
-                            )
-                        else { continue }
-                        write(text)
+                for item in messages {
+                    switch item {
+                    case .telemetry(let message):
+                        for active in session.subscriptions
+                        where active.subscription.topic == .telemetry && active.follows(message.deviceID) {
+                            guard
+                                let text = StreamServerMessage.telemetry(
+                                    subscription: active.subscription.id,
+                                    message: message,
+                                    keys: active.subscription.keys
+                                )
+                            else { continue }
+                            write(text)
+                        }
+                    case .presence(let event):
+                        for active in session.subscriptions
+                        where active.subscription.topic == .presence && active.follows(event.deviceID) {
+                            write(StreamServerMessage.presence(subscription: active.subscription.id, event: event))
+                        }
                     }
                 }
                 unflushed += 1
@@ -393,6 +402,8 @@ final class StreamChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
                 scheduleExpiry(principal)
             case .setInterest(let interest):
                 if let connectionID { hub.setInterest(connectionID, interest) }
+            case .setPresenceInterest(let interest):
+                if let connectionID { hub.setPresenceInterest(connectionID, interest) }
             }
         }
     }

@@ -153,6 +153,9 @@ enum StreamClientMessage: Sendable, Equatable {
             )
         }
         var keys: Set<String>?
+        if topic == .presence, let given = object["keys"], given != .null {
+            return invalid("keys apply to telemetry subscriptions only", field: "keys")
+        }
         switch object["keys"] {
         case nil, .null?:
             keys = nil
@@ -214,6 +217,8 @@ struct StreamSubscription: Sendable, Equatable {
     /// over the same connection and message format.
     enum Topic: String, Sendable, CaseIterable {
         case telemetry
+        /// Devices' connects and disconnects.
+        case presence
     }
 
     /// The devices it follows.

@@ -32,6 +32,8 @@ public final class StreamHub: Service, Sendable {
         /// The API key it authenticated with (nil for an access token).
         var apiKeyID: String?
         var interest: Interest
+        /// Whose presence events it follows.
+        var presenceInterest: Interest = .none
         let outbox: StreamOutbox
         /// Closes the connection (from any thread) with a WebSocket close code and reason.
         let close: @Sendable (_ code: UInt16, _ reason: String) -> Void
@@ -47,8 +49,28 @@ public final class StreamHub: Service, Sendable {
     private struct State {
         var connections: [UInt64: Connection] = [:]
         var index: [String: TenantIndex] = [:]
+        /// The same for presence subscriptions.
+        var presenceIndex: [String: TenantIndex] = [:]
         var nextID: UInt64 = 0
         var accepting = true
+
+        /// Rebuilds `tenantID`'s presence index from its connections.
+        mutating func reindexPresence(_ tenantID: String) {
+            var tenant = TenantIndex()
+            for connection in connections.values where connection.tenantID == tenantID {
+                switch connection.presenceInterest {
+                case .none: break
+                case .all: tenant.everyDevice.append(connection.outbox)
+                case .devices(let devices):
+                    for device in devices { tenant.byDevice[device, default: []].append(connection.outbox) }
+                }
+            }
+            if tenant.everyDevice.isEmpty && tenant.byDevice.isEmpty {
+                presenceIndex.removeValue(forKey: tenantID)
+            } else {
+                presenceIndex[tenantID] = tenant
+            }
+        }
 
         /// Rebuilds `tenantID`'s index from its connections.
         mutating func reindex(_ tenantID: String) {
@@ -78,6 +100,7 @@ public final class StreamHub: Service, Sendable {
     let logger: Logger
     private let state = NIOLockedValueBox(State())
     private let listener: UInt64
+    private let presenceListener: UInt64?
     private let droppedCounter = Counter(label: "meridian_stream_dropped_messages_total")
     private let connectionsGauge = Gauge(label: "meridian_stream_connections")
 
@@ -100,6 +123,9 @@ public final class StreamHub: Service, Sendable {
         listener = pipeline.addListener { batch in
             Self.deliver(batch, state: state, droppedCounter: droppedCounter)
         }
+        presenceListener = services.presence?.addListener { event in
+            Self.deliver(event, state: state, droppedCounter: droppedCounter)
+        }
         services.registry.observe { [state] change in
             guard case .apiKeyRevoked(let apiKeyID) = change else { return }
             let closing = state.withLockedValue { state in
@@ -119,6 +145,7 @@ public final class StreamHub: Service, Sendable {
     /// pipeline.
     func shutdown() {
         pipeline.removeListener(listener)
+        if let presenceListener { services.presence?.removeListener(presenceListener) }
         let closing = state.withLockedValue { state in
             state.accepting = false
             return state.connections.values.map(\.close)
@@ -162,6 +189,16 @@ public final class StreamHub: Service, Sendable {
         }
     }
 
+    /// Whose presence events connection `id` follows from now on.
+    func setPresenceInterest(_ id: UInt64, _ interest: Interest) {
+        state.withLockedValue { state in
+            guard var connection = state.connections[id], connection.presenceInterest != interest else { return }
+            connection.presenceInterest = interest
+            state.connections[id] = connection
+            state.reindexPresence(connection.tenantID)
+        }
+    }
+
     /// The credential connection `id` now stands on (after a token renewal).
     func setCredential(_ id: UInt64, apiKeyID: String?) {
         state.withLockedValue { state in state.connections[id]?.apiKeyID = apiKeyID }
@@ -172,6 +209,7 @@ public final class StreamHub: Service, Sendable {
         state.withLockedValue { state in
             guard let connection = state.connections.removeValue(forKey: id) else { return }
             if connection.interest != .none { state.reindex(connection.tenantID) }
+            if connection.presenceInterest != .none { state.reindexPresence(connection.tenantID) }
         }
         connectionsGauge.record(count)
     }
@@ -200,6 +238,18 @@ public final class StreamHub: Service, Sendable {
         }
         var dropped = 0
         for target in targets.values { dropped += target.outbox.offer(target.messages) }
+        if dropped > 0 { droppedCounter.increment(by: dropped) }
+    }
+}
+
+extension StreamHub {
+    /// Hands a presence event to the connections following its device (on the broker's event
+    /// loop that reported it: returns at once).
+    private static func deliver(_ event: PresenceEvent, state: NIOLockedValueBox<State>, droppedCounter: Counter) {
+        guard let tenant = state.withLockedValue({ $0.presenceIndex[event.tenantID] }) else { return }
+        var dropped = 0
+        for outbox in tenant.everyDevice { dropped += outbox.offer(items: [.presence(event)]) }
+        for outbox in tenant.byDevice[event.deviceID] ?? [] { dropped += outbox.offer(items: [.presence(event)]) }
         if dropped > 0 { droppedCounter.increment(by: dropped) }
     }
 }

@@ -101,4 +101,39 @@ enum StreamServerMessage: Sendable, Equatable {
         json.text.append("}")
         return json.text
     }
+
+    /// `{"type":"presence","subscription":..,"device":..,"event":"connected"|"disconnected","time":<ms>,
+    /// "online":..,"address":..,"protocol":..,"transport":..,"reason":..,"reasonCode":..}`
+    /// (`address`, `reason` and `reasonCode` only when known).
+    static func presence(subscription: String, event: PresenceEvent) -> String {
+        var json = TelemetryJSON(capacity: 256)
+        json.text.append("{\"type\":\"presence\",\"subscription\":")
+        json.string(subscription)
+        json.text.append(",\"device\":")
+        json.string(event.deviceID)
+        json.text.append(",\"event\":")
+        json.string(event.kind.rawValue)
+        json.text.append(",\"time\":")
+        json.text.append(String(PresenceEventBody.milliseconds(event.time)))
+        json.text.append(",\"online\":")
+        json.text.append(event.online ? "true" : "false")
+        if let address = event.address {
+            json.text.append(",\"address\":")
+            json.string(address)
+        }
+        json.text.append(",\"protocol\":")
+        json.string(event.protocolName)
+        json.text.append(",\"transport\":")
+        json.string(event.transport)
+        if let reason = event.reason {
+            json.text.append(",\"reason\":")
+            json.string(reason.rawValue)
+        }
+        if let code = event.reasonCode {
+            json.text.append(",\"reasonCode\":")
+            json.text.append(String(code))
+        }
+        json.text.append("}")
+        return json.text
+    }
 }

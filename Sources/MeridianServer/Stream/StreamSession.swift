@@ -40,6 +40,8 @@ struct StreamSession {
         case renew(Principal)
         /// What the connection follows changed.
         case setInterest(StreamHub.Interest)
+        /// Which devices' presence events the connection follows changed.
+        case setPresenceInterest(StreamHub.Interest)
         /// Close the connection with this WebSocket close code.
         case close(code: UInt16, reason: String)
     }
@@ -122,8 +124,8 @@ struct StreamSession {
                     )
                 ]
             }
-            subscriptions.remove(at: position)
-            return [.setInterest(interest), .send(.unsubscribed(id: id))]
+            let removed = subscriptions.remove(at: position)
+            return [interestAction(for: removed.subscription.topic), .send(.unsubscribed(id: id))]
         case .success(.subscribe(let subscription)):
             let replacing = subscriptions.contains { $0.subscription.id == subscription.id }
             guard replacing || subscriptions.count < Self.maximumSubscriptions else {
@@ -239,8 +241,22 @@ struct StreamSession {
         state = .closed
     }
 
-    /// What the hub must deliver: the union of the subscriptions' devices.
-    var interest: StreamHub.Interest {
+    /// What the hub must deliver: the union of the telemetry subscriptions' devices.
+    var interest: StreamHub.Interest { interest(in: .telemetry) }
+
+    /// Whose presence events the hub must deliver: the union of the presence subscriptions'
+    /// devices.
+    var presenceInterest: StreamHub.Interest { interest(in: .presence) }
+
+    private func interestAction(for topic: StreamSubscription.Topic) -> Action {
+        switch topic {
+        case .telemetry: .setInterest(interest)
+        case .presence: .setPresenceInterest(presenceInterest)
+        }
+    }
+
+    private func interest(in topic: StreamSubscription.Topic) -> StreamHub.Interest {
+        let subscriptions = subscriptions.filter { $0.subscription.topic == topic }
         guard !subscriptions.isEmpty else { return .none }
         var devices = Set<String>()
         for active in subscriptions {
@@ -257,12 +273,15 @@ struct StreamSession {
             case .some(let ids): Set(ids)
             }
         let active = Active(subscription: subscription, devices: devices)
+        var actions: [Action] = []
         if let position = subscriptions.firstIndex(where: { $0.subscription.id == subscription.id }) {
+            let replaced = subscriptions[position].subscription.topic
             subscriptions[position] = active
+            if replaced != subscription.topic { actions.append(interestAction(for: replaced)) }
         } else {
             subscriptions.append(active)
         }
-        return [.setInterest(interest), .send(.subscribed(id: subscription.id, topic: subscription.topic))]
+        return actions + [interestAction(for: subscription.topic), .send(.subscribed(id: subscription.id, topic: subscription.topic))]
     }
 
     private func authenticatedMessage(_ principal: Principal) -> StreamServerMessage {

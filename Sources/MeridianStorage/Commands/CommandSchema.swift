@@ -1,8 +1,8 @@
 import Foundation
 import MeridianCore
 
-/// The `commands` table, in SQLite (inside `meridian.sqlite`, migration `commands-v1` of the
-/// registry's migrator) and in PostgreSQL (component `commands`). Times are milliseconds since
+/// The `commands` table, in SQLite (inside `meridian.sqlite`) and in PostgreSQL, migration
+/// `commands-v1` of component `commands` in both. Times are milliseconds since
 /// 1970; `params` and `response` are JSON text; `due_at` is ``Command/dueAt`` (the sweep's index).
 enum CommandSchema {
     static let sqliteV1 = """

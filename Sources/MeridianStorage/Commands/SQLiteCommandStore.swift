@@ -2,22 +2,40 @@ import Foundation
 import GRDB
 import MeridianCore
 
-/// Commands in the embedded SQLite database, `meridian.sqlite` (the registry's file: its
-/// migrator creates the table, as migration `commands-v1`).
+/// Commands in the embedded SQLite database, `meridian.sqlite` (the registry's file; migrations
+/// under component `commands` in `meridian_migrations`, apart from the registry's own).
 public final class SQLiteCommandStore: CommandStore, Sendable {
     private let database: DatabaseQueue
 
-    /// Opens the commands of the registry database at `path` (creating and migrating it if
-    /// needed, as ``SQLiteRegistryStore`` does).
+    /// Why the store could not be opened.
+    public struct OpenError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    static let migrations = SQLiteComponentMigrations(
+        component: "commands",
+        steps: [.init(identifier: "commands-v1", sql: CommandSchema.sqliteV1)]
+    )
+
+    /// Opens the commands in the database at `path` — normally the registry's, which the
+    /// registry opened first (WAL) — creating their table if needed.
     ///
-    /// - Throws: ``SQLiteRegistryStore/OpenError`` when the file is refused.
+    /// - Throws: ``OpenError`` when the file is refused (corrupt, or commands from a newer
+    ///   Meridian).
     public init(path: String) throws {
         do {
-            let database = try SQLiteFile.open(path: path, label: "meridian.commands", what: "registry", foreignKeys: true)
-            try SQLiteFile.prepare(database, path: path, migrator: SQLiteRegistryStore.migrator, synchronous: "FULL")
+            let database = try SQLiteFile.open(path: path, label: "meridian.commands", what: "registry")
+            if path != ":memory:" {
+                try database.writeWithoutTransaction { db in
+                    _ = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
+                    // Queued commands are acknowledged to the operator: they must survive a crash.
+                    try db.execute(sql: "PRAGMA synchronous = FULL")
+                }
+            }
+            try Self.migrations.migrate(database, path: path)
             self.database = database
         } catch let refusal as SQLiteFile.Refusal {
-            throw SQLiteRegistryStore.OpenError(description: refusal.description)
+            throw OpenError(description: refusal.description)
         }
     }
 
@@ -28,7 +46,7 @@ public final class SQLiteCommandStore: CommandStore, Sendable {
     /// A store in memory (tests): gone when released.
     public static func inMemory() throws -> SQLiteCommandStore {
         let database = try DatabaseQueue()
-        try SQLiteRegistryStore.migrator.migrate(database)
+        try migrations.migrate(database, path: ":memory:")
         return SQLiteCommandStore(database: database)
     }
 

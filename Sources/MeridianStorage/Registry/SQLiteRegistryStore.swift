@@ -56,10 +56,6 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
         migrator.registerMigration("registry-v1") { db in
             try db.execute(sql: RegistrySchema.v1)
         }
-        // Commands share the registry's file (MeridianStorage/Commands).
-        migrator.registerMigration("commands-v1") { db in
-            try db.execute(sql: CommandSchema.sqliteV1)
-        }
         return migrator
     }
 

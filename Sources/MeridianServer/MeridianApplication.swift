@@ -149,8 +149,13 @@ public struct MeridianApplication: Sendable {
         let hangUps = await UnixSignalsSequence(trapping: .sighup)
         // Who may connect and what they may touch comes from the registry; revocations there
         // disconnect clients here.
+        // Twins: in the registry's database (meridian.sqlite or PostgreSQL).
+        var twins: TwinService?
+        if platform != nil { twins = try await openTwins(database: database) }
         let access = platform.map {
-            AccessControl(registry: $0.registry, configuration: configuration.auth, tls: tls, telemetry: telemetry.pipeline, logger: self.logger)
+            AccessControl(
+                registry: $0.registry, configuration: configuration.auth, tls: tls, telemetry: telemetry.pipeline, twins: twins, logger: self.logger
+            )
         }
         let broker: MQTTBroker
         if let access {
@@ -201,7 +206,7 @@ public struct MeridianApplication: Sendable {
         // fed by the telemetry pipeline.
         let stream: StreamEndpoint?
         if let platform {
-            let apiServices = try await makeAPIServices(platform, telemetry: telemetry)
+            let apiServices = try await makeAPIServices(platform, telemetry: telemetry, twins: twins)
             APIRoutes.add(to: router, services: apiServices)
             stream = StreamEndpoint(hub: StreamHub(services: apiServices, pipeline: telemetry.pipeline, logger: self.logger))
             StreamEndpoint.addRoutes(to: router)
@@ -248,6 +253,7 @@ public struct MeridianApplication: Sendable {
             .init(service: telemetry.pipeline),
             .init(service: app),
         ]
+        if let twins { services.append(.init(service: TwinMaintenance(twins: twins, interval: 3600, logger: logger))) }
         if let tls {
             let httpsApp = Application(
                 router: router,
@@ -445,7 +451,28 @@ extension MeridianApplication {
         }
     }
 
-    func makeAPIServices(_ platform: Platform, telemetry: TelemetryService? = nil) async throws -> APIServices {
+    /// The twin service over its store: the registry's PostgreSQL database when `database` is
+    /// given, else `meridian.sqlite` in the data directory.
+    func openTwins(database: PostgresDatabase?) async throws -> TwinService {
+        let store: any TwinStore
+        if let database {
+            do {
+                store = try await PostgresTwinStore(database: database)
+            } catch let error as PostgresTwinStore.OpenError {
+                throw MeridianStartupError("database.url: \(error.description)")
+            }
+        } else {
+            let path = (configuration.dataDirectory as NSString).appendingPathComponent("meridian.sqlite")
+            do {
+                store = try SQLiteTwinStore(path: path)
+            } catch let error as SQLiteTwinStore.OpenError {
+                throw MeridianStartupError(error.description)
+            }
+        }
+        return TwinService(store: store, limits: configuration.twin.limits)
+    }
+
+    func makeAPIServices(_ platform: Platform, telemetry: TelemetryService? = nil, twins: TwinService? = nil) async throws -> APIServices {
         let api = configuration.api
         return APIServices(
             registry: platform.registry,
@@ -456,6 +483,7 @@ extension MeridianApplication {
             loginLimiter: LoginRateLimiter(maximumFailures: api.loginMaximumFailures, window: TimeInterval(api.loginWindow)),
             refreshTokenLifetime: TimeInterval(api.refreshTokenLifetime),
             telemetry: telemetry,
+            twins: twins,
             logger: platform.logger
         )
     }

@@ -120,14 +120,17 @@ public final class APIServices: Sendable {
     public let refreshTokenLifetime: TimeInterval
     /// Telemetry ingest and queries (nil: the telemetry endpoints answer 503).
     public let telemetry: TelemetryService?
+    /// Device twins (nil: the twin endpoints answer 503).
+    public let twins: TwinService?
     let deviceTokens = DeviceTokenCache()
     let logger: Logger
 
     public init(
         registry: Registry, signer: APITokenSigner, loginLimiter: LoginRateLimiter = LoginRateLimiter(),
-        refreshTokenLifetime: TimeInterval = 30 * 24 * 3600, telemetry: TelemetryService? = nil, logger: Logger
+        refreshTokenLifetime: TimeInterval = 30 * 24 * 3600, telemetry: TelemetryService? = nil, twins: TwinService? = nil, logger: Logger
     ) {
         self.telemetry = telemetry
+        self.twins = twins
         self.registry = registry
         self.signer = signer
         self.loginLimiter = loginLimiter

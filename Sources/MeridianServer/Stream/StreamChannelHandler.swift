@@ -240,15 +240,18 @@ final class StreamChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
                     exhausted = true
                     break
                 }
-                for message in messages {
-                    for active in session.subscriptions where active.follows(message.deviceID) {
-                        guard
-                            let text = StreamServerMessage.telemetry(
-                                subscription: active.subscription.id,
-                                message: message,
-                                keys: active.subscription.keys
-                            )
-                        else { continue }
+                for event in messages {
+                    for active in session.subscriptions where active.follows(event.deviceID) {
+                        let text: String?
+                        switch (event, active.subscription.topic) {
+                        case (.telemetry(let message), .telemetry):
+                            text = StreamServerMessage.telemetry(subscription: active.subscription.id, message: message, keys: active.subscription.keys)
+                        case (.twin(_, _, let members), .twin):
+                            text = StreamServerMessage.twin(subscription: active.subscription.id, members: members)
+                        default:
+                            text = nil
+                        }
+                        guard let text else { continue }
                         write(text)
                     }
                 }

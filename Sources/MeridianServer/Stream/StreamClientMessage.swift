@@ -153,6 +153,9 @@ enum StreamClientMessage: Sendable, Equatable {
             )
         }
         var keys: Set<String>?
+        if topic == .twin, let given = object["keys"], given != .null {
+            return invalid("keys applies to telemetry subscriptions only", field: "keys")
+        }
         switch object["keys"] {
         case nil, .null?:
             keys = nil
@@ -214,6 +217,8 @@ struct StreamSubscription: Sendable, Equatable {
     /// over the same connection and message format.
     enum Topic: String, Sendable, CaseIterable {
         case telemetry
+        /// Twin changes (every version of a device's twins, whoever made it).
+        case twin
     }
 
     /// The devices it follows.

@@ -43,7 +43,7 @@ public final class StreamHub: Service, Sendable {
         var byDevice: [String: [StreamOutbox]] = [:]
     }
 
-    private struct State {
+    fileprivate struct State {
         var connections: [UInt64: Connection] = [:]
         var index: [String: TenantIndex] = [:]
         var nextID: UInt64 = 0
@@ -92,6 +92,10 @@ public final class StreamHub: Service, Sendable {
         let droppedCounter = self.droppedCounter
         listener = pipeline.addListener { batch in
             Self.deliver(batch, state: state, droppedCounter: droppedCounter)
+        }
+        // Twin changes, encoded once, to the connections following the device.
+        services.twins?.observe { [state] change in
+            Self.deliver(StreamEvent.twin(change), tenantID: change.key.tenantID, state: state, droppedCounter: droppedCounter)
         }
         services.registry.observe { [state] change in
             guard case .apiKeyRevoked(let apiKeyID) = change else { return }
@@ -193,6 +197,18 @@ public final class StreamHub: Service, Sendable {
         }
         var dropped = 0
         for target in targets.values { dropped += target.outbox.offer(target.messages) }
+        if dropped > 0 { droppedCounter.increment(by: dropped) }
+    }
+}
+
+extension StreamHub {
+    /// Hands one event of `tenantID` to the connections following its device.
+    fileprivate static func deliver(_ event: StreamEvent, tenantID: String, state: NIOLockedValueBox<State>, droppedCounter: Counter) {
+        guard let tenant = state.withLockedValue({ $0.index[tenantID] }) else { return }
+        var dropped = 0
+        for outbox in tenant.everyDevice + (tenant.byDevice[event.deviceID] ?? []) {
+            dropped += outbox.offer(events: [event])
+        }
         if dropped > 0 { droppedCounter.increment(by: dropped) }
     }
 }

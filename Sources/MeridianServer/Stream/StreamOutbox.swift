@@ -18,7 +18,7 @@ final class StreamOutbox: Sendable {
 
     private struct State {
         /// Waiting messages from `head` on (the slots before it have been taken).
-        var queue: [DeviceMessage] = []
+        var queue: [StreamEvent] = []
         var head = 0
         var samples = 0
         /// Discarded since the last ``take(maximum:)``.
@@ -32,7 +32,7 @@ final class StreamOutbox: Sendable {
         var count: Int { queue.count - head }
 
         mutating func removeFirst() {
-            samples -= queue[head].samples.count
+            samples -= queue[head].weight
             head += 1
             if head > 64, head * 2 > queue.count {
                 queue.removeFirst(head)
@@ -56,12 +56,19 @@ final class StreamOutbox: Sendable {
     /// discarded now (0 when the client keeps up). Never blocks beyond a short lock.
     @discardableResult
     func offer(_ messages: [DeviceMessage]) -> Int {
+        offer(events: messages.map(StreamEvent.telemetry))
+    }
+
+    /// Queues `events` (telemetry or twin changes), as ``offer(_:)`` does; a twin change
+    /// weighs one sample per 64 bytes of its JSON.
+    @discardableResult
+    func offer(events: [StreamEvent]) -> Int {
         let (drain, dropped) = state.withLockedValue { state -> (Bool, Int) in
             guard !state.closed else { return (false, 0) }
             var dropped = 0
-            for message in messages {
+            for message in events {
                 state.queue.append(message)
-                state.samples += message.samples.count
+                state.samples += message.weight
                 while state.count > limits.messages || (state.samples > limits.samples && state.count > 1) {
                     state.removeFirst()
                     dropped += 1
@@ -78,7 +85,7 @@ final class StreamOutbox: Sendable {
 
     /// Up to `maximum` waiting messages, oldest first, and how many were discarded before
     /// them. When nothing is left, the next ``offer(_:)`` asks for a drain again.
-    func take(maximum: Int) -> (messages: [DeviceMessage], dropped: Int) {
+    func take(maximum: Int) -> (messages: [StreamEvent], dropped: Int) {
         state.withLockedValue { state in
             let dropped = state.dropped
             state.dropped = 0

@@ -35,9 +35,13 @@ def payload(message) -> dict:
 
 
 def next_on(client: TestClient, topic: str, timeout: float = contract.TIMEOUT) -> dict:
-    """The next message on `topic` (others that arrive first are skipped)."""
+    """The next message on `topic`; messages on other topics that arrive first are kept for
+    later calls (pushes on different topics have no order between them)."""
+    held = client.__dict__.setdefault("held", [])
+    for index, message in enumerate(held):
+        if message.topic == topic:
+            return payload(held.pop(index))
     deadline = time.monotonic() + timeout
-    seen = []
     while time.monotonic() < deadline:
         try:
             message = client.expect_one(timeout=max(0.05, deadline - time.monotonic()))
@@ -45,8 +49,8 @@ def next_on(client: TestClient, topic: str, timeout: float = contract.TIMEOUT) -
             break
         if message.topic == topic:
             return payload(message)
-        seen.append(message.topic)
-    raise AssertionError(f"no message on {topic} within {timeout}s; got {seen}")
+        held.append(message)
+    raise AssertionError(f"no message on {topic} within {timeout}s; held {[m.topic for m in held]}")
 
 
 def twin(platform, device_id, **params):
@@ -188,6 +192,7 @@ def test_native_topics_update_get_delta_and_documents(platform):
     accepted = next_on(device, f"{base}/update/accepted")
     assert accepted["version"] == 1 and accepted["clientToken"] == "n1"
     assert accepted["timestamp"] > 1_000_000_000_000, "native times are milliseconds"
+    assert next_on(device, f"{base}/documents")["current"]["version"] == 1
 
     assert patch_desired(platform, device_id, {"fw": "2.0"}).status_code == 200
     delta = next_on(device, f"{base}/delta")

@@ -151,7 +151,11 @@ public struct MeridianApplication: Sendable {
         // disconnect clients here.
         // Twins: in the registry's database (meridian.sqlite or PostgreSQL).
         var twins: TwinService?
-        if platform != nil { twins = try await openTwins(database: database) }
+        if let platform {
+            let opened = try await openTwins(database: database)
+            TwinMaintenance.followRegistry(platform.registry, twins: opened, logger: logger)
+            twins = opened
+        }
         let access = platform.map {
             AccessControl(
                 registry: $0.registry, configuration: configuration.auth, tls: tls, telemetry: telemetry.pipeline, twins: twins, logger: self.logger

@@ -211,9 +211,9 @@ public final class TwinService: Sendable {
         return try await store.deleteHistory(before: now() - Int64(retention * 1000))
     }
 
-    /// Forgets a deleted device's twins and history.
-    public func deviceDeleted(tenantID: String, deviceID: String) async throws {
-        try await store.deleteTwins(tenantID: tenantID, deviceID: deviceID)
+    /// Forgets a device's twins and history (deleted, or claimed into another tenant).
+    public func deviceRemoved(deviceID: String) async throws {
+        try await store.deleteTwins(deviceID: deviceID)
     }
 
     // MARK: helpers

@@ -60,6 +60,7 @@ public protocol TwinStore: Sendable {
     func twinNames(tenantID: String, deviceID: String) async throws -> [String]
     /// The current default twins of these devices (missing ones left out).
     func twins(tenantID: String, deviceIDs: [String]) async throws -> [String: TwinDocument]
-    /// Removes every twin and history entry of a device (it was deleted).
-    func deleteTwins(tenantID: String, deviceID: String) async throws
+    /// Removes every twin and history entry of a device, in any tenant (it was deleted, or
+    /// claimed into another tenant).
+    func deleteTwins(deviceID: String) async throws
 }

@@ -9,6 +9,20 @@ struct TwinMaintenance: Service {
     let interval: Double
     let logger: Logger
 
+    /// Forgets the twins of devices the registry deleted or saw claimed into another tenant.
+    static func followRegistry(_ registry: Registry, twins: TwinService, logger: Logger) {
+        registry.observe { change in
+            guard case .deviceRevoked(let deviceID, let reason) = change, reason == "deleted" || reason == "claimed by another tenant" else { return }
+            Task {
+                do {
+                    try await twins.deviceRemoved(deviceID: deviceID)
+                } catch {
+                    logger.error("could not remove a device's twins", metadata: ["device.id": "\(deviceID)", "error": "\(error)"])
+                }
+            }
+        }
+    }
+
     func run() async throws {
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             do {

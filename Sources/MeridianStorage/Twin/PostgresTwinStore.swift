@@ -50,6 +50,7 @@ public final class PostgresTwinStore: TwinStore, Sendable {
                     """,
                     "CREATE INDEX twin_history_twin ON twin_history (tenant_id, device_id, name, sequence)",
                     "CREATE INDEX twin_history_at ON twin_history (at)",
+                    "CREATE INDEX twin_history_device ON twin_history (device_id)",
                 ]
             )
         ]
@@ -193,10 +194,10 @@ public final class PostgresTwinStore: TwinStore, Sendable {
         }
     }
 
-    public func deleteTwins(tenantID: String, deviceID: String) async throws {
-        try await database.transaction(.write(lock: TwinRows.lockStripe(TwinKey(tenantID: tenantID, deviceID: deviceID)))) { session in
-            try session.execute("DELETE FROM twins WHERE tenant_id = \(tenantID) AND device_id = \(deviceID)")
-            try session.execute("DELETE FROM twin_history WHERE tenant_id = \(tenantID) AND device_id = \(deviceID)")
+    public func deleteTwins(deviceID: String) async throws {
+        try await database.transaction(.write(lock: TwinRows.lockStripe(TwinKey(tenantID: "", deviceID: deviceID)))) { session in
+            try session.execute("DELETE FROM twins WHERE device_id = \(deviceID)")
+            try session.execute("DELETE FROM twin_history WHERE device_id = \(deviceID)")
         }
     }
 }

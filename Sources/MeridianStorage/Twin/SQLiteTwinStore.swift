@@ -44,6 +44,7 @@ public final class SQLiteTwinStore: TwinStore, Sendable {
             );
             CREATE INDEX twin_history_twin ON twin_history (tenant_id, device_id, name, sequence);
             CREATE INDEX twin_history_at ON twin_history (at);
+            CREATE INDEX twin_history_device ON twin_history (device_id);
             """
         )
     ]
@@ -239,10 +240,10 @@ public final class SQLiteTwinStore: TwinStore, Sendable {
         }
     }
 
-    public func deleteTwins(tenantID: String, deviceID: String) async throws {
+    public func deleteTwins(deviceID: String) async throws {
         try await database.write { db in
-            try db.execute(sql: "DELETE FROM twins WHERE tenant_id = ? AND device_id = ?", arguments: [tenantID, deviceID])
-            try db.execute(sql: "DELETE FROM twin_history WHERE tenant_id = ? AND device_id = ?", arguments: [tenantID, deviceID])
+            try db.execute(sql: "DELETE FROM twins WHERE device_id = ?", arguments: [deviceID])
+            try db.execute(sql: "DELETE FROM twin_history WHERE device_id = ?", arguments: [deviceID])
         }
     }
 }

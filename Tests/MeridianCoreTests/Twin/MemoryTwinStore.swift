@@ -76,10 +76,10 @@ final class MemoryTwinStore: TwinStore, Sendable {
         }
     }
 
-    func deleteTwins(tenantID: String, deviceID: String) async throws {
+    func deleteTwins(deviceID: String) async throws {
         state.withLock { state in
-            state.twins = state.twins.filter { !($0.key.tenantID == tenantID && $0.key.deviceID == deviceID) }
-            state.history.removeAll { $0.key.tenantID == tenantID && $0.key.deviceID == deviceID }
+            state.twins = state.twins.filter { $0.key.deviceID != deviceID }
+            state.history.removeAll { $0.key.deviceID == deviceID }
         }
     }
 }

@@ -196,7 +196,7 @@ enum TwinStoreConformance {
             let defaults = try await store.twins(tenantID: "t1", deviceIDs: ["d1", "d2", "d3", "nope"])
             #expect(Set(defaults.keys) == ["d1", "d2"])
             #expect(defaults["d1"]?.desired == ["id": .string("d1")])
-            try await store.deleteTwins(tenantID: "t1", deviceID: "d1")
+            try await store.deleteTwins(deviceID: "d1")
             #expect(try await store.twin(key) == nil)
             #expect(try await store.twin(named) == nil)
             #expect(try await store.history(key, before: nil, limit: 10).isEmpty)

@@ -88,6 +88,8 @@ def test_aws_shadow_update_delta_documents_and_client_token(platform, proto):
     # member by member, new members included) and the documents before and after.
     response = patch_desired(platform, device_id, {"color": {"r": 10}, "engine": "ON"})
     assert response.status_code == 200, response.text
+    announced = next_on(device, f"{shadow}/update/accepted")
+    assert announced["state"] == {"desired": {"color": {"r": 10}, "engine": "ON"}} and announced["version"] == 2
     delta = next_on(device, f"{shadow}/update/delta")
     assert delta["state"] == {"color": {"r": 10}, "engine": "ON"}
     assert delta["version"] == 2
@@ -130,9 +132,12 @@ def test_aws_shadow_version_conflict_and_bad_requests_are_rejected(platform):
     assert next_on(device, f"{shadow}/update/accepted")["version"] == 2
 
     for bad in [b"{not json", json.dumps({"state": [1]}).encode(), json.dumps({"state": {"bogus": {}}}).encode(),
-                json.dumps({"clientToken": "x"}).encode()]:
+                json.dumps({"clientToken": "x"}).encode(),
+                json.dumps({"state": {"reported": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": 1}}}}}}}}}}}).encode()]:
         device.publish(f"{shadow}/update", bad, qos=1)
         assert next_on(device, f"{shadow}/update/rejected")["code"] == 400, bad
+    device.publish(f"{shadow}/update", json.dumps({"state": {"reported": {"big": "x" * 70_000}}}), qos=1)
+    assert next_on(device, f"{shadow}/update/rejected")["code"] == 413
     assert twin(platform, device_id)["version"] == 2
     device.close()
 
@@ -217,6 +222,11 @@ def test_thingsboard_attributes_request_response_and_shared_push(platform):
     device = connect(platform, token, V311)
     device.subscribe("v1/devices/me/attributes", qos=1)
     device.subscribe("v1/devices/me/attributes/response/+", qos=1)
+
+    # Telemetry on the same connection goes to the telemetry store, not the twin.
+    device.publish("v1/devices/me/telemetry", json.dumps({"temperature": 21.5}), qos=1)
+    latest = platform.ok("GET", f"/api/v1/devices/{device_id}/telemetry/latest")
+    assert latest["temperature"]["value"] == 21.5
 
     # Client attributes are the reported state.
     device.publish("v1/devices/me/attributes", json.dumps({"firmware": "1.2", "model": "X"}), qos=1)

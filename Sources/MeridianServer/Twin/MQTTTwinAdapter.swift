@@ -119,6 +119,12 @@ struct MQTTTwinAdapter: Sendable {
         let clock: TwinMessages.Clock = convention == .aws ? .seconds : .milliseconds
         let now = TwinService.currentMilliseconds()
         let reply = prefix + "/" + operation.rawValue
+        // Larger than any twin may be: refused before parsing.
+        guard payload.readableBytes <= twins.limits.maximumDocumentBytes * 2 + 4096 else {
+            let refusal = TwinMessages.Refusal(code: 413, message: "The payload exceeds the maximum size allowed (twin.max_document_bytes)")
+            await publish(reply + "/rejected", TwinMessages.rejected(refusal, clock: clock, now: now), device: device)
+            return
+        }
         let request: TwinMessages.Request
         switch TwinMessages.request(Data(payload.readableBytesView)) {
         case .failure(let refusal):
@@ -219,6 +225,12 @@ struct MQTTTwinAdapter: Sendable {
         let aws = device.subtree + "/$aws/shadow" + (name.isEmpty ? "" : "/name/\(name)")
         if change.operation == .update {
             let token = change.clientToken
+            // AWS also announces updates made elsewhere (its REST API; here the operator's) on
+            // update/accepted; a device's own requests were answered there already.
+            if change.actor.kind != .device {
+                let request = TwinMessages.Request(desired: change.desiredPatch, reported: change.reportedPatch, hasState: true)
+                await publish(aws + "/update/accepted", TwinMessages.updateAccepted(request, current: change.current, clock: .seconds, now: change.current.timestamp), device: device)
+            }
             await publish(native + "/documents", TwinMessages.documents(previous: change.previous, current: change.current, clock: .milliseconds, clientToken: token), device: device)
             await publish(aws + "/update/documents", TwinMessages.documents(previous: change.previous, current: change.current, clock: .seconds, clientToken: token), device: device)
             if change.desiredPatch != nil, !change.current.delta.isEmpty {

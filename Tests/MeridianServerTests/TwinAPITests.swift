@@ -17,8 +17,13 @@ struct TwinAPIHarness: Sendable {
     let twins: TwinService
     let clockBox: Clock
 
-    static func with(limits: TwinService.Limits = .init(), _ body: @Sendable (TwinAPIHarness) async throws -> Void) async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("meridian-twin-api-\(UUID().uuidString)").path
+    static func with(
+        limits: TwinService.Limits = .init(),
+        _ body: @Sendable (TwinAPIHarness) async throws -> Void
+    ) async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "meridian-twin-api-\(UUID().uuidString)"
+        ).path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let registry = try APIHarness.makeRegistry(directory: directory)
@@ -27,17 +32,23 @@ struct TwinAPIHarness: Sendable {
         logger.logLevel = .critical
         let clock = Clock()
         let twins = TwinService(
-            store: try SQLiteTwinStore(path: (directory as NSString).appendingPathComponent("meridian.sqlite")), limits: limits,
+            store: try SQLiteTwinStore(path: (directory as NSString).appendingPathComponent("meridian.sqlite")),
+            limits: limits,
             now: { clock.now }
         )
         let services = APIServices(
-            registry: registry, signer: await APITokenSigner(key: (0..<32).map { _ in UInt8.random(in: 0...255) }), twins: twins, logger: logger
+            registry: registry,
+            signer: await APITokenSigner(key: (0..<32).map { _ in UInt8.random(in: 0...255) }),
+            twins: twins,
+            logger: logger
         )
         let router = Router(context: MeridianRequestContext.self)
         APIRoutes.add(to: router, services: services)
         let app = Application(router: router, logger: logger)
         try await app.test(.router) { client in
-            try await body(TwinAPIHarness(api: APIHarness(client: client, registry: registry), twins: twins, clockBox: clock))
+            try await body(
+                TwinAPIHarness(api: APIHarness(client: client, registry: registry), twins: twins, clockBox: clock)
+            )
         }
     }
 
@@ -48,14 +59,27 @@ struct TwinAPIHarness: Sendable {
     }
 
     /// Calls the API with extra headers.
-    func call(_ method: HTTPRequest.Method, _ path: String, key: String = APIHarness.adminKey, json: String? = nil, ifMatch: String? = nil) async throws -> APIResponse {
+    func call(
+        _ method: HTTPRequest.Method,
+        _ path: String,
+        key: String = APIHarness.adminKey,
+        json: String? = nil,
+        ifMatch: String? = nil
+    ) async throws -> APIResponse {
         var headers: HTTPFields = [.authorization: "Bearer \(key)"]
         if json != nil { headers[.contentType] = "application/json" }
         if let ifMatch { headers[.ifMatch] = ifMatch }
         let response = try await api.client.executeRequest(
-            uri: APIRoutes.prefix + path, method: method, headers: headers, body: json.map { ByteBuffer(string: $0) }
+            uri: APIRoutes.prefix + path,
+            method: method,
+            headers: headers,
+            body: json.map { ByteBuffer(string: $0) }
         )
-        return APIResponse(status: Int(response.status.code), headers: response.headers, data: Data(response.body.readableBytesView))
+        return APIResponse(
+            status: Int(response.status.code),
+            headers: response.headers,
+            data: Data(response.body.readableBytesView)
+        )
     }
 }
 
@@ -68,9 +92,15 @@ struct TwinAPITests {
             var response = try await harness.call(.get, "/devices/\(id)/twin")
             #expect(response.status == 200 && response.headers[.eTag] == "\"0\"")
             #expect(response.object["version"] as? Int == 0)
-            for member in ["desired", "reported", "delta", "metadata"] { #expect(response.object[member] is [String: Any], "\(member)") }
+            for member in ["desired", "reported", "delta", "metadata"] {
+                #expect(response.object[member] is [String: Any], "\(member)")
+            }
 
-            response = try await harness.call(.patch, "/devices/\(id)/twin", json: #"{"desired": {"fan": {"speed": 3}, "led": "on"}}"#)
+            response = try await harness.call(
+                .patch,
+                "/devices/\(id)/twin",
+                json: #"{"desired": {"fan": {"speed": 3}, "led": "on"}}"#
+            )
             #expect(response.status == 200, "\(response.text)")
             #expect(response.headers[.eTag] == "\"1\"")
             #expect(response.object["version"] as? Int == 1)
@@ -81,14 +111,22 @@ struct TwinAPITests {
 
             // The device reports; the delta shrinks.
             let key = TwinKey(tenantID: try #require(try await harness.tenantID()), deviceID: id)
-            try await harness.twins.update(key, reported: .object(["led": .string("on")]), actor: AuditActor(kind: .device, id: id))
+            try await harness.twins.update(
+                key,
+                reported: .object(["led": .string("on")]),
+                actor: AuditActor(kind: .device, id: id)
+            )
             response = try await harness.call(.get, "/devices/\(id)/twin")
             #expect(response.object["version"] as? Int == 2)
             #expect((response.object["delta"] as? [String: Any])?.keys.sorted() == ["fan"])
             #expect((response.object["reported"] as? [String: Any])?["led"] as? String == "on")
 
             // null deletes; arrays are replaced whole.
-            response = try await harness.call(.patch, "/devices/\(id)/twin", json: #"{"desired": {"fan": null, "list": [1, 2]}}"#)
+            response = try await harness.call(
+                .patch,
+                "/devices/\(id)/twin",
+                json: #"{"desired": {"fan": null, "list": [1, 2]}}"#
+            )
             response = try await harness.call(.patch, "/devices/\(id)/twin", json: #"{"desired": {"list": [3]}}"#)
             #expect((response.object["desired"] as? [String: Any])?["fan"] == nil)
             #expect((response.object["desired"] as? [String: Any])?["list"] as? [Int] == [3])
@@ -99,16 +137,36 @@ struct TwinAPITests {
     func ifMatch() async throws {
         try await TwinAPIHarness.with { harness in
             let id = try await harness.api.device()
-            var response = try await harness.call(.patch, "/devices/\(id)/twin", json: #"{"desired": {"a": 1}}"#, ifMatch: "\"0\"")
+            var response = try await harness.call(
+                .patch,
+                "/devices/\(id)/twin",
+                json: #"{"desired": {"a": 1}}"#,
+                ifMatch: "\"0\""
+            )
             #expect(response.status == 200)
-            response = try await harness.call(.patch, "/devices/\(id)/twin", json: #"{"desired": {"a": 2}}"#, ifMatch: "\"0\"")
+            response = try await harness.call(
+                .patch,
+                "/devices/\(id)/twin",
+                json: #"{"desired": {"a": 2}}"#,
+                ifMatch: "\"0\""
+            )
             #expect(response.status == 409)
             #expect(response.contentType == "application/problem+json")
             #expect(response.object["type"] as? String == "urn:meridian:problem:version-conflict")
             #expect(response.object["field"] as? String == "If-Match")
-            response = try await harness.call(.patch, "/devices/\(id)/twin", json: #"{"desired": {"a": 2}}"#, ifMatch: "1")
+            response = try await harness.call(
+                .patch,
+                "/devices/\(id)/twin",
+                json: #"{"desired": {"a": 2}}"#,
+                ifMatch: "1"
+            )
             #expect(response.status == 200 && response.object["version"] as? Int == 2)
-            response = try await harness.call(.patch, "/devices/\(id)/twin", json: #"{"desired": {"a": 3}}"#, ifMatch: "soon")
+            response = try await harness.call(
+                .patch,
+                "/devices/\(id)/twin",
+                json: #"{"desired": {"a": 3}}"#,
+                ifMatch: "soon"
+            )
             #expect(response.status == 400 && response.object["field"] as? String == "If-Match")
             response = try await harness.call(.delete, "/devices/\(id)/twin", ifMatch: "\"1\"")
             #expect(response.status == 409)
@@ -165,7 +223,9 @@ struct TwinAPITests {
             response = try await harness.call(.get, "/devices/\(id)/twin/history?limit=2")
             #expect(response.items.map { $0["version"] as? Int } == [3, 2])
             #expect((response.items.first?["actor"] as? [String: Any])?["kind"] as? String == "api-key")
-            #expect(((response.items.first?["patch"] as? [String: Any])?["desired"] as? [String: Any])?["v"] as? Int == 3)
+            #expect(
+                ((response.items.first?["patch"] as? [String: Any])?["desired"] as? [String: Any])?["v"] as? Int == 3
+            )
             let cursor = try #require(response.object["nextCursor"] as? String)
             response = try await harness.call(.get, "/devices/\(id)/twin/history?limit=2&cursor=\(cursor)")
             #expect(response.items.map { $0["version"] as? Int } == [1])
@@ -182,7 +242,10 @@ struct TwinAPITests {
             var response = try await harness.call(.delete, "/devices/\(id)/twin")
             #expect(response.status == 204 && response.headers[.eTag] == "\"2\"")
             response = try await harness.call(.get, "/devices/\(id)/twin")
-            #expect(response.object["version"] as? Int == 2 && (response.object["desired"] as? [String: Any])?.isEmpty == true)
+            #expect(
+                response.object["version"] as? Int == 2
+                    && (response.object["desired"] as? [String: Any])?.isEmpty == true
+            )
             response = try await harness.call(.delete, "/devices/\(id)/twin")
             #expect(response.status == 404)
             response = try await harness.call(.patch, "/devices/\(id)/twin", json: #"{"desired": {"b": 1}}"#)
@@ -209,12 +272,21 @@ struct TwinAPITests {
             let operatorKey = try await harness.api.apiKey(.operator).key
             #expect(try await harness.call(.get, "/devices/\(id)/twin", key: viewer).status == 200)
             #expect(try await harness.call(.get, "/devices/\(id)/twin/history", key: viewer).status == 200)
-            #expect(try await harness.call(.patch, "/devices/\(id)/twin", key: viewer, json: #"{"desired": {"a": 1}}"#).status == 403)
+            #expect(
+                try await harness.call(.patch, "/devices/\(id)/twin", key: viewer, json: #"{"desired": {"a": 1}}"#)
+                    .status == 403
+            )
             #expect(try await harness.call(.delete, "/devices/\(id)/twin", key: viewer).status == 403)
-            #expect(try await harness.call(.patch, "/devices/\(id)/twin", key: operatorKey, json: #"{"desired": {"a": 1}}"#).status == 200)
+            #expect(
+                try await harness.call(.patch, "/devices/\(id)/twin", key: operatorKey, json: #"{"desired": {"a": 1}}"#)
+                    .status == 200
+            )
             let (ownerToken, _, _) = try await harness.api.secondTenant()
             #expect(try await harness.call(.get, "/devices/\(id)/twin", key: ownerToken).status == 404)
-            #expect(try await harness.call(.patch, "/devices/\(id)/twin", key: ownerToken, json: #"{"desired": {"a": 2}}"#).status == 404)
+            #expect(
+                try await harness.call(.patch, "/devices/\(id)/twin", key: ownerToken, json: #"{"desired": {"a": 2}}"#)
+                    .status == 404
+            )
         }
     }
 }

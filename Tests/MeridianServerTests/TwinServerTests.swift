@@ -1,9 +1,9 @@
 import Foundation
-import Synchronization
 import MQTTClient
 import MQTTCore
 import MeridianCore
 import NIOCore
+import Synchronization
 import Testing
 
 @testable import MeridianServer
@@ -16,9 +16,14 @@ struct TwinServerTests {
     func endToEnd() async throws {
         try await ServerFixture.withStream { server, api in
             let device = try await api.device()
-            let stream = try await StreamTestClient.connect(port: server.httpPort, headers: [("Authorization", "Bearer \(StreamTestAPI.adminKey)")])
+            let stream = try await StreamTestClient.connect(
+                port: server.httpPort,
+                headers: [("Authorization", "Bearer \(StreamTestAPI.adminKey)")]
+            )
             _ = try await stream.next { $0["type"] as? String == "authenticated" }
-            #expect(try await stream.subscribe("tw", devices: [device.id], topic: "twin")["type"] as? String == "subscribed")
+            #expect(
+                try await stream.subscribe("tw", devices: [device.id], topic: "twin")["type"] as? String == "subscribed"
+            )
             let refused = try await stream.subscribe("tw2", devices: [device.id], keys: ["a"], topic: "twin")
             #expect(refused["type"] as? String == "error" && refused["field"] as? String == "keys")
 
@@ -27,16 +32,25 @@ struct TwinServerTests {
             _ = try await mqtt.subscribe("devices/\(device.id)/twin/#", qos: .atLeastOnce)
             let inbox = MessageCollector(mqtt)
             _ = try await mqtt.publish(
-                "devices/\(device.id)/twin/update", payload: #"{"state": {"reported": {"fw": "1.0"}}, "clientToken": "c1"}"#, qos: .atLeastOnce
+                "devices/\(device.id)/twin/update",
+                payload: #"{"state": {"reported": {"fw": "1.0"}}, "clientToken": "c1"}"#,
+                qos: .atLeastOnce
             )
             let accepted = try await inbox.next(on: "devices/\(device.id)/twin/update/accepted")
             #expect(accepted["version"] as? Int == 1 && accepted["clientToken"] as? String == "c1")
             let reported = try await stream.next { $0["type"] as? String == "twin" }
             #expect(reported["subscription"] as? String == "tw" && reported["device"] as? String == device.id)
-            #expect(reported["version"] as? Int == 1 && (reported["actor"] as? [String: Any])?["kind"] as? String == "device")
+            #expect(
+                reported["version"] as? Int == 1
+                    && (reported["actor"] as? [String: Any])?["kind"] as? String == "device"
+            )
             #expect((reported["reported"] as? [String: Any])?["fw"] as? String == "1.0")
 
-            let patched = try await api.call("PATCH", "/api/v1/devices/\(device.id)/twin", body: #"{"desired": {"fw": "2.0"}}"#)
+            let patched = try await api.call(
+                "PATCH",
+                "/api/v1/devices/\(device.id)/twin",
+                body: #"{"desired": {"fw": "2.0"}}"#
+            )
             #expect(patched.status == 200, "\(patched.text)")
             let delta = try await inbox.next(on: "devices/\(device.id)/twin/delta")
             #expect((delta["state"] as? [String: Any])?["fw"] as? String == "2.0" && delta["version"] as? Int == 2)

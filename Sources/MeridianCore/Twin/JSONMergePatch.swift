@@ -22,7 +22,10 @@ public enum JSONMergePatch {
     /// `{"timestamp": ms}` leaves that mirrors `state`) for every leaf the patch sets; removed
     /// members lose their metadata too.
     public static func apply(
-        _ patch: [String: JSONValue], to state: inout [String: JSONValue], metadata: inout [String: JSONValue], timestamp: Int64
+        _ patch: [String: JSONValue],
+        to state: inout [String: JSONValue],
+        metadata: inout [String: JSONValue],
+        timestamp: Int64
     ) {
         for (key, value) in patch {
             if value == .null {
@@ -80,7 +83,9 @@ public enum JSONMergePatch {
         case .object(let members):
             if limit == 0 { return path }
             for key in members.keys.sorted() {
-                if let found = pathTooDeep(members[key] ?? .null, limit: limit - 1, path: path + "." + key) { return found }
+                if let found = pathTooDeep(members[key] ?? .null, limit: limit - 1, path: path + "." + key) {
+                    return found
+                }
             }
             return nil
         case .array(let items):

@@ -19,7 +19,10 @@ public struct TwinKey: Sendable, Hashable, CustomStringConvertible {
     /// Checks a named twin's name: 1 to 64 letters, digits, `-`, `_` or `:` (as AWS allows).
     public static func validate(name: String) throws(TwinError) {
         guard (1...64).contains(name.utf8.count),
-            name.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_:".unicodeScalars.contains($0)) })
+            name.unicodeScalars.allSatisfy({
+                $0.isASCII
+                    && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_:".unicodeScalars.contains($0))
+            })
         else {
             throw TwinError.invalid("name", "a twin name is 1 to 64 letters, digits, '-', '_' or ':'")
         }
@@ -43,8 +46,13 @@ public struct TwinDocument: Sendable, Hashable {
     public var exists: Bool
 
     public init(
-        desired: [String: JSONValue] = [:], reported: [String: JSONValue] = [:], desiredMetadata: [String: JSONValue] = [:],
-        reportedMetadata: [String: JSONValue] = [:], version: Int64 = 0, timestamp: Int64 = 0, exists: Bool = false
+        desired: [String: JSONValue] = [:],
+        reported: [String: JSONValue] = [:],
+        desiredMetadata: [String: JSONValue] = [:],
+        reportedMetadata: [String: JSONValue] = [:],
+        version: Int64 = 0,
+        timestamp: Int64 = 0,
+        exists: Bool = false
     ) {
         self.desired = desired
         self.reported = reported

@@ -44,7 +44,11 @@ public final class TwinService: Sendable {
         /// nil: forever. A twin's newest entry is always kept.
         public var historyRetention: TimeInterval?
 
-        public init(maximumDepth: Int = 8, maximumDocumentBytes: Int = 65_536, historyRetention: TimeInterval? = 90 * 86_400) {
+        public init(
+            maximumDepth: Int = 8,
+            maximumDocumentBytes: Int = 65_536,
+            historyRetention: TimeInterval? = 90 * 86_400
+        ) {
             self.maximumDepth = maximumDepth
             self.maximumDocumentBytes = maximumDocumentBytes
             self.historyRetention = historyRetention
@@ -58,7 +62,11 @@ public final class TwinService: Sendable {
     /// How often a save that lost a race is retried (requests without an expected version).
     static let maximumAttempts = 32
 
-    public init(store: any TwinStore, limits: Limits = Limits(), now: @escaping @Sendable () -> Int64 = TwinService.currentMilliseconds) {
+    public init(
+        store: any TwinStore,
+        limits: Limits = Limits(),
+        now: @escaping @Sendable () -> Int64 = TwinService.currentMilliseconds
+    ) {
         self.store = store
         self.limits = limits
         self.now = now
@@ -87,7 +95,11 @@ public final class TwinService: Sendable {
     ///   then was removed by retention.
     public func twin(_ key: TwinKey, at timestamp: Int64) async throws -> TwinDocument {
         guard let entry = try await store.twin(key, at: timestamp) else {
-            throw TwinError(.notFound, "the twin has no version at or before that time (never written then, or its history was removed)", field: "at")
+            throw TwinError(
+                .notFound,
+                "the twin has no version at or before that time (never written then, or its history was removed)",
+                field: "at"
+            )
         }
         return entry.document
     }
@@ -121,7 +133,11 @@ public final class TwinService: Sendable {
     ///   deeply, `tooLarge` for a document over the size limit, `versionConflict`.
     @discardableResult
     public func update(
-        _ key: TwinKey, desired: JSONValue? = nil, reported: JSONValue? = nil, expectedVersion: Int64? = nil, actor: AuditActor,
+        _ key: TwinKey,
+        desired: JSONValue? = nil,
+        reported: JSONValue? = nil,
+        expectedVersion: Int64? = nil,
+        actor: AuditActor,
         clientToken: String? = nil
     ) async throws -> TwinUpdate {
         try validate(desired, field: "desired")
@@ -144,7 +160,8 @@ public final class TwinService: Sendable {
             if previous.exists, next.desired == previous.desired, next.reported == previous.reported {
                 return TwinUpdate(previous: previous, current: previous, changed: false)
             }
-            let size = JSONValue.object(["desired": .object(next.desired), "reported": .object(next.reported)]).jsonText.utf8.count
+            let size = JSONValue.object(["desired": .object(next.desired), "reported": .object(next.reported)]).jsonText
+                .utf8.count
             guard size <= limits.maximumDocumentBytes else {
                 throw TwinError(
                     .tooLarge,
@@ -156,12 +173,24 @@ public final class TwinService: Sendable {
             next.timestamp = timestamp
             next.exists = true
             let entry = TwinHistoryEntry(
-                key: key, version: next.version, timestamp: timestamp, actor: actor, operation: .update, patch: .object(patch), document: next
+                key: key,
+                version: next.version,
+                timestamp: timestamp,
+                actor: actor,
+                operation: .update,
+                patch: .object(patch),
+                document: next
             )
             if try await store.save(entry, previousVersion: previous.version, previousExists: previous.exists) {
                 notify(
                     TwinChange(
-                        key: key, previous: previous, current: next, operation: .update, actor: actor, desiredPatch: desired, reportedPatch: reported,
+                        key: key,
+                        previous: previous,
+                        current: next,
+                        operation: .update,
+                        actor: actor,
+                        desiredPatch: desired,
+                        reportedPatch: reported,
                         clientToken: clientToken
                     )
                 )
@@ -172,7 +201,11 @@ public final class TwinService: Sendable {
                 throw Self.conflict(expected: expectedVersion ?? 0, current: current.version)
             }
         }
-        throw TwinError(.versionConflict, "the twin changed too often while this update was being applied; send it again", field: "version")
+        throw TwinError(
+            .versionConflict,
+            "the twin changed too often while this update was being applied; send it again",
+            field: "version"
+        )
     }
 
     /// Deletes the twin: its state and metadata are emptied, its version counter is kept (the
@@ -181,7 +214,12 @@ public final class TwinService: Sendable {
     /// - Throws: ``TwinError`` `notFound` when there is no twin, `versionConflict` when
     ///   `expectedVersion` is not current.
     @discardableResult
-    public func delete(_ key: TwinKey, expectedVersion: Int64? = nil, actor: AuditActor, clientToken: String? = nil) async throws -> TwinUpdate {
+    public func delete(
+        _ key: TwinKey,
+        expectedVersion: Int64? = nil,
+        actor: AuditActor,
+        clientToken: String? = nil
+    ) async throws -> TwinUpdate {
         for _ in 0..<Self.maximumAttempts {
             let previous = try await twin(key)
             guard previous.exists else { throw TwinError(.notFound, "the twin does not exist") }
@@ -190,18 +228,36 @@ public final class TwinService: Sendable {
             }
             let timestamp = max(now(), previous.timestamp)
             let next = TwinDocument(version: previous.version, timestamp: timestamp, exists: false)
-            let entry = TwinHistoryEntry(key: key, version: next.version, timestamp: timestamp, actor: actor, operation: .delete, patch: nil, document: next)
+            let entry = TwinHistoryEntry(
+                key: key,
+                version: next.version,
+                timestamp: timestamp,
+                actor: actor,
+                operation: .delete,
+                patch: nil,
+                document: next
+            )
             if try await store.save(entry, previousVersion: previous.version, previousExists: previous.exists) {
                 notify(
                     TwinChange(
-                        key: key, previous: previous, current: next, operation: .delete, actor: actor, desiredPatch: .null, reportedPatch: .null,
+                        key: key,
+                        previous: previous,
+                        current: next,
+                        operation: .delete,
+                        actor: actor,
+                        desiredPatch: .null,
+                        reportedPatch: .null,
                         clientToken: clientToken
                     )
                 )
                 return TwinUpdate(previous: previous, current: next, changed: true)
             }
         }
-        throw TwinError(.versionConflict, "the twin changed too often while it was being deleted; send it again", field: "version")
+        throw TwinError(
+            .versionConflict,
+            "the twin changed too often while it was being deleted; send it again",
+            field: "version"
+        )
     }
 
     /// Removes history older than the retention (each twin's newest entry stays).
@@ -224,17 +280,26 @@ public final class TwinService: Sendable {
         case .null: return
         case .object:
             if let path = JSONMergePatch.pathTooDeep(section, limit: limits.maximumDepth, path: field) {
-                throw TwinError.invalid(path, "\(path) nests deeper than \(limits.maximumDepth) levels (twin.max_depth)")
+                throw TwinError.invalid(
+                    path,
+                    "\(path) nests deeper than \(limits.maximumDepth) levels (twin.max_depth)"
+                )
             }
         default:
             throw TwinError.invalid(field, "\(field) must be a JSON object (or null to clear it)")
         }
     }
 
-    private func merge(_ patch: JSONValue?, into state: inout [String: JSONValue], metadata: inout [String: JSONValue], timestamp: Int64) {
+    private func merge(
+        _ patch: JSONValue?,
+        into state: inout [String: JSONValue],
+        metadata: inout [String: JSONValue],
+        timestamp: Int64
+    ) {
         switch patch {
         case .none: return
-        case .some(.object(let members)): JSONMergePatch.apply(members, to: &state, metadata: &metadata, timestamp: timestamp)
+        case .some(.object(let members)):
+            JSONMergePatch.apply(members, to: &state, metadata: &metadata, timestamp: timestamp)
         case .some:
             state = [:]
             metadata = [:]

@@ -22,7 +22,13 @@ public struct TwinHistoryEntry: Sendable, Hashable {
     public var document: TwinDocument
 
     public init(
-        sequence: Int64 = 0, key: TwinKey, version: Int64, timestamp: Int64, actor: AuditActor, operation: TwinOperation, patch: JSONValue?,
+        sequence: Int64 = 0,
+        key: TwinKey,
+        version: Int64,
+        timestamp: Int64,
+        actor: AuditActor,
+        operation: TwinOperation,
+        patch: JSONValue?,
         document: TwinDocument
     ) {
         self.sequence = sequence

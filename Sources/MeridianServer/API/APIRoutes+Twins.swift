@@ -12,7 +12,12 @@ extension APIRoutes {
 
     static func twinService(_ api: APIRequest) throws -> TwinService {
         guard let twins = api.services.twins else {
-            throw APIProblem(.serviceUnavailable, type: "twins-unavailable", title: "Twins unavailable", detail: "this server runs without a twin store")
+            throw APIProblem(
+                .serviceUnavailable,
+                type: "twins-unavailable",
+                title: "Twins unavailable",
+                detail: "this server runs without a twin store"
+            )
         }
         return twins
     }
@@ -41,11 +46,29 @@ extension APIRoutes {
         case .notFound:
             APIProblem(.notFound, type: "not-found", title: "Not found", detail: error.message, field: error.field)
         case .versionConflict:
-            APIProblem(.conflict, type: "version-conflict", title: "Version conflict", detail: error.message, field: error.field)
+            APIProblem(
+                .conflict,
+                type: "version-conflict",
+                title: "Version conflict",
+                detail: error.message,
+                field: error.field
+            )
         case .tooLarge:
-            APIProblem(.contentTooLarge, type: "twin-too-large", title: "Twin too large", detail: error.message, field: error.field)
+            APIProblem(
+                .contentTooLarge,
+                type: "twin-too-large",
+                title: "Twin too large",
+                detail: error.message,
+                field: error.field
+            )
         default:
-            APIProblem(.badRequest, type: "invalid-twin", title: "Invalid twin update", detail: error.message, field: error.field)
+            APIProblem(
+                .badRequest,
+                type: "invalid-twin",
+                title: "Invalid twin update",
+                detail: error.message,
+                field: error.field
+            )
         }
     }
 
@@ -61,7 +84,11 @@ extension APIRoutes {
     static func twinResponse(_ value: JSONValue, version: Int64?, status: HTTPResponse.Status = .ok) -> Response {
         var headers: HTTPFields = [.contentType: "application/json"]
         if let version { headers[.eTag] = "\"\(version)\"" }
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: value.jsonText + "\n")))
+        return Response(
+            status: status,
+            headers: headers,
+            body: .init(byteBuffer: ByteBuffer(string: value.jsonText + "\n"))
+        )
     }
 
     /// The version in `If-Match` (`3`, `"3"` or `W/"3"`), nil without one; 400 for anything else.
@@ -82,19 +109,36 @@ extension APIRoutes {
         guard let text = api.query(name) else { return nil }
         if let milliseconds = Int64(text) { return milliseconds }
         if let date = APIJSON.parseDate(text) { return Int64((date.timeIntervalSince1970 * 1000).rounded(.down)) }
-        throw APIProblem.badRequest("\(name) must be an RFC 3339 time (2030-01-31T12:00:00Z) or milliseconds since 1970", field: name)
+        throw APIProblem.badRequest(
+            "\(name) must be an RFC 3339 time (2030-01-31T12:00:00Z) or milliseconds since 1970",
+            field: name
+        )
     }
 
     // MARK: handlers
 
     @Sendable static func getTwin(_ api: APIRequest) async throws -> Response { try await getTwin(api, named: false) }
-    @Sendable static func getNamedTwin(_ api: APIRequest) async throws -> Response { try await getTwin(api, named: true) }
-    @Sendable static func patchTwin(_ api: APIRequest) async throws -> Response { try await patchTwin(api, named: false) }
-    @Sendable static func patchNamedTwin(_ api: APIRequest) async throws -> Response { try await patchTwin(api, named: true) }
-    @Sendable static func deleteTwin(_ api: APIRequest) async throws -> Response { try await deleteTwin(api, named: false) }
-    @Sendable static func deleteNamedTwin(_ api: APIRequest) async throws -> Response { try await deleteTwin(api, named: true) }
-    @Sendable static func getTwinHistory(_ api: APIRequest) async throws -> Response { try await getTwinHistory(api, named: false) }
-    @Sendable static func getNamedTwinHistory(_ api: APIRequest) async throws -> Response { try await getTwinHistory(api, named: true) }
+    @Sendable static func getNamedTwin(_ api: APIRequest) async throws -> Response {
+        try await getTwin(api, named: true)
+    }
+    @Sendable static func patchTwin(_ api: APIRequest) async throws -> Response {
+        try await patchTwin(api, named: false)
+    }
+    @Sendable static func patchNamedTwin(_ api: APIRequest) async throws -> Response {
+        try await patchTwin(api, named: true)
+    }
+    @Sendable static func deleteTwin(_ api: APIRequest) async throws -> Response {
+        try await deleteTwin(api, named: false)
+    }
+    @Sendable static func deleteNamedTwin(_ api: APIRequest) async throws -> Response {
+        try await deleteTwin(api, named: true)
+    }
+    @Sendable static func getTwinHistory(_ api: APIRequest) async throws -> Response {
+        try await getTwinHistory(api, named: false)
+    }
+    @Sendable static func getNamedTwinHistory(_ api: APIRequest) async throws -> Response {
+        try await getTwinHistory(api, named: true)
+    }
 
     /// `GET /devices/{id}/twins`: the names of the device's twins that exist ("" is the default).
     @Sendable static func listTwins(_ api: APIRequest) async throws -> Response {
@@ -115,7 +159,12 @@ extension APIRoutes {
             return try await twins.twin(key)
         }
         if named, !document.exists {
-            throw APIProblem(.notFound, type: "not-found", title: "Not found", detail: "the device has no twin named \(key.name)" + (at == nil ? "" : " at that time"))
+            throw APIProblem(
+                .notFound,
+                type: "not-found",
+                title: "Not found",
+                detail: "the device has no twin named \(key.name)" + (at == nil ? "" : " at that time")
+            )
         }
         return twinResponse(document.apiValue, version: document.version)
     }
@@ -134,7 +183,10 @@ extension APIRoutes {
             throw APIProblem.badRequest("the body must be a JSON object: {\"desired\": {...}}")
         }
         for member in members.keys.sorted() where member != "desired" {
-            let why = member == "reported" ? "reported is written by the device (over MQTT)" : "unknown member \(member); send {\"desired\": {...}}"
+            let why =
+                member == "reported"
+                ? "reported is written by the device (over MQTT)"
+                : "unknown member \(member); send {\"desired\": {...}}"
             throw APIProblem.badRequest(why, field: member)
         }
         guard let desired = members["desired"] else {
@@ -175,10 +227,14 @@ extension APIRoutes {
     private static func getTwinHistory(_ api: APIRequest, named: Bool) async throws -> Response {
         let twins = try twinService(api)
         let key = try await twinKey(api, named: named)
-        let limit = try api.integerQuery("limit", in: 1...maximumTwinHistoryLimit, default: defaultTwinHistoryLimit) ?? defaultTwinHistoryLimit
+        let limit =
+            try api.integerQuery("limit", in: 1...maximumTwinHistoryLimit, default: defaultTwinHistoryLimit)
+            ?? defaultTwinHistoryLimit
         var before: Int64?
         if let cursor = api.query("cursor"), !cursor.isEmpty {
-            guard let value = Int64(cursor), value > 0 else { throw APIProblem.badRequest("cursor must be a nextCursor from an earlier page", field: "cursor") }
+            guard let value = Int64(cursor), value > 0 else {
+                throw APIProblem.badRequest("cursor must be a nextCursor from an earlier page", field: "cursor")
+            }
             before = value
         }
         let entries = try await twins.history(key, before: before, limit: limit + 1)

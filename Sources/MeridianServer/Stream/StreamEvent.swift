@@ -37,7 +37,9 @@ enum StreamEvent: Sendable {
             "patch": change.operation == .delete
                 ? .null
                 : .object(
-                    [("desired", change.desiredPatch), ("reported", change.reportedPatch)].reduce(into: [String: JSONValue]()) { patch, section in
+                    [("desired", change.desiredPatch), ("reported", change.reportedPatch)].reduce(
+                        into: [String: JSONValue]()
+                    ) { patch, section in
                         if let value = section.1 { patch[section.0] = value }
                     }
                 ),

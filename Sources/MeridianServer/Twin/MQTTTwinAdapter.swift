@@ -66,12 +66,32 @@ struct MQTTTwinAdapter: Sendable {
             guard let routed = Self.route(levels.dropFirst()) else { return nil }
             let (name, operation) = routed
             let prefix = subtree + "/twin" + (name.isEmpty ? "" : "/name/\(name)")
-            work = { await handle(operation, name: name, convention: .native, prefix: prefix, payload: message.payload, device: device) }
+            work = {
+                await handle(
+                    operation,
+                    name: name,
+                    convention: .native,
+                    prefix: prefix,
+                    payload: message.payload,
+                    device: device
+                )
+            }
         case "$aws":
-            guard levels.count > 2, levels[1] == "shadow", let routed = Self.route(levels.dropFirst(2)) else { return nil }
+            guard levels.count > 2, levels[1] == "shadow", let routed = Self.route(levels.dropFirst(2)) else {
+                return nil
+            }
             let (name, operation) = routed
             let prefix = subtree + "/$aws/shadow" + (name.isEmpty ? "" : "/name/\(name)")
-            work = { await handle(operation, name: name, convention: .aws, prefix: prefix, payload: message.payload, device: device) }
+            work = {
+                await handle(
+                    operation,
+                    name: name,
+                    convention: .aws,
+                    prefix: prefix,
+                    payload: message.payload,
+                    device: device
+                )
+            }
         case "attributes":
             if levels.count == 1 {
                 work = { await clientAttributes(message.payload, device: device) }
@@ -115,13 +135,23 @@ struct MQTTTwinAdapter: Sendable {
 
     // MARK: native and AWS requests
 
-    private func handle(_ operation: Operation, name: String, convention: Convention, prefix: String, payload: ByteBuffer, device: DeviceRef) async {
+    private func handle(
+        _ operation: Operation,
+        name: String,
+        convention: Convention,
+        prefix: String,
+        payload: ByteBuffer,
+        device: DeviceRef
+    ) async {
         let clock: TwinMessages.Clock = convention == .aws ? .seconds : .milliseconds
         let now = TwinService.currentMilliseconds()
         let reply = prefix + "/" + operation.rawValue
         // Larger than any twin may be: refused before parsing.
         guard payload.readableBytes <= twins.limits.maximumDocumentBytes * 2 + 4096 else {
-            let refusal = TwinMessages.Refusal(code: 413, message: "The payload exceeds the maximum size allowed (twin.max_document_bytes)")
+            let refusal = TwinMessages.Refusal(
+                code: 413,
+                message: "The payload exceeds the maximum size allowed (twin.max_document_bytes)"
+            )
             await publish(reply + "/rejected", TwinMessages.rejected(refusal, clock: clock, now: now), device: device)
             return
         }
@@ -140,28 +170,60 @@ struct MQTTTwinAdapter: Sendable {
             case .get:
                 let document = try await twins.twin(key)
                 if convention == .aws, !document.exists {
-                    throw TwinMessages.Refusal(code: 404, message: "No shadow exists with name: '\(name.isEmpty ? "Classic" : name)'", clientToken: request.clientToken)
+                    throw TwinMessages.Refusal(
+                        code: 404,
+                        message: "No shadow exists with name: '\(name.isEmpty ? "Classic" : name)'",
+                        clientToken: request.clientToken
+                    )
                 }
-                await publish(reply + "/accepted", TwinMessages.document(document, clock: clock, now: now, clientToken: request.clientToken), device: device)
+                await publish(
+                    reply + "/accepted",
+                    TwinMessages.document(document, clock: clock, now: now, clientToken: request.clientToken),
+                    device: device
+                )
             case .update:
                 guard request.hasState else {
-                    throw TwinMessages.Refusal(code: 400, message: "Missing required node: state", clientToken: request.clientToken)
+                    throw TwinMessages.Refusal(
+                        code: 400,
+                        message: "Missing required node: state",
+                        clientToken: request.clientToken
+                    )
                 }
                 guard request.desired != nil || request.reported != nil else {
-                    throw TwinMessages.Refusal(code: 400, message: "State contains no desired or reported node", clientToken: request.clientToken)
+                    throw TwinMessages.Refusal(
+                        code: 400,
+                        message: "State contains no desired or reported node",
+                        clientToken: request.clientToken
+                    )
                 }
                 let result = try await twins.update(
-                    key, desired: request.desired, reported: request.reported, expectedVersion: request.version, actor: device.actor,
+                    key,
+                    desired: request.desired,
+                    reported: request.reported,
+                    expectedVersion: request.version,
+                    actor: device.actor,
                     clientToken: request.clientToken
                 )
                 await publish(
-                    reply + "/accepted", TwinMessages.updateAccepted(request, current: result.current, clock: clock, now: now), device: device
+                    reply + "/accepted",
+                    TwinMessages.updateAccepted(request, current: result.current, clock: clock, now: now),
+                    device: device
                 )
             case .delete:
-                let result = try await twins.delete(key, expectedVersion: request.version, actor: device.actor, clientToken: request.clientToken)
+                let result = try await twins.delete(
+                    key,
+                    expectedVersion: request.version,
+                    actor: device.actor,
+                    clientToken: request.clientToken
+                )
                 await publish(
                     reply + "/accepted",
-                    TwinMessages.deleteAccepted(version: result.current.version, clock: clock, now: now, clientToken: request.clientToken),
+                    TwinMessages.deleteAccepted(
+                        version: result.current.version,
+                        clock: clock,
+                        now: now,
+                        clientToken: request.clientToken
+                    ),
                     device: device
                 )
             }
@@ -173,11 +235,24 @@ struct MQTTTwinAdapter: Sendable {
             if error.code == .notFound, convention == .aws {
                 message = "No shadow exists with name: '\(name.isEmpty ? "Classic" : name)'"
             }
-            let refusal = TwinMessages.Refusal(code: error.code.status, message: message, clientToken: request.clientToken)
+            let refusal = TwinMessages.Refusal(
+                code: error.code.status,
+                message: message,
+                clientToken: request.clientToken
+            )
             await publish(reply + "/rejected", TwinMessages.rejected(refusal, clock: clock, now: now), device: device)
         } catch {
-            logger.error("twin request failed", metadata: ["device.id": "\(device.deviceID)", "twin.operation": "\(operation.rawValue)", "error": "\(error)"])
-            let refusal = TwinMessages.Refusal(code: 500, message: "Internal service failure", clientToken: request.clientToken)
+            logger.error(
+                "twin request failed",
+                metadata: [
+                    "device.id": "\(device.deviceID)", "twin.operation": "\(operation.rawValue)", "error": "\(error)",
+                ]
+            )
+            let refusal = TwinMessages.Refusal(
+                code: 500,
+                message: "Internal service failure",
+                clientToken: request.clientToken
+            )
             await publish(reply + "/rejected", TwinMessages.rejected(refusal, clock: clock, now: now), device: device)
         }
     }
@@ -190,11 +265,21 @@ struct MQTTTwinAdapter: Sendable {
             return
         }
         do {
-            try await twins.update(TwinKey(tenantID: device.tenantID, deviceID: device.deviceID), reported: value, actor: device.actor)
+            try await twins.update(
+                TwinKey(tenantID: device.tenantID, deviceID: device.deviceID),
+                reported: value,
+                actor: device.actor
+            )
         } catch let error as TwinError {
-            logger.info("client attributes refused", metadata: ["device.id": "\(device.deviceID)", "twin.reason": "\(error.message)"])
+            logger.info(
+                "client attributes refused",
+                metadata: ["device.id": "\(device.deviceID)", "twin.reason": "\(error.message)"]
+            )
         } catch {
-            logger.error("client attributes not stored", metadata: ["device.id": "\(device.deviceID)", "error": "\(error)"])
+            logger.error(
+                "client attributes not stored",
+                metadata: ["device.id": "\(device.deviceID)", "error": "\(error)"]
+            )
         }
     }
 
@@ -204,7 +289,10 @@ struct MQTTTwinAdapter: Sendable {
             let document = try await twins.twin(TwinKey(tenantID: device.tenantID, deviceID: device.deviceID))
             await publish(topic, TwinMessages.attributeResponse(request, document: document), device: device)
         } catch {
-            logger.error("attribute request failed", metadata: ["device.id": "\(device.deviceID)", "error": "\(error)"])
+            logger.error(
+                "attribute request failed",
+                metadata: ["device.id": "\(device.deviceID)", "error": "\(error)"]
+            )
         }
     }
 
@@ -213,7 +301,8 @@ struct MQTTTwinAdapter: Sendable {
     /// Sends a stored change to the device, after whatever of its requests is running.
     private func push(_ change: TwinChange) {
         let device = DeviceRef(
-            tenantID: change.key.tenantID, deviceID: change.key.deviceID,
+            tenantID: change.key.tenantID,
+            deviceID: change.key.deviceID,
             subtree: AccessPrincipal.deviceTopics(tenantID: change.key.tenantID, deviceID: change.key.deviceID)
         )
         queue.enqueue(device.queueKey) { await pushNow(change, device: device) }
@@ -228,18 +317,60 @@ struct MQTTTwinAdapter: Sendable {
             // AWS also announces updates made elsewhere (its REST API; here the operator's) on
             // update/accepted; a device's own requests were answered there already.
             if change.actor.kind != .device {
-                let request = TwinMessages.Request(desired: change.desiredPatch, reported: change.reportedPatch, hasState: true)
-                await publish(aws + "/update/accepted", TwinMessages.updateAccepted(request, current: change.current, clock: .seconds, now: change.current.timestamp), device: device)
+                let request = TwinMessages.Request(
+                    desired: change.desiredPatch,
+                    reported: change.reportedPatch,
+                    hasState: true
+                )
+                await publish(
+                    aws + "/update/accepted",
+                    TwinMessages.updateAccepted(
+                        request,
+                        current: change.current,
+                        clock: .seconds,
+                        now: change.current.timestamp
+                    ),
+                    device: device
+                )
             }
-            await publish(native + "/documents", TwinMessages.documents(previous: change.previous, current: change.current, clock: .milliseconds, clientToken: token), device: device)
-            await publish(aws + "/update/documents", TwinMessages.documents(previous: change.previous, current: change.current, clock: .seconds, clientToken: token), device: device)
+            await publish(
+                native + "/documents",
+                TwinMessages.documents(
+                    previous: change.previous,
+                    current: change.current,
+                    clock: .milliseconds,
+                    clientToken: token
+                ),
+                device: device
+            )
+            await publish(
+                aws + "/update/documents",
+                TwinMessages.documents(
+                    previous: change.previous,
+                    current: change.current,
+                    clock: .seconds,
+                    clientToken: token
+                ),
+                device: device
+            )
             if change.desiredPatch != nil, !change.current.delta.isEmpty {
-                await publish(native + "/delta", TwinMessages.delta(change.current, clock: .milliseconds, clientToken: token), device: device)
-                await publish(aws + "/update/delta", TwinMessages.delta(change.current, clock: .seconds, clientToken: token), device: device)
+                await publish(
+                    native + "/delta",
+                    TwinMessages.delta(change.current, clock: .milliseconds, clientToken: token),
+                    device: device
+                )
+                await publish(
+                    aws + "/update/delta",
+                    TwinMessages.delta(change.current, clock: .seconds, clientToken: token),
+                    device: device
+                )
             }
         }
         if name.isEmpty, change.desiredChanged {
-            let shared = TwinMessages.sharedAttributeChanges(previous: change.previous.desired, current: change.current.desired)
+            let shared = TwinMessages.sharedAttributeChanges(
+                previous: change.previous.desired,
+                current: change.current.desired
+            )
             if let updated = shared.updated { await publish(device.subtree + "/attributes", updated, device: device) }
             if let deleted = shared.deleted { await publish(device.subtree + "/attributes", deleted, device: device) }
         }
@@ -250,7 +381,10 @@ struct MQTTTwinAdapter: Sendable {
         do {
             try await broker.publish(topic: topic, payload: ByteBuffer(string: value.jsonText), qos: .atLeastOnce)
         } catch {
-            logger.debug("could not publish a twin message", metadata: ["device.id": "\(device.deviceID)", "error": "\(error)"])
+            logger.debug(
+                "could not publish a twin message",
+                metadata: ["device.id": "\(device.deviceID)", "error": "\(error)"]
+            )
         }
     }
 }

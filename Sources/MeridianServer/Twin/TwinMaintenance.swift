@@ -12,12 +12,17 @@ struct TwinMaintenance: Service {
     /// Forgets the twins of devices the registry deleted or saw claimed into another tenant.
     static func followRegistry(_ registry: Registry, twins: TwinService, logger: Logger) {
         registry.observe { change in
-            guard case .deviceRevoked(let deviceID, let reason) = change, reason == "deleted" || reason == "claimed by another tenant" else { return }
+            guard case .deviceRevoked(let deviceID, let reason) = change,
+                reason == "deleted" || reason == "claimed by another tenant"
+            else { return }
             Task {
                 do {
                     try await twins.deviceRemoved(deviceID: deviceID)
                 } catch {
-                    logger.error("could not remove a device's twins", metadata: ["device.id": "\(deviceID)", "error": "\(error)"])
+                    logger.error(
+                        "could not remove a device's twins",
+                        metadata: ["device.id": "\(deviceID)", "error": "\(error)"]
+                    )
                 }
             }
         }
@@ -27,7 +32,9 @@ struct TwinMaintenance: Service {
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             do {
                 let removed = try await twins.sweepHistory()
-                if removed > 0 { logger.info("twin history retention", metadata: ["twin.history_removed": "\(removed)"]) }
+                if removed > 0 {
+                    logger.info("twin history retention", metadata: ["twin.history_removed": "\(removed)"])
+                }
             } catch {
                 logger.error("twin history retention failed", metadata: ["error": "\(error)"])
             }

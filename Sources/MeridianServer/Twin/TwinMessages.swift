@@ -67,16 +67,30 @@ enum TwinMessages {
         }
         if let version = members["version"] {
             guard case .number(let number) = version, number >= 0, number == number.rounded(), number < 9e15 else {
-                return .failure(Refusal(code: 400, message: "version must be a non-negative integer", clientToken: request.clientToken))
+                return .failure(
+                    Refusal(
+                        code: 400,
+                        message: "version must be a non-negative integer",
+                        clientToken: request.clientToken
+                    )
+                )
             }
             request.version = Int64(number)
         }
         if let state = members["state"] {
             guard case .object(let sections) = state else {
-                return .failure(Refusal(code: 400, message: "state must be an object", clientToken: request.clientToken))
+                return .failure(
+                    Refusal(code: 400, message: "state must be an object", clientToken: request.clientToken)
+                )
             }
             for key in sections.keys where key != "desired" && key != "reported" {
-                return .failure(Refusal(code: 400, message: "State contains an invalid node: '\(key)'", clientToken: request.clientToken))
+                return .failure(
+                    Refusal(
+                        code: 400,
+                        message: "State contains an invalid node: '\(key)'",
+                        clientToken: request.clientToken
+                    )
+                )
             }
             request.desired = sections["desired"]
             request.reported = sections["reported"]
@@ -106,7 +120,10 @@ enum TwinMessages {
         let delta = document.delta
         if !delta.isEmpty { state["delta"] = .object(delta) }
         return withToken(
-            ["state": .object(state), "metadata": .object(metadata), "version": .number(Double(document.version)), "timestamp": clock.time(now)],
+            [
+                "state": .object(state), "metadata": .object(metadata), "version": .number(Double(document.version)),
+                "timestamp": clock.time(now),
+            ],
             clientToken
         )
     }
@@ -117,14 +134,21 @@ enum TwinMessages {
         var metadata: [String: JSONValue] = [:]
         if let desired = request.desired {
             state["desired"] = desired
-            if case .object(let members) = desired { metadata["desired"] = clock.metadata(restrict(current.desiredMetadata, to: members)) }
+            if case .object(let members) = desired {
+                metadata["desired"] = clock.metadata(restrict(current.desiredMetadata, to: members))
+            }
         }
         if let reported = request.reported {
             state["reported"] = reported
-            if case .object(let members) = reported { metadata["reported"] = clock.metadata(restrict(current.reportedMetadata, to: members)) }
+            if case .object(let members) = reported {
+                metadata["reported"] = clock.metadata(restrict(current.reportedMetadata, to: members))
+            }
         }
         return withToken(
-            ["state": .object(state), "metadata": .object(metadata), "version": .number(Double(current.version)), "timestamp": clock.time(now)],
+            [
+                "state": .object(state), "metadata": .object(metadata), "version": .number(Double(current.version)),
+                "timestamp": clock.time(now),
+            ],
             request.clientToken
         )
     }
@@ -136,14 +160,18 @@ enum TwinMessages {
 
     /// `.../rejected`: `{"code", "message", "timestamp"}`.
     static func rejected(_ refusal: Refusal, clock: Clock, now: Int64) -> JSONValue {
-        withToken(["code": .number(Double(refusal.code)), "message": .string(refusal.message), "timestamp": clock.time(now)], refusal.clientToken)
+        withToken(
+            ["code": .number(Double(refusal.code)), "message": .string(refusal.message), "timestamp": clock.time(now)],
+            refusal.clientToken
+        )
     }
 
     /// `update/delta`: the desired members that differ from reported.
     static func delta(_ document: TwinDocument, clock: Clock, clientToken: String?) -> JSONValue {
         withToken(
             [
-                "state": .object(document.delta), "metadata": clock.metadata(document.deltaMetadata), "version": .number(Double(document.version)),
+                "state": .object(document.delta), "metadata": clock.metadata(document.deltaMetadata),
+                "version": .number(Double(document.version)),
                 "timestamp": clock.time(document.timestamp),
             ],
             clientToken
@@ -151,15 +179,26 @@ enum TwinMessages {
     }
 
     /// `update/documents`: the twin before and after a change.
-    static func documents(previous: TwinDocument, current: TwinDocument, clock: Clock, clientToken: String?) -> JSONValue {
+    static func documents(
+        previous: TwinDocument,
+        current: TwinDocument,
+        clock: Clock,
+        clientToken: String?
+    ) -> JSONValue {
         func side(_ document: TwinDocument) -> JSONValue {
             .object([
                 "state": .object(["desired": .object(document.desired), "reported": .object(document.reported)]),
-                "metadata": .object(["desired": clock.metadata(document.desiredMetadata), "reported": clock.metadata(document.reportedMetadata)]),
+                "metadata": .object([
+                    "desired": clock.metadata(document.desiredMetadata),
+                    "reported": clock.metadata(document.reportedMetadata),
+                ]),
                 "version": .number(Double(document.version)),
             ])
         }
-        return withToken(["previous": side(previous), "current": side(current), "timestamp": clock.time(current.timestamp)], clientToken)
+        return withToken(
+            ["previous": side(previous), "current": side(current), "timestamp": clock.time(current.timestamp)],
+            clientToken
+        )
     }
 
     /// The parts of a metadata tree whose paths are in `state` (a `null` member's metadata is
@@ -168,7 +207,9 @@ enum TwinMessages {
         var result: [String: JSONValue] = [:]
         for (key, value) in state {
             guard let entry = metadata[key] else { continue }
-            if case .object(let members) = value, !members.isEmpty, case .object(let inner) = entry, !(inner.count == 1 && inner["timestamp"] != nil) {
+            if case .object(let members) = value, !members.isEmpty, case .object(let inner) = entry,
+                !(inner.count == 1 && inner["timestamp"] != nil)
+            {
                 result[key] = .object(restrict(inner, to: members))
             } else {
                 result[key] = entry
@@ -181,7 +222,10 @@ enum TwinMessages {
 
     /// The shared-attribute push for a desired change: changed or added top-level members,
     /// and `{"deleted": [...]}` for removed ones (nil when nothing of that kind).
-    static func sharedAttributeChanges(previous: [String: JSONValue], current: [String: JSONValue]) -> (updated: JSONValue?, deleted: JSONValue?) {
+    static func sharedAttributeChanges(
+        previous: [String: JSONValue],
+        current: [String: JSONValue]
+    ) -> (updated: JSONValue?, deleted: JSONValue?) {
         var updated: [String: JSONValue] = [:]
         for (key, value) in current where previous[key] != value { updated[key] = value }
         let deleted = previous.keys.filter { current[$0] == nil }.sorted()
@@ -197,7 +241,8 @@ enum TwinMessages {
         func keys(_ name: String) -> [String]? {
             guard let value = request?[name] else { return nil }
             switch value {
-            case .string(let text): return text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            case .string(let text):
+                return text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             case .array(let items): return items.compactMap(\.stringValue)
             default: return nil
             }

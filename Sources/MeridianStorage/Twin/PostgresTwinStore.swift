@@ -126,11 +126,17 @@ public final class PostgresTwinStore: TwinStore, Sendable {
             key: key,
             version: version,
             timestamp: timestamp,
-            actor: AuditActor(kind: TwinRows.actorKind(try row.value("actor_kind", as: String.self)), id: try row.value("actor_id", as: String.self)),
+            actor: AuditActor(
+                kind: TwinRows.actorKind(try row.value("actor_kind", as: String.self)),
+                id: try row.value("actor_id", as: String.self)
+            ),
             operation: TwinOperation(rawValue: try row.value("operation", as: String.self)) ?? .update,
             patch: TwinRows.patch(try row.optional("patch", as: String.self)),
             document: TwinRows.document(
-                state: try row.value("state", as: String.self), version: version, timestamp: timestamp, exists: try row.value("present", as: Bool.self)
+                state: try row.value("state", as: String.self),
+                version: version,
+                timestamp: timestamp,
+                exists: try row.value("present", as: Bool.self)
             )
         )
     }
@@ -160,7 +166,8 @@ public final class PostgresTwinStore: TwinStore, Sendable {
     }
 
     public func deleteHistory(before timestamp: Int64) async throws -> Int {
-        try await database.transaction(.write(lock: TwinRows.lockStripe(TwinKey(tenantID: "", deviceID: "")))) { session in
+        try await database.transaction(.write(lock: TwinRows.lockStripe(TwinKey(tenantID: "", deviceID: "")))) {
+            session in
             try session.execute(
                 """
                 DELETE FROM twin_history WHERE at < \(timestamp) AND sequence NOT IN (
@@ -195,7 +202,8 @@ public final class PostgresTwinStore: TwinStore, Sendable {
     }
 
     public func deleteTwins(deviceID: String) async throws {
-        try await database.transaction(.write(lock: TwinRows.lockStripe(TwinKey(tenantID: "", deviceID: deviceID)))) { session in
+        try await database.transaction(.write(lock: TwinRows.lockStripe(TwinKey(tenantID: "", deviceID: deviceID)))) {
+            session in
             try session.execute("DELETE FROM twins WHERE device_id = \(deviceID)")
             try session.execute("DELETE FROM twin_history WHERE device_id = \(deviceID)")
         }

@@ -93,11 +93,14 @@ public final class SQLiteTwinStore: TwinStore, Sendable {
                         PRIMARY KEY (component, identifier))
                     """
             )
-            let applied = Set(try String.fetchAll(db, sql: "SELECT identifier FROM meridian_migrations WHERE component = 'twins'"))
+            let applied = Set(
+                try String.fetchAll(db, sql: "SELECT identifier FROM meridian_migrations WHERE component = 'twins'")
+            )
             let unknown = applied.subtracting(steps.map(\.identifier)).sorted()
             guard unknown.isEmpty else {
                 throw OpenError(
-                    description: "\(path) was written by a newer version of Meridian (schema \(unknown.joined(separator: ", "))); refusing to start — run that version or restore a backup"
+                    description:
+                        "\(path) was written by a newer version of Meridian (schema \(unknown.joined(separator: ", "))); refusing to start — run that version or restore a backup"
                 )
             }
             for step in steps where !applied.contains(step.identifier) {
@@ -113,10 +116,17 @@ public final class SQLiteTwinStore: TwinStore, Sendable {
     public func twin(_ key: TwinKey) async throws -> TwinDocument? {
         try await database.read { db in
             try Row.fetchOne(
-                db, sql: "SELECT version, updated_at, present, state FROM twins WHERE tenant_id = ? AND device_id = ? AND name = ?",
+                db,
+                sql:
+                    "SELECT version, updated_at, present, state FROM twins WHERE tenant_id = ? AND device_id = ? AND name = ?",
                 arguments: [key.tenantID, key.deviceID, key.name]
             ).map { row in
-                TwinRows.document(state: row["state"], version: row["version"], timestamp: row["updated_at"], exists: row["present"])
+                TwinRows.document(
+                    state: row["state"],
+                    version: row["version"],
+                    timestamp: row["updated_at"],
+                    exists: row["present"]
+                )
             }
         }
     }
@@ -128,7 +138,8 @@ public final class SQLiteTwinStore: TwinStore, Sendable {
         let patch = entry.patch?.jsonText
         return try await database.write { db in
             let row = try Row.fetchOne(
-                db, sql: "SELECT version, present FROM twins WHERE tenant_id = ? AND device_id = ? AND name = ?",
+                db,
+                sql: "SELECT version, present FROM twins WHERE tenant_id = ? AND device_id = ? AND name = ?",
                 arguments: [key.tenantID, key.deviceID, key.name]
             )
             let version: Int64 = row?["version"] ?? 0
@@ -140,7 +151,9 @@ public final class SQLiteTwinStore: TwinStore, Sendable {
                     ON CONFLICT (tenant_id, device_id, name) DO UPDATE SET
                         version = excluded.version, updated_at = excluded.updated_at, present = excluded.present, state = excluded.state
                     """,
-                arguments: [key.tenantID, key.deviceID, key.name, document.version, document.timestamp, document.exists, state]
+                arguments: [
+                    key.tenantID, key.deviceID, key.name, document.version, document.timestamp, document.exists, state,
+                ]
             )
             try db.execute(
                 sql: """
@@ -148,7 +161,8 @@ public final class SQLiteTwinStore: TwinStore, Sendable {
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """,
                 arguments: [
-                    key.tenantID, key.deviceID, key.name, entry.version, entry.timestamp, entry.actor.kind.rawValue, entry.actor.id,
+                    key.tenantID, key.deviceID, key.name, entry.version, entry.timestamp, entry.actor.kind.rawValue,
+                    entry.actor.id,
                     entry.operation.rawValue, patch, state, document.exists,
                 ]
             )
@@ -167,7 +181,12 @@ public final class SQLiteTwinStore: TwinStore, Sendable {
             actor: AuditActor(kind: TwinRows.actorKind(row["actor_kind"]), id: row["actor_id"]),
             operation: TwinOperation(rawValue: row["operation"]) ?? .update,
             patch: TwinRows.patch(row["patch"]),
-            document: TwinRows.document(state: row["state"], version: version, timestamp: timestamp, exists: row["present"])
+            document: TwinRows.document(
+                state: row["state"],
+                version: version,
+                timestamp: timestamp,
+                exists: row["present"]
+            )
         )
     }
 
@@ -213,7 +232,8 @@ public final class SQLiteTwinStore: TwinStore, Sendable {
     public func twinNames(tenantID: String, deviceID: String) async throws -> [String] {
         try await database.read { db in
             try String.fetchAll(
-                db, sql: "SELECT name FROM twins WHERE tenant_id = ? AND device_id = ? AND present = 1 ORDER BY name",
+                db,
+                sql: "SELECT name FROM twins WHERE tenant_id = ? AND device_id = ? AND present = 1 ORDER BY name",
                 arguments: [tenantID, deviceID]
             )
         }
@@ -223,16 +243,22 @@ public final class SQLiteTwinStore: TwinStore, Sendable {
         guard !deviceIDs.isEmpty else { return [:] }
         return try await database.read { db in
             var result: [String: TwinDocument] = [:]
-            for chunk in stride(from: 0, to: deviceIDs.count, by: 500).map({ Array(deviceIDs[$0..<min($0 + 500, deviceIDs.count)]) }) {
+            for chunk in stride(from: 0, to: deviceIDs.count, by: 500).map({
+                Array(deviceIDs[$0..<min($0 + 500, deviceIDs.count)])
+            }) {
                 let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
                 let rows = try Row.fetchAll(
                     db,
-                    sql: "SELECT device_id, version, updated_at, present, state FROM twins WHERE tenant_id = ? AND name = '' AND device_id IN (\(marks))",
+                    sql:
+                        "SELECT device_id, version, updated_at, present, state FROM twins WHERE tenant_id = ? AND name = '' AND device_id IN (\(marks))",
                     arguments: StatementArguments([tenantID] + chunk)
                 )
                 for row in rows {
                     result[row["device_id"]] = TwinRows.document(
-                        state: row["state"], version: row["version"], timestamp: row["updated_at"], exists: row["present"]
+                        state: row["state"],
+                        version: row["version"],
+                        timestamp: row["updated_at"],
+                        exists: row["present"]
                     )
                 }
             }

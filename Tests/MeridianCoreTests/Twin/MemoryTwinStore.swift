@@ -30,7 +30,9 @@ final class MemoryTwinStore: TwinStore, Sendable {
                 return false
             }
             let current = state.twins[entry.key]
-            guard (current?.version ?? 0) == previousVersion, (current?.exists ?? false) == previousExists else { return false }
+            guard (current?.version ?? 0) == previousVersion, (current?.exists ?? false) == previousExists else {
+                return false
+            }
             state.twins[entry.key] = entry.document
             state.sequence += 1
             var entry = entry
@@ -62,7 +64,9 @@ final class MemoryTwinStore: TwinStore, Sendable {
 
     func twinNames(tenantID: String, deviceID: String) async throws -> [String] {
         state.withLock { state in
-            state.twins.filter { $0.key.tenantID == tenantID && $0.key.deviceID == deviceID && $0.value.exists }.map(\.key.name).sorted()
+            state.twins.filter { $0.key.tenantID == tenantID && $0.key.deviceID == deviceID && $0.value.exists }.map(
+                \.key.name
+            ).sorted()
         }
     }
 

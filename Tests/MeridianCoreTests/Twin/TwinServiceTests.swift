@@ -1,6 +1,6 @@
-import Synchronization
 import Foundation
 import MeridianCore
+import Synchronization
 import Testing
 
 /// JSON text to a JSONValue (test input).
@@ -43,9 +43,22 @@ struct JSONMergePatchTests {
     func metadata() {
         var state: [String: JSONValue] = [:]
         var metadata: [String: JSONValue] = [:]
-        JSONMergePatch.apply(json(#"{"a":1,"b":{"c":true,"d":[1,2]}}"#).objectValue!, to: &state, metadata: &metadata, timestamp: 100)
-        #expect(JSONValue.object(metadata) == json(#"{"a":{"timestamp":100},"b":{"c":{"timestamp":100},"d":{"timestamp":100}}}"#))
-        JSONMergePatch.apply(json(#"{"b":{"c":false,"d":null},"a":null}"#).objectValue!, to: &state, metadata: &metadata, timestamp: 200)
+        JSONMergePatch.apply(
+            json(#"{"a":1,"b":{"c":true,"d":[1,2]}}"#).objectValue!,
+            to: &state,
+            metadata: &metadata,
+            timestamp: 100
+        )
+        #expect(
+            JSONValue.object(metadata)
+                == json(#"{"a":{"timestamp":100},"b":{"c":{"timestamp":100},"d":{"timestamp":100}}}"#)
+        )
+        JSONMergePatch.apply(
+            json(#"{"b":{"c":false,"d":null},"a":null}"#).objectValue!,
+            to: &state,
+            metadata: &metadata,
+            timestamp: 200
+        )
         #expect(JSONValue.object(state) == json(#"{"b":{"c":false}}"#))
         #expect(JSONValue.object(metadata) == json(#"{"b":{"c":{"timestamp":200}}}"#))
     }
@@ -95,16 +108,23 @@ struct TwinServiceTests {
     @Test("each change makes one new version; desired and reported merge; delta and metadata follow")
     func updates() async throws {
         let (twins, _, clock) = service()
-        var result = try await twins.update(key, desired: json(#"{"fan":{"speed":3},"led":"on"}"#), actor: operatorActor)
+        var result = try await twins.update(
+            key,
+            desired: json(#"{"fan":{"speed":3},"led":"on"}"#),
+            actor: operatorActor
+        )
         #expect(result.current.version == 1 && result.changed)
         #expect(JSONValue.object(result.current.delta) == json(#"{"fan":{"speed":3},"led":"on"}"#))
         clock.advance(1000)
         result = try await twins.update(key, reported: json(#"{"fan":{"speed":3},"led":"off"}"#), actor: deviceActor)
         #expect(result.current.version == 2)
         #expect(JSONValue.object(result.current.delta) == json(#"{"led":"on"}"#))
-        #expect(result.current.metadata == json(
-            #"{"desired":{"fan":{"speed":{"timestamp":1700000000000}},"led":{"timestamp":1700000000000}},"reported":{"fan":{"speed":{"timestamp":1700000001000}},"led":{"timestamp":1700000001000}}}"#
-        ))
+        #expect(
+            result.current.metadata
+                == json(
+                    #"{"desired":{"fan":{"speed":{"timestamp":1700000000000}},"led":{"timestamp":1700000000000}},"reported":{"fan":{"speed":{"timestamp":1700000001000}},"led":{"timestamp":1700000001000}}}"#
+                )
+        )
         // The same values again change nothing: no new version.
         result = try await twins.update(key, reported: json(#"{"led":"off"}"#), actor: deviceActor)
         #expect(!result.changed && result.current.version == 2)
@@ -113,7 +133,9 @@ struct TwinServiceTests {
         #expect(result.current.version == 3 && result.current.desired["led"] == nil && result.current.delta.isEmpty)
         // null as a whole section clears it.
         result = try await twins.update(key, reported: .null, actor: deviceActor)
-        #expect(result.current.reported.isEmpty && result.current.reportedMetadata.isEmpty && result.current.version == 4)
+        #expect(
+            result.current.reported.isEmpty && result.current.reportedMetadata.isEmpty && result.current.version == 4
+        )
     }
 
     @Test("an expected version that is not current is a conflict; the current one is accepted")
@@ -151,7 +173,11 @@ struct TwinServiceTests {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for index in 0..<20 {
                 group.addTask {
-                    try await twins.update(self.key, desired: .object(["k\(index)": .number(Double(index))]), actor: self.operatorActor)
+                    try await twins.update(
+                        self.key,
+                        desired: .object(["k\(index)": .number(Double(index))]),
+                        actor: self.operatorActor
+                    )
                 }
             }
             try await group.waitForAll()
@@ -168,19 +194,32 @@ struct TwinServiceTests {
             try await twins.update(key, desired: json(#"{"a":{"b":{"c":{"d":1}}}}"#), actor: operatorActor)
             Issue.record("too deep a patch was accepted")
         } catch let error as TwinError {
-            #expect(error.code == .invalid && error.field == "desired.a.b.c" && error.message.contains("twin.max_depth"))
+            #expect(
+                error.code == .invalid && error.field == "desired.a.b.c" && error.message.contains("twin.max_depth")
+            )
         }
     }
 
     @Test("a twin over the size limit is refused with tooLarge naming the setting; nothing is stored")
     func sizeLimit() async throws {
         let (twins, _, _) = service(limits: .init(maximumDocumentBytes: 1024))
-        try await twins.update(key, reported: .object(["a": .string(String(repeating: "x", count: 500))]), actor: deviceActor)
+        try await twins.update(
+            key,
+            reported: .object(["a": .string(String(repeating: "x", count: 500))]),
+            actor: deviceActor
+        )
         do {
-            try await twins.update(key, reported: .object(["b": .string(String(repeating: "y", count: 600))]), actor: deviceActor)
+            try await twins.update(
+                key,
+                reported: .object(["b": .string(String(repeating: "y", count: 600))]),
+                actor: deviceActor
+            )
             Issue.record("an oversized twin was accepted")
         } catch let error as TwinError {
-            #expect(error.code == .tooLarge && error.message.contains("twin.max_document_bytes") && error.field == "reported")
+            #expect(
+                error.code == .tooLarge && error.message.contains("twin.max_document_bytes")
+                    && error.field == "reported"
+            )
         }
         #expect(try await twins.twin(key).version == 1)
     }
@@ -268,7 +307,10 @@ struct TwinServiceTests {
         #expect(try await twins.twinNames(tenantID: "t1", deviceID: "d1") == [name])
     }
 
-    @Test("bad twin names are refused", arguments: ["", "a/b", "with space", String(repeating: "n", count: 65), "+", "#"])
+    @Test(
+        "bad twin names are refused",
+        arguments: ["", "a/b", "with space", String(repeating: "n", count: 65), "+", "#"]
+    )
     func badNames(_ name: String) {
         #expect(throws: TwinError.self) { try TwinKey.validate(name: name) }
     }

@@ -24,14 +24,22 @@ struct TwinStoreConformanceTests {
 
     @Test("the SQLite twin tables live beside the registry in meridian.sqlite, which still opens")
     func besideRegistry() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("meridian-twins-\(UUID().uuidString)")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "meridian-twins-\(UUID().uuidString)"
+        )
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appendingPathComponent("meridian.sqlite").path
         _ = try SQLiteRegistryStore(path: path)
         let twins = try SQLiteTwinStore(path: path)
         let key = TwinKey(tenantID: "t1", deviceID: "d1")
-        #expect(try await twins.save(TwinStoreConformance.entry(key, version: 1, at: 10, desired: ["a": .number(1)]), previousVersion: 0, previousExists: false))
+        #expect(
+            try await twins.save(
+                TwinStoreConformance.entry(key, version: 1, at: 10, desired: ["a": .number(1)]),
+                previousVersion: 0,
+                previousExists: false
+            )
+        )
         // Both open again, in either order.
         _ = try SQLiteRegistryStore(path: path)
         let again = try SQLiteTwinStore(path: path)
@@ -57,7 +65,10 @@ final class TwinStoreContext: Sendable {
     let store: any TwinStore
     private let reopenStore: @Sendable (@Sendable (any TwinStore) async throws -> Void) async throws -> Void
 
-    init(store: any TwinStore, reopen: @escaping @Sendable (@Sendable (any TwinStore) async throws -> Void) async throws -> Void) {
+    init(
+        store: any TwinStore,
+        reopen: @escaping @Sendable (@Sendable (any TwinStore) async throws -> Void) async throws -> Void
+    ) {
         self.store = store
         self.reopenStore = reopen
     }
@@ -66,10 +77,15 @@ final class TwinStoreContext: Sendable {
         try await reopenStore(body)
     }
 
-    static func with(_ backend: RegistryBackend, _ body: @escaping @Sendable (TwinStoreContext) async throws -> Void) async throws {
+    static func with(
+        _ backend: RegistryBackend,
+        _ body: @escaping @Sendable (TwinStoreContext) async throws -> Void
+    ) async throws {
         switch backend {
         case .sqlite:
-            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("meridian-twins-\(UUID().uuidString)")
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+                "meridian-twins-\(UUID().uuidString)"
+            )
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: directory) }
             let path = directory.appendingPathComponent("meridian.sqlite").path
@@ -82,7 +98,9 @@ final class TwinStoreContext: Sendable {
                     let store = try await PostgresTwinStore(database: database)
                     let context = TwinStoreContext(store: store) { body in
                         let again = PostgresDatabase(configuration: configuration, logger: PostgresTestServer.logger())
-                        try await again.withRunning { again in try await body(try await PostgresTwinStore(database: again)) }
+                        try await again.withRunning { again in
+                            try await body(try await PostgresTwinStore(database: again))
+                        }
                     }
                     try await body(context)
                 }
@@ -95,41 +113,87 @@ enum TwinStoreConformance {
     static let key = TwinKey(tenantID: "t1", deviceID: "d1")
 
     static func entry(
-        _ key: TwinKey, version: Int64, at timestamp: Int64, desired: [String: JSONValue] = [:], reported: [String: JSONValue] = [:],
-        operation: TwinOperation = .update, actor: AuditActor = AuditActor(kind: .user, id: "u1"), exists: Bool = true
+        _ key: TwinKey,
+        version: Int64,
+        at timestamp: Int64,
+        desired: [String: JSONValue] = [:],
+        reported: [String: JSONValue] = [:],
+        operation: TwinOperation = .update,
+        actor: AuditActor = AuditActor(kind: .user, id: "u1"),
+        exists: Bool = true
     ) -> TwinHistoryEntry {
         var desiredMetadata: [String: JSONValue] = [:]
         for member in desired.keys { desiredMetadata[member] = JSONMergePatch.leafMetadata(timestamp) }
         let document = TwinDocument(
-            desired: desired, reported: reported, desiredMetadata: desiredMetadata, version: version, timestamp: timestamp, exists: exists
+            desired: desired,
+            reported: reported,
+            desiredMetadata: desiredMetadata,
+            version: version,
+            timestamp: timestamp,
+            exists: exists
         )
         let patch: JSONValue? = operation == .delete ? nil : .object(["desired": .object(desired)])
-        return TwinHistoryEntry(key: key, version: version, timestamp: timestamp, actor: actor, operation: operation, patch: patch, document: document)
+        return TwinHistoryEntry(
+            key: key,
+            version: version,
+            timestamp: timestamp,
+            actor: actor,
+            operation: operation,
+            patch: patch,
+            document: document
+        )
     }
 
     static let cases: [TwinStoreCase] = [
-        TwinStoreCase("a saved twin reads back exactly: state, metadata, version, time, existence") { (context: TwinStoreContext) async throws in
+        TwinStoreCase("a saved twin reads back exactly: state, metadata, version, time, existence") {
+            (context: TwinStoreContext) async throws in
             let store = context.store
             #expect(try await store.twin(key) == nil)
             let value = JSONValue.object([
                 "n": .number(21.5), "i": .number(3), "s": .string("é \"q\" \u{0}"), "b": .bool(true), "z": .null,
-                "arr": .array([.number(1), .object(["x": .string("y")])]), "o": .object(["deep": .object(["er": .number(-1)])]),
+                "arr": .array([.number(1), .object(["x": .string("y")])]),
+                "o": .object(["deep": .object(["er": .number(-1)])]),
             ])
-            let saved = entry(key, version: 1, at: 1_700_000_000_123, desired: ["v": value], reported: ["r": .string("x")])
+            let saved = entry(
+                key,
+                version: 1,
+                at: 1_700_000_000_123,
+                desired: ["v": value],
+                reported: ["r": .string("x")]
+            )
             #expect(try await store.save(saved, previousVersion: 0, previousExists: false))
             #expect(try await store.twin(key) == saved.document)
             try await context.reopen { (again: any TwinStore) async throws in
                 #expect(try await again.twin(key) == saved.document)
             }
         },
-        TwinStoreCase("a save whose previous version or existence is not stored saves nothing") { (context: TwinStoreContext) async throws in
+        TwinStoreCase("a save whose previous version or existence is not stored saves nothing") {
+            (context: TwinStoreContext) async throws in
             let store = context.store
             #expect(try await store.save(entry(key, version: 1, at: 10), previousVersion: 0, previousExists: false))
-            #expect(try await !store.save(entry(key, version: 1, at: 11, desired: ["x": .number(1)]), previousVersion: 0, previousExists: false))
+            #expect(
+                try await !store.save(
+                    entry(key, version: 1, at: 11, desired: ["x": .number(1)]),
+                    previousVersion: 0,
+                    previousExists: false
+                )
+            )
             #expect(try await !store.save(entry(key, version: 3, at: 12), previousVersion: 2, previousExists: true))
             // A delete keeps the version: saving it again with the old existence fails.
-            #expect(try await store.save(entry(key, version: 1, at: 13, operation: .delete, exists: false), previousVersion: 1, previousExists: true))
-            #expect(try await !store.save(entry(key, version: 1, at: 14, operation: .delete, exists: false), previousVersion: 1, previousExists: true))
+            #expect(
+                try await store.save(
+                    entry(key, version: 1, at: 13, operation: .delete, exists: false),
+                    previousVersion: 1,
+                    previousExists: true
+                )
+            )
+            #expect(
+                try await !store.save(
+                    entry(key, version: 1, at: 14, operation: .delete, exists: false),
+                    previousVersion: 1,
+                    previousExists: true
+                )
+            )
             #expect(try await store.twin(key)?.exists == false)
             #expect(try await store.twin(key)?.version == 1)
             #expect(try await store.history(key, before: nil, limit: 10).count == 2)
@@ -138,7 +202,13 @@ enum TwinStoreConformance {
             let store = context.store
             let wins = try await withThrowingTaskGroup(of: Bool.self) { group in
                 for index in 0..<8 {
-                    group.addTask { try await store.save(entry(key, version: 1, at: 10, desired: ["w": .number(Double(index))]), previousVersion: 0, previousExists: false) }
+                    group.addTask {
+                        try await store.save(
+                            entry(key, version: 1, at: 10, desired: ["w": .number(Double(index))]),
+                            previousVersion: 0,
+                            previousExists: false
+                        )
+                    }
                 }
                 var wins = 0
                 for try await won in group where won { wins += 1 }
@@ -147,23 +217,55 @@ enum TwinStoreConformance {
             #expect(wins == 1)
             #expect(try await store.history(key, before: nil, limit: 10).count == 1)
         },
-        TwinStoreCase("the twin at a time is the newest entry at or before it") { (context: TwinStoreContext) async throws in
+        TwinStoreCase("the twin at a time is the newest entry at or before it") {
+            (context: TwinStoreContext) async throws in
             let store = context.store
-            #expect(try await store.save(entry(key, version: 1, at: 100, desired: ["a": .number(1)]), previousVersion: 0, previousExists: false))
-            #expect(try await store.save(entry(key, version: 2, at: 200, desired: ["a": .number(2)]), previousVersion: 1, previousExists: true))
-            #expect(try await store.save(entry(key, version: 3, at: 300, desired: ["a": .number(3)]), previousVersion: 2, previousExists: true))
+            #expect(
+                try await store.save(
+                    entry(key, version: 1, at: 100, desired: ["a": .number(1)]),
+                    previousVersion: 0,
+                    previousExists: false
+                )
+            )
+            #expect(
+                try await store.save(
+                    entry(key, version: 2, at: 200, desired: ["a": .number(2)]),
+                    previousVersion: 1,
+                    previousExists: true
+                )
+            )
+            #expect(
+                try await store.save(
+                    entry(key, version: 3, at: 300, desired: ["a": .number(3)]),
+                    previousVersion: 2,
+                    previousExists: true
+                )
+            )
             #expect(try await store.twin(key, at: 99) == nil)
             #expect(try await store.twin(key, at: 100)?.version == 1)
             #expect(try await store.twin(key, at: 250)?.document.desired == ["a": .number(2)])
             #expect(try await store.twin(key, at: 10_000)?.version == 3)
             #expect(try await store.twin(TwinKey(tenantID: "t1", deviceID: "d1", name: "other"), at: 10_000) == nil)
         },
-        TwinStoreCase("history pages newest first with who, what and when") { (context: TwinStoreContext) async throws in
+        TwinStoreCase("history pages newest first with who, what and when") {
+            (context: TwinStoreContext) async throws in
             let store = context.store
             let device = AuditActor(kind: .device, id: "d1")
             for version in Int64(1)...5 {
                 let actor = version % 2 == 0 ? device : AuditActor(kind: .apiKey, id: "k1")
-                #expect(try await store.save(entry(key, version: version, at: version * 10, desired: ["v": .number(Double(version))], actor: actor), previousVersion: version - 1, previousExists: version > 1))
+                #expect(
+                    try await store.save(
+                        entry(
+                            key,
+                            version: version,
+                            at: version * 10,
+                            desired: ["v": .number(Double(version))],
+                            actor: actor
+                        ),
+                        previousVersion: version - 1,
+                        previousExists: version > 1
+                    )
+                )
             }
             let first = try await store.history(key, before: nil, limit: 2)
             #expect(first.map(\.version) == [5, 4])
@@ -173,7 +275,8 @@ enum TwinStoreConformance {
             let second = try await store.history(key, before: first.last?.sequence, limit: 10)
             #expect(second.map(\.version) == [3, 2, 1])
         },
-        TwinStoreCase("retention removes entries older than the cut-off except each twin's newest") { (context: TwinStoreContext) async throws in
+        TwinStoreCase("retention removes entries older than the cut-off except each twin's newest") {
+            (context: TwinStoreContext) async throws in
             let store = context.store
             let other = TwinKey(tenantID: "t1", deviceID: "d2")
             #expect(try await store.save(entry(key, version: 1, at: 10), previousVersion: 0, previousExists: false))
@@ -184,13 +287,20 @@ enum TwinStoreConformance {
             #expect(try await store.history(key, before: nil, limit: 10).map(\.version) == [3])
             #expect(try await store.history(other, before: nil, limit: 10).map(\.version) == [1])
         },
-        TwinStoreCase("names, several devices' default twins, and a deleted device's twins") { (context: TwinStoreContext) async throws in
+        TwinStoreCase("names, several devices' default twins, and a deleted device's twins") {
+            (context: TwinStoreContext) async throws in
             let store = context.store
             let named = TwinKey(tenantID: "t1", deviceID: "d1", name: "config")
             let d2 = TwinKey(tenantID: "t1", deviceID: "d2")
             let otherTenant = TwinKey(tenantID: "t2", deviceID: "d3")
             for twin in [key, named, d2, otherTenant] {
-                #expect(try await store.save(entry(twin, version: 1, at: 10, desired: ["id": .string(twin.description)]), previousVersion: 0, previousExists: false))
+                #expect(
+                    try await store.save(
+                        entry(twin, version: 1, at: 10, desired: ["id": .string(twin.description)]),
+                        previousVersion: 0,
+                        previousExists: false
+                    )
+                )
             }
             #expect(try await store.twinNames(tenantID: "t1", deviceID: "d1") == ["", "config"])
             let defaults = try await store.twins(tenantID: "t1", deviceIDs: ["d1", "d2", "d3", "nope"])

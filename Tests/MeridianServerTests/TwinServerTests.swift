@@ -24,6 +24,7 @@ struct TwinServerTests {
             #expect(
                 try await stream.subscribe("tw", devices: [device.id], topic: "twin")["type"] as? String == "subscribed"
             )
+            #expect(try await stream.subscribe("tel", devices: [device.id])["type"] as? String == "subscribed")
             let refused = try await stream.subscribe("tw2", devices: [device.id], keys: ["a"], topic: "twin")
             #expect(refused["type"] as? String == "error" && refused["field"] as? String == "keys")
 
@@ -57,6 +58,13 @@ struct TwinServerTests {
             let desired = try await stream.next { $0["type"] as? String == "twin" }
             #expect(desired["version"] as? Int == 2 && (desired["delta"] as? [String: Any])?["fw"] as? String == "2.0")
             #expect(((desired["patch"] as? [String: Any])?["desired"] as? [String: Any])?["fw"] as? String == "2.0")
+            // Telemetry goes to the telemetry subscription only, twin changes to the twin one only.
+            _ = try await mqtt.publish("devices/\(device.id)/telemetry", payload: #"{"temp": 20}"#, qos: .atLeastOnce)
+            _ = try await stream.next { $0["type"] as? String == "telemetry" && $0["subscription"] as? String == "tel" }
+            let events = stream.messages.filter { $0["type"] as? String == "twin" || $0["type"] as? String == "telemetry" }
+            #expect(events.filter { $0["type"] as? String == "twin" }.allSatisfy { $0["subscription"] as? String == "tw" })
+            #expect(events.filter { $0["type"] as? String == "telemetry" }.allSatisfy { $0["subscription"] as? String == "tel" })
+            #expect(events.count == 3)
             try? await mqtt.disconnect()
             inbox.stop()
             await stream.close()

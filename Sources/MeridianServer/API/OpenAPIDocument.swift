@@ -42,6 +42,8 @@ enum OpenAPIDocument {
                 events arrive as `{"type":"telemetry","subscription":"s1","device":"<id>","samples":{"temp":\
                 [{"ts":<ms>,"value":21.5}]}}`. Errors are `{"type":"error","code","id","error","field"}`; a slow \
                 reader gets `{"type":"dropped","count":n}`; a bad, expired or revoked token closes with code 4401. \
+                With `"topic":"twin"` a subscription gets every twin change of its devices as \
+                `{"type":"twin","subscription","device","name","operation","version","actor","patch","desired","reported","delta"}`. \
                 The full protocol is in docs/api.md ("Live stream").
                 """
             ),

@@ -11,6 +11,10 @@ final class BrokerCore: Sendable {
     let authenticator: any MQTTAuthenticator
     let authorizer: any MQTTAuthorizer
     let messageTap: any MQTTMessageTap
+    /// Followers of connections' lives (presence, command delivery); empty for most brokers.
+    let observers: [any MQTTConnectionObserver]
+    /// Numbers connections for ``MQTTConnectionInfo/connectionID``.
+    let connectionCounter = NIOLockedValueBox<UInt64>(0)
     /// The hooks' answers that let a publish skip them, read once (not per message).
     let authorizesEverything: Bool
     let authorizesUnmappedOutsideDollarTopics: Bool
@@ -36,10 +40,12 @@ final class BrokerCore: Sendable {
         authenticator: any MQTTAuthenticator,
         authorizer: any MQTTAuthorizer,
         messageTap: any MQTTMessageTap,
+        observers: [any MQTTConnectionObserver] = [],
         sessionStore: (any MQTTSessionStore)?,
         logger: Logger
     ) {
         self.configuration = configuration
+        self.observers = observers
         self.logger = logger
         self.authenticator = authenticator
         self.authorizer = authorizer

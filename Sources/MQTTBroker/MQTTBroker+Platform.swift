@@ -40,29 +40,37 @@ extension MQTTBroker {
     /// message was routed and, if it had to be stored (a retained message, a QoS 1/2 message
     /// for a persistent session), stored durably.
     ///
+    /// With a `deliveryTag`, the ``MQTTConnectionObserver``s hear
+    /// ``MQTTConnectionObserver/delivered(_:tag:)`` from every client the message reaches.
+    ///
+    /// - Returns: the number of sessions the message was routed to (online or queued for a
+    ///   persistent session); 0 when no subscription matched.
     /// - Throws: ``MQTTError`` when `topic` is not a valid topic name.
+    @discardableResult
     public func publish(
         topic: String,
         payload: ByteBuffer,
         qos: QoS = .atMostOnce,
         retain: Bool = false,
-        properties: MQTTProperties = .init()
-    ) async throws {
+        properties: MQTTProperties = .init(),
+        deliveryTag: UInt64? = nil
+    ) async throws -> Int {
         try MQTTTopic.validateName(topic)
         let loops = core.loops
-        guard !loops.isEmpty else { return }
+        guard !loops.isEmpty else { return 0 }
         let loop = loops[nextPublishLoop(count: loops.count)]
         let core = self.core
         let qos = min(qos, core.configuration.features.maximumQoS)
         let publish = PublishPacket(topic: topic, payload: payload, qos: qos, retain: retain, properties: properties)
-        try await loop.eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
+        return try await loop.eventLoop.flatSubmit { () -> EventLoopFuture<Int> in
             let mark = loop.persistence.count
             let message = BrokerMessage(
-                publish: publish, topic: topic, origin: "", now: loop.eventLoop.now, id: core.persistence?.nextMessageID() ?? 0
+                publish: publish, topic: topic, origin: "", now: loop.eventLoop.now, id: core.persistence?.nextMessageID() ?? 0,
+                deliveryTag: deliveryTag ?? 0
             )
-            loop.publishInternal(message)
-            let promise = loop.eventLoop.makePromise(of: Void.self)
-            loop.whenDurable(loop.ticket(since: mark)) { promise.succeed() }
+            let routed = loop.publishInternal(message)
+            let promise = loop.eventLoop.makePromise(of: Int.self)
+            loop.whenDurable(loop.ticket(since: mark)) { promise.succeed(routed) }
             return promise.futureResult
         }.get()
     }

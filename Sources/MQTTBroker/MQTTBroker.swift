@@ -40,7 +40,8 @@ public struct MQTTListener: Sendable {
 /// Connections run on the event loops of the group given at creation; each loop keeps its own
 /// replica of the subscription index, so publishing takes no global lock. Sessions stay on the
 /// loop of the connection that opened them. Platform behaviour plugs in through the
-/// ``MQTTAuthenticator``, ``MQTTAuthorizer`` and ``MQTTMessageTap`` hooks.
+/// ``MQTTAuthenticator``, ``MQTTAuthorizer`` and ``MQTTMessageTap`` hooks, and
+/// ``MQTTConnectionObserver``s follow connections' lives.
 ///
 /// Run it as a swift-service-lifecycle `Service`: `run()` publishes `$SYS` topics until
 /// graceful shutdown, then disconnects every client (MQTT 5 clients with 0x8B).
@@ -50,7 +51,7 @@ public final class MQTTBroker: Service, Sendable {
     public let eventLoopGroup: any EventLoopGroup
     private let listeners = NIOLockedValueBox<[any Channel]>([])
     private let sysTask = NIOLockedValueBox<[RepeatedTask]>([])
-    /// Spreads ``publish(topic:payload:qos:retain:properties:)`` over the loops.
+    /// Spreads ``publish(topic:payload:qos:retain:properties:deliveryTag:)`` over the loops.
     let platformPublishCounter = NIOLockedValueBox<Int>(0)
 
     /// Creates a broker. Call ``bind(host:port:tlsContext:)`` (or ``bind(host:port:tls:)``) to listen, or
@@ -61,6 +62,7 @@ public final class MQTTBroker: Service, Sendable {
         authenticator: any MQTTAuthenticator = AllowAllAuthenticator(),
         authorizer: any MQTTAuthorizer = AllowAllAuthorizer(),
         messageTap: any MQTTMessageTap = NoMessageTap(),
+        observers: [any MQTTConnectionObserver] = [],
         sessionStore: (any MQTTSessionStore)? = nil,
         logger: Logger
     ) {
@@ -71,6 +73,7 @@ public final class MQTTBroker: Service, Sendable {
             authenticator: authenticator,
             authorizer: authorizer,
             messageTap: messageTap,
+            observers: observers,
             sessionStore: sessionStore,
             logger: logger
         )

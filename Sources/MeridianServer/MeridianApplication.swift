@@ -161,11 +161,13 @@ public struct MeridianApplication: Sendable {
                 registry: $0.registry, configuration: configuration.auth, tls: tls, telemetry: telemetry.pipeline, twins: twins, logger: self.logger
             )
         }
+        // Followers of device connections (presence, command delivery) add themselves here.
+        let observers: [any MQTTConnectionObserver] = []
         let broker: MQTTBroker
         if let access {
             broker = MQTTBroker(
                 configuration: brokerConfiguration, eventLoopGroup: group, authenticator: access.authenticator,
-                authorizer: access.authorizer, messageTap: access.messageTap, sessionStore: store, logger: logger
+                authorizer: access.authorizer, messageTap: access.messageTap, observers: observers, sessionStore: store, logger: logger
             )
             await access.attach(broker)
         } else {

@@ -16,6 +16,7 @@ final class TestBroker: Sendable {
         authenticator: any MQTTAuthenticator = AllowAllAuthenticator(),
         authorizer: any MQTTAuthorizer = AllowAllAuthorizer(),
         messageTap: any MQTTMessageTap = NoMessageTap(),
+        observers: [any MQTTConnectionObserver] = [],
         store: (any MQTTSessionStore)? = nil,
         configure: (inout BrokerConfiguration) -> Void = { _ in }
     ) {
@@ -30,6 +31,7 @@ final class TestBroker: Sendable {
             authenticator: authenticator,
             authorizer: authorizer,
             messageTap: messageTap,
+            observers: observers,
             sessionStore: store,
             logger: logger
         )

@@ -87,6 +87,11 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     private var completionTarget: NIOLoopBound<CompletionTarget>?
     /// The verified client certificate, set by the TLS layer before CONNECT.
     var peerCertificate: MQTTPeerCertificate?
+    /// The connection as the observers know it, from its CONNACK until they heard it ended
+    /// (`nil` when the broker has no observers).
+    private var observed: MQTTConnectionInfo?
+    /// Why the connection is ending, once that is known (for the observers).
+    private var disconnection: MQTTDisconnection?
 
     private var version: MQTTProtocolVersion { machine.version }
     /// Completes when the connection's channel has closed.
@@ -209,11 +214,45 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         if wasConnected {
             log(.info, "client disconnected", ["mqtt.reason": "\(closeReason)"])
         }
+        if let observed {
+            self.observed = nil
+            let ending = disconnection ?? MQTTDisconnection(reason: .connectionLost, detail: closeReason)
+            for observer in broker.observers { observer.disconnected(observed, ending) }
+        }
+    }
+
+    /// Tells the observers that the connection was accepted.
+    private func notifyConnected(_ connect: ConnectPacket, keepAlive: UInt16) {
+        guard !broker.observers.isEmpty, let session else { return }
+        let address = context?.channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }
+        let info = MQTTConnectionInfo(
+            connectionID: broker.connectionCounter.withLockedValue { value in
+                value &+= 1
+                return value
+            },
+            principal: session.principal, remoteAddress: address, transport: transport,
+            protocolVersion: connect.protocolVersion, keepAlive: keepAlive
+        )
+        observed = info
+        for observer in broker.observers { observer.connected(info) }
+    }
+
+    /// A message the platform tagged reached the client (acknowledged, or written at QoS 0).
+    func delivered(tag: UInt64) {
+        guard let observed else { return }
+        for observer in broker.observers { observer.delivered(observed, tag: tag) }
+    }
+
+    /// Notes why the connection ends, unless an earlier cause is already known.
+    private func ending(_ reason: MQTTDisconnectReason, _ reasonCode: ReasonCode?, _ detail: String?) {
+        guard observed != nil, disconnection == nil else { return }
+        disconnection = MQTTDisconnection(reason: reason, reasonCode: reasonCode, detail: detail)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         log(.debug, "connection error", ["error": "\(error)"])
         closeReason = "network error"
+        ending(.connectionLost, nil, "network error: \(error)")
         context.close(promise: nil)
     }
 
@@ -528,6 +567,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
                 return
             }
             self.sendPacket(.connack(connack))
+            self.notifyConnected(connect, keepAlive: keepAlive)
             self.log(
                 .info, "client connected",
                 [
@@ -887,6 +927,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         let features = broker.configuration.features
         let identifier = subscribe.properties.subscriptionIdentifiers.first
         var codes: [ReasonCode] = []
+        var granted: [String] = []
         var changes: [IndexChange] = []
         var retainedRequests: [(TopicFilter, SubscriptionOptions, Bool)] = []
         let mark = loop.persistence.count
@@ -947,11 +988,13 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             }
             changes.append(.add(filter: filter, entry: SubscriberEntry(session: session, options: options, identifier: identifier)))
             codes.append(.granted(options.qos))
+            if observed != nil { granted.append(filter.raw) }
             if !filter.isShared { retainedRequests.append((filter, options, isNew)) }
         }
         let packetIdentifier = subscribe.packetIdentifier
         let done = changes.isEmpty ? loop.eventLoop.makeSucceededVoidFuture() : broker.applyIndexChanges(from: loop, changes)
         let reasonCodes = codes
+        let grantedFilters = granted
         let retained = retainedRequests
         // A persistent session's new subscriptions are durable before SUBACK.
         let ticket = loop.ticket(since: mark)
@@ -960,6 +1003,9 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
                 guard self.machine.phase == .connected, self.session === session else { return }
                 self.sendPacket(.suback(SubAckPacket(packetIdentifier: packetIdentifier, reasonCodes: reasonCodes)))
                 self.sendRetained(retained, identifier: identifier, to: session)
+                if let observed = self.observed, !grantedFilters.isEmpty {
+                    for observer in self.broker.observers { observer.subscribed(observed, filters: grantedFilters) }
+                }
             }
         }
     }
@@ -1041,6 +1087,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             session.save()
         }
         closeReason = disconnect.reasonCode == .normalDisconnection ? "client disconnected" : "client disconnected: \(disconnect.reasonCode)"
+        ending(.clean, disconnect.reasonCode, disconnect.properties.reasonString)
         closeAfterFlush()
     }
 
@@ -1053,6 +1100,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             sendPacket(.disconnect(DisconnectPacket(reasonCode: reasonCode, properties: properties)))
         }
         closeReason = "\(reasonCode): \(reason)"
+        ending(reasonCode == .keepAliveTimeout ? .keepAliveTimeout : .protocolError, reasonCode, reason)
         if session == nil {
             broker.metrics.connectionRefused("protocol")
             log(.info, "connection refused", ["mqtt.reason": "\(closeReason)"])
@@ -1079,6 +1127,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         session = nil
         publishWillOnClose = false
         closeReason = "session taken over"
+        ending(.takenOver, .sessionTakenOver, "session taken over")
         if version == .v5 && machine.phase == .connected {
             sendPacket(.disconnect(DisconnectPacket(reasonCode: .sessionTakenOver)))
         }
@@ -1093,6 +1142,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     func disconnectByServer(_ reasonCode: ReasonCode, reason: String) {
         guard machine.phase == .connected, session != nil else { return }
         log(.info, "disconnecting client", ["mqtt.reason": "\(reasonCode): \(reason)"])
+        ending(.administrative, reasonCode, reason)
         close(reasonCode, reason: reason)
     }
 
@@ -1101,6 +1151,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         guard machine.phase != .closed else { return }
         publishWillOnClose = false
         closeReason = "server shutting down"
+        ending(.serverShutdown, .serverShuttingDown, "server shutting down")
         if version == .v5 && machine.phase == .connected {
             sendPacket(.disconnect(DisconnectPacket(reasonCode: .serverShuttingDown)))
         }

@@ -22,9 +22,17 @@ final class BrokerMessage: Sendable {
     let expiresAt: NIODeadline?
     /// Identity in the session store; 0 when the broker keeps no durable state.
     let id: Int64
+    /// The platform's tag for a message it wants to hear was delivered
+    /// (``MQTTConnectionObserver/delivered(_:tag:)``); 0 for none. Not stored: a message
+    /// recovered after a restart is delivered untagged.
+    let deliveryTag: UInt64
 
-    init(topic: String, payload: ByteBuffer, qos: QoS, retain: Bool, properties: MQTTProperties, origin: String, expiresAt: NIODeadline?, id: Int64 = 0) {
+    init(
+        topic: String, payload: ByteBuffer, qos: QoS, retain: Bool, properties: MQTTProperties, origin: String, expiresAt: NIODeadline?,
+        id: Int64 = 0, deliveryTag: UInt64 = 0
+    ) {
         self.id = id
+        self.deliveryTag = deliveryTag
         self.topic = topic
         self.payload = payload
         self.qos = qos
@@ -35,7 +43,7 @@ final class BrokerMessage: Sendable {
     }
 
     /// Builds the routed message from a client's PUBLISH (topic alias already resolved).
-    convenience init(publish: PublishPacket, topic: String, origin: String, now: NIODeadline, id: Int64 = 0) {
+    convenience init(publish: PublishPacket, topic: String, origin: String, now: NIODeadline, id: Int64 = 0, deliveryTag: UInt64 = 0) {
         var properties = publish.properties
         var expiresAt: NIODeadline?
         if !properties.isEmpty {
@@ -51,7 +59,7 @@ final class BrokerMessage: Sendable {
         }
         self.init(
             topic: topic, payload: publish.payload, qos: publish.qos, retain: publish.retain, properties: properties,
-            origin: origin, expiresAt: expiresAt, id: id
+            origin: origin, expiresAt: expiresAt, id: id, deliveryTag: deliveryTag
         )
     }
 
@@ -76,7 +84,10 @@ final class BrokerMessage: Sendable {
         guard payload.storageCapacity > payload.readableBytes * 2 + 256 else { return self }
         var copy = ByteBufferAllocator().buffer(capacity: payload.readableBytes)
         copy.writeImmutableBuffer(payload)
-        return BrokerMessage(topic: topic, payload: copy, qos: qos, retain: retain, properties: properties, origin: origin, expiresAt: expiresAt, id: id)
+        return BrokerMessage(
+            topic: topic, payload: copy, qos: qos, retain: retain, properties: properties, origin: origin, expiresAt: expiresAt, id: id,
+            deliveryTag: deliveryTag
+        )
     }
 
     /// The same message with another retain flag.

@@ -339,12 +339,16 @@ final class LoopContext: @unchecked Sendable {
     }
 
     /// Retains (if flagged) and routes a message that needs no further checks.
-    func publishInternal(_ message: BrokerMessage) {
+    /// Retains (if asked) and routes a message from the platform; returns the number of
+    /// sessions it was routed to.
+    @discardableResult
+    func publishInternal(_ message: BrokerMessage) -> Int {
         if message.retain, broker.configuration.features.retainAvailable {
             setRetained(message)
         }
-        route(message)
+        let routed = route(message)
         scheduleFlush()
+        return routed
     }
 
     private func receive(_ batch: [(Session, Delivery)]) {

@@ -569,7 +569,9 @@ final class Session: @unchecked Sendable {
         }
         if delivery.qos == .atMostOnce {
             guard let connection else { return }  // QoS 0 is not queued for offline clients
-            _ = connection.sendPublish(delivery, packetIdentifier: nil, dup: false, now: now)
+            if connection.sendPublish(delivery, packetIdentifier: nil, dup: false, now: now), delivery.message.deliveryTag != 0 {
+                connection.delivered(tag: delivery.message.deliveryTag)
+            }
             return
         }
         if connection != nil, queue.isEmpty, inflight.count < sendQuota {
@@ -628,7 +630,9 @@ final class Session: @unchecked Sendable {
                 continue
             }
             if delivery.qos == .atMostOnce {
-                _ = connection.sendPublish(delivery, packetIdentifier: nil, dup: false, now: now)
+                if connection.sendPublish(delivery, packetIdentifier: nil, dup: false, now: now), delivery.message.deliveryTag != 0 {
+                    connection.delivered(tag: delivery.message.deliveryTag)
+                }
                 continue
             }
             send(delivery, now: now)
@@ -642,6 +646,7 @@ final class Session: @unchecked Sendable {
     func acknowledged(_ identifier: UInt16) {
         guard let entry = inflight.remove(identifier) else { return }
         if entry.delivery.sequence != 0 { record(.removeDelivery(sessionID: persistentID, sequence: entry.delivery.sequence)) }
+        if entry.delivery.message.deliveryTag != 0 { connection?.delivered(tag: entry.delivery.message.deliveryTag) }
         pump()
     }
 
@@ -676,6 +681,7 @@ final class Session: @unchecked Sendable {
     func completed(_ identifier: UInt16) {
         guard let entry = inflight.remove(identifier) else { return }
         if entry.delivery.sequence != 0 { record(.removeDelivery(sessionID: persistentID, sequence: entry.delivery.sequence)) }
+        if entry.delivery.message.deliveryTag != 0 { connection?.delivered(tag: entry.delivery.message.deliveryTag) }
         pump()
     }
 

@@ -90,7 +90,8 @@ public final class TelemetryPipeline: Service, Sendable {
     public var queuedSamples: Int { state.withLockedValue { $0.queuedSamples } }
 
     /// Calls `listener` (on the writer thread; it must return quickly) with every batch once
-    /// durable. Returns a token for ``removeListener(_:)``.
+    /// durable, before the batch's messages are acknowledged. Returns a token for
+    /// ``removeListener(_:)``.
     public func addListener(_ listener: @escaping @Sendable ([DeviceMessage]) -> Void) -> UInt64 {
         let id = nextListener.withLockedValue { value -> UInt64 in
             value += 1
@@ -147,8 +148,10 @@ public final class TelemetryPipeline: Service, Sendable {
         for message in messages { samples += message.samples.count }
         samplesCounter.increment(by: samples)
         messagesCounter.increment(by: messages.count)
-        for pending in batch { pending.promise?.succeed() }
+        // Listeners first: when a device's message is acknowledged, its live subscribers (and
+        // anything else listening) have been handed it.
         for listener in listeners.withLockedValue({ Array($0.values) }) { listener(messages) }
+        for pending in batch { pending.promise?.succeed() }
     }
 
     /// Runs until graceful shutdown, then writes what is queued and stops the writer.

@@ -330,16 +330,172 @@ extension PostgresChunkStore: TimeSeriesChunkStore {
             try session.execute("DELETE FROM ts_heads WHERE series_id = \(series)")
         }
 
-        func putLatest(deviceID: String, key: String, point: TelemetryPoint) throws {
-            // Numbers as their 64-bit pattern (-0 and NaN payloads survive), strings as UTF-8
-            // bytes (PostgreSQL text holds no NUL).
-            let bits: Int64?
-            let text: ByteBuffer?
-            switch point.value {
-            case .number(let value): (bits, text) = (Int64(bitPattern: value.bitPattern), nil)
-            case .bool(let value): (bits, text) = (value ? 1 : 0, nil)
-            case .string(let value): (bits, text) = (nil, ByteBuffer(string: value))
+        // MARK: batches (a commit's writes in a few statements, see BufferedChunkWriter)
+
+        /// Rows per statement: keeps each statement's parameters to a few megabytes.
+        static let batchRows = 2_000
+
+        func rollups(_ keys: [RollupKey]) throws -> [RollupKey: [UInt8]] {
+            var result: [RollupKey: [UInt8]] = [:]
+            for slice in keys.slices(of: Self.batchRows) {
+                let series = slice.map(\.series)
+                let tiers = slice.map { Int16($0.tier.rawValue) }
+                let periods = slice.map(\.period)
+                let rows = try session.rows(
+                    """
+                    SELECT r.series_id, r.tier, r.period, r.data FROM ts_rollups r
+                    JOIN unnest(\(series)::BIGINT[], \(tiers)::SMALLINT[], \(periods)::BIGINT[]) AS k(series_id, tier, period)
+                    ON r.series_id = k.series_id AND r.tier = k.tier AND r.period = k.period
+                    """
+                )
+                for row in rows {
+                    guard let tier = RollupTier(rawValue: Int(try row.value("tier", as: Int64.self))) else { continue }
+                    let key = RollupKey(series: try row.value("series_id", as: Int64.self), tier: tier, period: try row.value("period", as: Int64.self))
+                    result[key] = try PostgresChunkStore.bytes(row, "data")
+                }
             }
+            return result
+        }
+
+        func apply(_ batch: TimeSeriesWriteBatch) throws {
+            // The last write of each row wins, as if the writes had been made one by one.
+            struct ChunkKey: Hashable {
+                var series: Int64
+                var start: Int64
+            }
+            var series: [Int64: StoredSeries] = [:]
+            var chunks: [ChunkKey: StoredChunk?] = [:]
+            var rollups: [RollupKey: [UInt8]?] = [:]
+            var heads: [Int64: [UInt8]?] = [:]
+            var latest: [String: (deviceID: String, key: String, point: TelemetryPoint)] = [:]
+            for write in batch.writes {
+                switch write {
+                case .saveSeries(let stored): series[stored.id] = stored
+                case .putChunk(let id, let chunk): chunks[ChunkKey(series: id, start: chunk.start)] = .some(chunk)
+                case .deleteChunk(let id, let start): chunks[ChunkKey(series: id, start: start)] = .some(nil)
+                case .putRollup(let key, let data): rollups[key] = .some(data)
+                case .deleteRollup(let key): rollups[key] = .some(nil)
+                case .putHead(let id, let data): heads[id] = .some(data)
+                case .deleteHead(let id): heads[id] = .some(nil)
+                case .putLatest(let deviceID, let key, let point): latest["\(deviceID)\u{0}\(key)"] = (deviceID, key, point)
+                }
+            }
+            for slice in Array(series.values).slices(of: Self.batchRows) {
+                // A series keeps its id for good (see saveSeries).
+                let updated = try session.execute(
+                    """
+                    INSERT INTO ts_series (id, tenant_id, device_id, key, type, sealed_end)
+                    SELECT id, tenant_id, device_id, key, type, NULLIF(sealed_end, \(Int64.min))
+                    FROM unnest(\(slice.map(\.id))::BIGINT[], \(slice.map(\.tenantID))::TEXT[], \(slice.map(\.deviceID))::TEXT[],
+                                \(slice.map(\.key))::TEXT[], \(slice.map { Int16($0.type.rawValue) })::SMALLINT[],
+                                \(slice.map { $0.sealedEnd ?? Int64.min })::BIGINT[])
+                         AS s(id, tenant_id, device_id, key, type, sealed_end)
+                    ON CONFLICT (id) DO UPDATE SET sealed_end = excluded.sealed_end
+                    WHERE ts_series.device_id = excluded.device_id AND ts_series.key = excluded.key AND ts_series.type = excluded.type
+                    """
+                )
+                guard updated == slice.count else {
+                    throw PostgresDatabase.DatabaseError(
+                        "PostgreSQL: a telemetry series id belongs to another series (is another Meridian node writing telemetry into this database?)"
+                    )
+                }
+            }
+            let chunkDeletes = chunks.filter { $0.value == nil }.map(\.key)
+            for slice in chunkDeletes.slices(of: Self.batchRows) {
+                try session.execute(
+                    """
+                    DELETE FROM ts_chunks c USING unnest(\(slice.map(\.series))::BIGINT[], \(slice.map(\.start))::BIGINT[]) AS k(series_id, start_ts)
+                    WHERE c.series_id = k.series_id AND c.start_ts = k.start_ts
+                    """
+                )
+            }
+            let chunkPuts = chunks.compactMap { key, chunk in chunk.map { (key.series, $0) } }
+            for slice in chunkPuts.slices(of: Self.batchRows) {
+                try session.execute(
+                    """
+                    INSERT INTO ts_chunks (series_id, start_ts, end_ts, sample_count, data)
+                    SELECT * FROM unnest(\(slice.map(\.0))::BIGINT[], \(slice.map(\.1.start))::BIGINT[], \(slice.map(\.1.end))::BIGINT[],
+                                         \(slice.map { Int64($0.1.count) })::BIGINT[], \(slice.map { ByteBuffer(bytes: $0.1.data) })::BYTEA[])
+                    ON CONFLICT (series_id, start_ts) DO UPDATE
+                    SET end_ts = excluded.end_ts, sample_count = excluded.sample_count, data = excluded.data
+                    """
+                )
+            }
+            let rollupDeletes = rollups.filter { $0.value == nil }.map(\.key)
+            for slice in rollupDeletes.slices(of: Self.batchRows) {
+                try session.execute(
+                    """
+                    DELETE FROM ts_rollups r
+                    USING unnest(\(slice.map(\.series))::BIGINT[], \(slice.map { Int16($0.tier.rawValue) })::SMALLINT[], \(slice.map(\.period))::BIGINT[])
+                          AS k(series_id, tier, period)
+                    WHERE r.series_id = k.series_id AND r.tier = k.tier AND r.period = k.period
+                    """
+                )
+            }
+            let rollupPuts = rollups.compactMap { key, data in data.map { (key, $0) } }
+            for slice in rollupPuts.slices(of: Self.batchRows) {
+                try session.execute(
+                    """
+                    INSERT INTO ts_rollups (series_id, tier, period, data)
+                    SELECT * FROM unnest(\(slice.map(\.0.series))::BIGINT[], \(slice.map { Int16($0.0.tier.rawValue) })::SMALLINT[],
+                                         \(slice.map(\.0.period))::BIGINT[], \(slice.map { ByteBuffer(bytes: $0.1) })::BYTEA[])
+                    ON CONFLICT (series_id, tier, period) DO UPDATE SET data = excluded.data
+                    """
+                )
+            }
+            let headDeletes = heads.filter { $0.value == nil }.map(\.key)
+            for slice in headDeletes.slices(of: Self.batchRows) {
+                try session.execute("DELETE FROM ts_heads WHERE series_id = ANY(\(Array(slice))::BIGINT[])")
+            }
+            let headPuts = heads.compactMap { id, data in data.map { (id, $0) } }
+            for slice in headPuts.slices(of: Self.batchRows) {
+                try session.execute(
+                    """
+                    INSERT INTO ts_heads (series_id, data)
+                    SELECT * FROM unnest(\(slice.map(\.0))::BIGINT[], \(slice.map { ByteBuffer(bytes: $0.1) })::BYTEA[])
+                    ON CONFLICT (series_id) DO UPDATE SET data = excluded.data
+                    """
+                )
+            }
+            for slice in Array(latest.values).slices(of: Self.batchRows) {
+                var hasBits: [Bool] = []
+                var bits: [Int64] = []
+                var hasText: [Bool] = []
+                var texts: [ByteBuffer] = []
+                for entry in slice {
+                    let (value, text) = Self.latestColumns(entry.point.value)
+                    hasBits.append(value != nil)
+                    bits.append(value ?? 0)
+                    hasText.append(text != nil)
+                    texts.append(text ?? ByteBuffer())
+                }
+                try session.execute(
+                    """
+                    INSERT INTO ts_latest (device_id, key, ts, type, bits, text_value)
+                    SELECT device_id, key, ts, type, CASE WHEN has_bits THEN bits END, CASE WHEN has_text THEN text_value END
+                    FROM unnest(\(slice.map(\.deviceID))::TEXT[], \(slice.map(\.key))::TEXT[], \(slice.map(\.point.timestamp))::BIGINT[],
+                                \(slice.map { Int16($0.point.value.type.rawValue) })::SMALLINT[], \(hasBits)::BOOLEAN[], \(bits)::BIGINT[],
+                                \(hasText)::BOOLEAN[], \(texts)::BYTEA[])
+                         AS l(device_id, key, ts, type, has_bits, bits, has_text, text_value)
+                    ON CONFLICT (device_id, key) DO UPDATE
+                    SET ts = excluded.ts, type = excluded.type, bits = excluded.bits, text_value = excluded.text_value
+                    """
+                )
+            }
+        }
+
+        /// A latest value's `bits` and `text_value` columns: numbers as their 64-bit pattern
+        /// (-0 and NaN payloads survive), strings as UTF-8 bytes (PostgreSQL text holds no NUL).
+        static func latestColumns(_ value: TelemetryValue) -> (bits: Int64?, text: ByteBuffer?) {
+            switch value {
+            case .number(let number): (Int64(bitPattern: number.bitPattern), nil)
+            case .bool(let bool): (bool ? 1 : 0, nil)
+            case .string(let string): (nil, ByteBuffer(string: string))
+            }
+        }
+
+        func putLatest(deviceID: String, key: String, point: TelemetryPoint) throws {
+            let (bits, text) = Self.latestColumns(point.value)
             try session.execute(
                 """
                 INSERT INTO ts_latest (device_id, key, ts, type, bits, text_value)
@@ -349,5 +505,12 @@ extension PostgresChunkStore: TimeSeriesChunkStore {
                 """
             )
         }
+    }
+}
+
+extension Array {
+    /// The array in consecutive slices of at most `size` elements.
+    fileprivate func slices(of size: Int) -> [ArraySlice<Element>] {
+        stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
     }
 }

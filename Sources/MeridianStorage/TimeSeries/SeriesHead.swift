@@ -2,6 +2,11 @@ import MeridianCore
 
 /// The unsealed tail of one series, in memory: sorted, de-duplicated samples newer than
 /// everything sealed. Guarded by its device's shard lock; only the engine's writer mutates it.
+///
+/// Samples sit in one buffer of (timestamp, number) pairs with the count in the object: an
+/// append in order touches the object and one place in the buffer, which matters when a batch
+/// touches thousands of heads that are no longer in the CPU's caches. Booleans and strings keep
+/// their values in arrays beside it (the pair's number is unused for them).
 final class SeriesHead: @unchecked Sendable {
     let id: Int64
     let tenantID: String
@@ -9,10 +14,17 @@ final class SeriesHead: @unchecked Sendable {
     let key: String
     let type: TelemetryValueType
 
-    private(set) var timestamps: [Int64] = []
-    private(set) var numbers: [Double] = []
-    private(set) var bools: [Bool] = []
-    private(set) var strings: [String] = []
+    private struct Entry {
+        var timestamp: Int64
+        var number: Double
+    }
+
+    /// Samples held.
+    private(set) var count = 0
+    private var capacity = 0
+    private var entries: UnsafeMutablePointer<Entry>?
+    private var bools: [Bool] = []
+    private var strings: [String] = []
 
     /// Newest sealed timestamp (`Int64.min`: nothing sealed).
     var sealedEnd: Int64
@@ -36,10 +48,29 @@ final class SeriesHead: @unchecked Sendable {
         self.sealedEnd = sealedEnd
     }
 
-    var count: Int { timestamps.count }
+    deinit {
+        entries?.deallocate()
+    }
 
     var stored: StoredSeries {
         StoredSeries(id: id, tenantID: tenantID, deviceID: deviceID, key: key, type: type, sealedEnd: sealedEnd == .min ? nil : sealedEnd)
+    }
+
+    /// The samples' timestamps, oldest first.
+    var timestamps: [Int64] {
+        guard let entries else { return [] }
+        return (0..<count).map { entries[$0].timestamp }
+    }
+
+    /// The samples' values of a number series, oldest first.
+    var numbers: [Double] {
+        guard let entries, type == .number else { return [] }
+        return (0..<count).map { entries[$0].number }
+    }
+
+    @inline(__always)
+    func timestamp(at index: Int) -> Int64 {
+        entries.unsafelyUnwrapped[index].timestamp
     }
 
     /// Adds a sample (last write wins for an equal timestamp). Returns false when the sample is
@@ -48,33 +79,51 @@ final class SeriesHead: @unchecked Sendable {
     func insert(_ timestamp: Int64, _ value: TelemetryValue) -> Bool {
         if timestamp <= sealedEnd { return false }
         dirty = true
-        if let last = timestamps.last, timestamp <= last {
+        if count > 0, timestamp <= entries.unsafelyUnwrapped[count - 1].timestamp {
             insertOutOfOrder(timestamp, value)
             return true
         }
-        timestamps.append(timestamp)
+        if count == capacity { grow() }
+        var number = 0.0
         switch value {
-        case .number(let number): numbers.append(number)
+        case .number(let value): number = value
         case .bool(let bool): bools.append(bool)
         case .string(let string): strings.append(string)
         }
+        (entries.unsafelyUnwrapped + count).initialize(to: Entry(timestamp: timestamp, number: number))
+        count += 1
         return true
     }
 
-    private func insertOutOfOrder(_ timestamp: Int64, _ value: TelemetryValue) {
-        var low = 0
-        var high = timestamps.count
-        while low < high {
-            let middle = (low + high) / 2
-            if timestamps[middle] < timestamp { low = middle + 1 } else { high = middle }
+    private func grow() {
+        let newCapacity = max(8, capacity * 2)
+        let grown = UnsafeMutablePointer<Entry>.allocate(capacity: newCapacity)
+        if let entries {
+            grown.moveInitialize(from: entries, count: count)
+            entries.deallocate()
         }
-        let replace = low < timestamps.count && timestamps[low] == timestamp
-        if !replace { timestamps.insert(timestamp, at: low) }
+        entries = grown
+        capacity = newCapacity
+    }
+
+    private func insertOutOfOrder(_ timestamp: Int64, _ value: TelemetryValue) {
+        let low = lowerBound(timestamp)
+        let replace = low < count && entries.unsafelyUnwrapped[low].timestamp == timestamp
+        var number = 0.0
         switch value {
-        case .number(let number): if replace { numbers[low] = number } else { numbers.insert(number, at: low) }
+        case .number(let value): number = value
         case .bool(let bool): if replace { bools[low] = bool } else { bools.insert(bool, at: low) }
         case .string(let string): if replace { strings[low] = string } else { strings.insert(string, at: low) }
         }
+        if replace {
+            entries.unsafelyUnwrapped[low].number = number
+            return
+        }
+        if count == capacity { grow() }
+        let base = entries.unsafelyUnwrapped
+        (base + low + 1).moveInitialize(from: base + low, count: count - low)
+        (base + low).initialize(to: Entry(timestamp: timestamp, number: number))
+        count += 1
     }
 
     /// The head's values as a codec column.
@@ -98,8 +147,10 @@ final class SeriesHead: @unchecked Sendable {
     /// Empties the head after its samples were sealed up to `end`.
     func sealed(through end: Int64) {
         sealedEnd = end
-        timestamps.removeAll(keepingCapacity: false)
-        numbers.removeAll(keepingCapacity: false)
+        entries?.deallocate()
+        entries = nil
+        count = 0
+        capacity = 0
         bools.removeAll(keepingCapacity: false)
         strings.removeAll(keepingCapacity: false)
         dirty = false
@@ -107,12 +158,11 @@ final class SeriesHead: @unchecked Sendable {
 
     /// Samples in `from...to` as points, oldest first.
     func points(from: Int64, to: Int64) -> [TelemetryPoint] {
-        guard let first = timestamps.first, let last = timestamps.last, last >= from, first <= to else { return [] }
+        guard count > 0, timestamp(at: count - 1) >= from, timestamp(at: 0) <= to else { return [] }
         var result: [TelemetryPoint] = []
-        let start = lowerBound(from)
-        var index = start
-        while index < timestamps.count, timestamps[index] <= to {
-            result.append(TelemetryPoint(timestamp: timestamps[index], value: value(at: index)))
+        var index = lowerBound(from)
+        while index < count, timestamp(at: index) <= to {
+            result.append(TelemetryPoint(timestamp: timestamp(at: index), value: value(at: index)))
             index += 1
         }
         return result
@@ -120,10 +170,10 @@ final class SeriesHead: @unchecked Sendable {
 
     func lowerBound(_ timestamp: Int64) -> Int {
         var low = 0
-        var high = timestamps.count
+        var high = count
         while low < high {
             let middle = (low + high) / 2
-            if timestamps[middle] < timestamp { low = middle + 1 } else { high = middle }
+            if self.timestamp(at: middle) < timestamp { low = middle + 1 } else { high = middle }
         }
         return low
     }
@@ -131,7 +181,7 @@ final class SeriesHead: @unchecked Sendable {
     @inline(__always)
     func value(at index: Int) -> TelemetryValue {
         switch type {
-        case .number: .number(numbers[index])
+        case .number: .number(entries.unsafelyUnwrapped[index].number)
         case .bool: .bool(bools[index])
         case .string: .string(strings[index])
         }
@@ -158,30 +208,110 @@ extension TimeSeriesColumn {
 }
 
 /// One device's series and latest values, guarded by its shard's lock.
+/// One key of a device: its series (one per value type the key has had; almost always one) and
+/// its newest value. Guarded, like its heads, by the device's shard lock.
+final class DeviceKey: @unchecked Sendable {
+    let name: String
+    private(set) var heads: [SeriesHead] = []
+    /// The head of the type the key had last (what the next sample most likely needs).
+    private(set) var current: SeriesHead?
+    /// The newest value (by timestamp; a later write wins a tie).
+    var latest: TelemetryPoint?
+    /// Whether ``latest`` changed since the last checkpoint (the key is then in its device's
+    /// ``DeviceSeries/dirtyKeys``).
+    var latestDirty = false
+
+    init(name: String) {
+        self.name = name
+    }
+
+    func add(_ head: SeriesHead) {
+        heads.append(head)
+        current = head
+    }
+
+    @inline(__always)
+    func head(_ type: TelemetryValueType) -> SeriesHead? {
+        if let current, current.type == type { return current }
+        for head in heads where head.type == type {
+            current = head
+            return head
+        }
+        return nil
+    }
+}
+
+/// A device's keys. Per sample the writer needs a key's head and its latest value; devices send
+/// the same keys in the same order message after message, so the keys of the previous message
+/// are remembered (``recent``) and a message that repeats them is placed without hashing a key.
 final class DeviceSeries: @unchecked Sendable {
     let tenantID: String
-    /// Per key, its series (one per value type the key has had; almost always one).
-    var series: [String: [SeriesHead]] = [:]
-    /// Per key, the newest value (by timestamp; a later write wins a tie).
-    var latest: [String: TelemetryPoint] = [:]
+    private(set) var byKey: [String: DeviceKey] = [:]
     /// Keys whose latest value changed since the last checkpoint.
-    var latestDirty: Set<String> = []
+    private(set) var dirtyKeys: [DeviceKey] = []
+    /// The keys of the previous message, in its order.
+    private var recent: [DeviceKey] = []
 
     init(tenantID: String) {
         self.tenantID = tenantID
     }
 
+    /// The key's record, created if new.
+    func key(_ name: String) -> DeviceKey {
+        if let key = byKey[name] { return key }
+        let key = DeviceKey(name: name)
+        byKey[name] = key
+        return key
+    }
+
+    /// The keys of `samples`, in order, if they are those of the previous message.
     @inline(__always)
-    func head(_ key: String, _ type: TelemetryValueType) -> SeriesHead? {
-        guard let heads = series[key] else { return nil }
-        for head in heads where head.type == type { return head }
-        return nil
+    func recentKeys(matching samples: [TelemetrySample]) -> [DeviceKey]? {
+        guard samples.count == recent.count else { return nil }
+        for index in samples.indices where samples[index].key != recent[index].name { return nil }
+        return recent
+    }
+
+    /// Remembers the keys of the message just placed.
+    func remember(_ keys: [DeviceKey]) {
+        recent = keys
     }
 
     @inline(__always)
-    func updateLatest(_ key: String, _ timestamp: Int64, _ value: TelemetryValue) {
-        if let current = latest[key], current.timestamp > timestamp { return }
-        latest[key] = TelemetryPoint(timestamp: timestamp, value: value)
-        latestDirty.insert(key)
+    func updateLatest(_ key: DeviceKey, _ timestamp: Int64, _ value: TelemetryValue) {
+        if let current = key.latest, current.timestamp > timestamp { return }
+        key.latest = TelemetryPoint(timestamp: timestamp, value: value)
+        markDirty(key)
     }
+
+    func markDirty(_ key: DeviceKey) {
+        guard !key.latestDirty else { return }
+        key.latestDirty = true
+        dirtyKeys.append(key)
+    }
+
+    /// The dirty keys' latest values; they are clean afterwards.
+    func takeDirtyLatest() -> [(key: String, point: TelemetryPoint)] {
+        var result: [(key: String, point: TelemetryPoint)] = []
+        result.reserveCapacity(dirtyKeys.count)
+        for key in dirtyKeys {
+            key.latestDirty = false
+            if let point = key.latest { result.append((key.name, point)) }
+        }
+        dirtyKeys.removeAll()
+        return result
+    }
+
+    /// Every key's newest value.
+    var latestValues: [String: TelemetryPoint] {
+        var result: [String: TelemetryPoint] = [:]
+        result.reserveCapacity(byKey.count)
+        for (name, key) in byKey {
+            if let point = key.latest { result[name] = point }
+        }
+        return result
+    }
+
+    /// Every head of every key.
+    var allHeads: [SeriesHead] { byKey.values.flatMap(\.heads) }
 }

@@ -66,7 +66,9 @@ protocol TimeSeriesChunkStore: Sendable {
     func sizeOnDisk() -> Int
 }
 
-/// The writes of one transaction; reads inside see the writes before them.
+/// The writes of one transaction; reads inside see the writes before them. The engine batches
+/// its commits' writes (``BufferedChunkWriter``): a store that can send ``apply(_:)`` and
+/// ``rollups(_:)`` in a few round trips (PostgreSQL) overrides them.
 protocol TimeSeriesChunkWriter {
     func saveSeries(_ series: StoredSeries) throws
     func deleteSeries(deviceID: String) throws
@@ -80,4 +82,61 @@ protocol TimeSeriesChunkWriter {
     func putHead(series: Int64, data: [UInt8]) throws
     func deleteHead(series: Int64) throws
     func putLatest(deviceID: String, key: String, point: TelemetryPoint) throws
+    /// Several rollup chunks at once (those that exist).
+    func rollups(_ keys: [RollupKey]) throws -> [RollupKey: [UInt8]]
+    /// Carries out a batch of writes as if made one by one, in order.
+    func apply(_ batch: TimeSeriesWriteBatch) throws
+}
+
+/// One rollup chunk's identity.
+struct RollupKey: Hashable, Sendable {
+    var series: Int64
+    var tier: RollupTier
+    var period: Int64
+}
+
+/// Writes collected to be sent to the store at once (``TimeSeriesChunkWriter/apply(_:)``), in
+/// the order they were made: for the same row, the last one wins.
+struct TimeSeriesWriteBatch {
+    enum Write {
+        case saveSeries(StoredSeries)
+        case putChunk(series: Int64, StoredChunk)
+        case deleteChunk(series: Int64, start: Int64)
+        case putRollup(RollupKey, [UInt8])
+        case deleteRollup(RollupKey)
+        case putHead(series: Int64, [UInt8])
+        case deleteHead(series: Int64)
+        case putLatest(deviceID: String, key: String, point: TelemetryPoint)
+    }
+
+    var writes: [Write] = []
+}
+
+extension TimeSeriesChunkWriter {
+    /// Several rollup chunks at once (those that exist). A store that can fetch them in one
+    /// round trip overrides it.
+    func rollups(_ keys: [RollupKey]) throws -> [RollupKey: [UInt8]] {
+        var result: [RollupKey: [UInt8]] = [:]
+        for key in keys {
+            if let data = try rollup(series: key.series, tier: key.tier, period: key.period) { result[key] = data }
+        }
+        return result
+    }
+
+    /// Carries out a batch of writes, in order. A store that can send them in a few statements
+    /// overrides it.
+    func apply(_ batch: TimeSeriesWriteBatch) throws {
+        for write in batch.writes {
+            switch write {
+            case .saveSeries(let series): try saveSeries(series)
+            case .putChunk(let series, let chunk): try putChunk(series: series, chunk)
+            case .deleteChunk(let series, let start): try deleteChunk(series: series, start: start)
+            case .putRollup(let key, let data): try putRollup(series: key.series, tier: key.tier, period: key.period, data: data)
+            case .deleteRollup(let key): try deleteRollup(series: key.series, tier: key.tier, period: key.period)
+            case .putHead(let series, let data): try putHead(series: series, data: data)
+            case .deleteHead(let series): try deleteHead(series: series)
+            case .putLatest(let deviceID, let key, let point): try putLatest(deviceID: deviceID, key: key, point: point)
+            }
+        }
+    }
 }

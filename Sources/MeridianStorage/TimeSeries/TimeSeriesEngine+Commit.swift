@@ -13,7 +13,11 @@ extension TimeSeriesEngine {
         let unsaved = state.unsaved
         try commitLock.withWriteLock {
             var sealedEnds: [(SeriesHead, Int64)] = []
-            try store.write(durable: durable) { writer in
+            try store.write(durable: durable) { storeWriter in
+                // Sent in a few statements at the end; the rollups the seals extend are
+                // fetched in one read first.
+                let writer = BufferedChunkWriter(base: storeWriter)
+                try writer.prefetchRollups(Self.rollupKeys(sealing: seal))
                 for head in unsaved { try writer.saveSeries(head.stored) }
                 for head in seal where head.count > 0 {
                     let end = try sealHead(head, writer)
@@ -30,6 +34,7 @@ extension TimeSeriesEngine {
                     }
                 }
                 for entry in latest { try writer.putLatest(deviceID: entry.deviceID, key: entry.key, point: entry.point) }
+                try writer.flush()
             }
             // The store has it all: now the heads.
             for head in unsaved { head.saved = true }
@@ -52,6 +57,23 @@ extension TimeSeriesEngine {
             }
         }
         state.unsaved.removeAll { $0.saved }
+    }
+
+    /// The rollup chunks sealing `heads` extends.
+    static func rollupKeys(sealing heads: [SeriesHead]) -> [RollupKey] {
+        var keys: [RollupKey] = []
+        for head in heads where head.type == .number && head.count > 0 {
+            let first = head.timestamp(at: 0)
+            let last = head.timestamp(at: head.count - 1)
+            for tier in RollupTier.allCases {
+                var period = bucketStart(first, tier.period)
+                while period <= last {
+                    keys.append(RollupKey(series: head.id, tier: tier, period: period))
+                    period += tier.period
+                }
+            }
+        }
+        return keys
     }
 
     /// Writes the head as a chunk and folds it into the rollups; returns its last timestamp.
@@ -209,8 +231,8 @@ extension TimeSeriesEngine {
         for shard in shards {
             shard.devices.withLock { devices in
                 for (deviceID, device) in devices {
-                    for heads in device.series.values {
-                        for head in heads {
+                    for key in device.byKey.values {
+                        for head in key.heads {
                             // Idle heads, and full ones an earlier failed write left behind.
                             if head.count > 0 && (now - head.lastWrite >= configuration.idleSealAfter || head.count >= configuration.chunkSamples) {
                                 seal.append(head)
@@ -219,10 +241,7 @@ extension TimeSeriesEngine {
                             }
                         }
                     }
-                    for key in device.latestDirty {
-                        if let point = device.latest[key] { latest.append((deviceID, key, point)) }
-                    }
-                    device.latestDirty.removeAll()
+                    for (key, point) in device.takeDirtyLatest() { latest.append((deviceID, key, point)) }
                 }
             }
         }
@@ -232,7 +251,9 @@ extension TimeSeriesEngine {
         } catch {
             // Keep the latest values dirty so the next checkpoint writes them.
             for entry in latest {
-                shard(entry.deviceID).devices.withLock { devices in _ = devices[entry.deviceID]?.latestDirty.insert(entry.key) }
+                shard(entry.deviceID).devices.withLock { devices in
+                    if let device = devices[entry.deviceID] { device.markDirty(device.key(entry.key)) }
+                }
             }
             throw error
         }

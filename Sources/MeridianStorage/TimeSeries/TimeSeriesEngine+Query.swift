@@ -15,7 +15,7 @@ extension TimeSeriesEngine {
         var result: [String: [String: TelemetryPoint]] = [:]
         result.reserveCapacity(deviceIDs.count)
         for deviceID in deviceIDs {
-            let latest = shard(deviceID).devices.withLock { devices in devices[deviceID]?.latest }
+            let latest = shard(deviceID).devices.withLock { devices in devices[deviceID]?.latestValues }
             if let latest, !latest.isEmpty { result[deviceID] = latest }
         }
         return result
@@ -30,16 +30,16 @@ extension TimeSeriesEngine {
 
     /// The keys a device has telemetry for, sorted.
     public func keys(deviceID: String) -> [String] {
-        shard(deviceID).devices.withLock { devices in devices[deviceID].map { Array($0.series.keys) } ?? [] }.sorted()
+        shard(deviceID).devices.withLock { devices in devices[deviceID].map { Array($0.byKey.keys) } ?? [] }.sorted()
     }
 
     /// Copies the heads of the device's keys that overlap `from...to`.
     private func views(deviceID: String, keys: [String]?, from: Int64, to: Int64) -> [(String, [HeadView])] {
         shard(deviceID).devices.withLock { devices in
             guard let device = devices[deviceID] else { return [] }
-            let wanted = keys ?? device.series.keys.sorted()
+            let wanted = keys ?? device.byKey.keys.sorted()
             return wanted.map { key in
-                let heads = device.series[key] ?? []
+                let heads = device.byKey[key]?.heads ?? []
                 return (key, heads.map { HeadView(id: $0.id, type: $0.type, sealedEnd: $0.sealedEnd, points: $0.points(from: from, to: to)) })
             }
         }

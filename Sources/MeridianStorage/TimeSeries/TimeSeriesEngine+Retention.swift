@@ -47,7 +47,7 @@ extension TimeSeriesEngine {
     public func applyRetention(deviceID: String, retention: TelemetryRetention, now: Int64) throws -> RetentionOutcome {
         try writer.withLock { _ in
             let heads: [SeriesHead] = shard(deviceID).devices.withLock { devices in
-                devices[deviceID].map { $0.series.values.flatMap { $0 } } ?? []
+                devices[deviceID]?.allHeads ?? []
             }
             guard !heads.isEmpty else { return RetentionOutcome() }
             var outcome = RetentionOutcome()
@@ -115,7 +115,7 @@ extension TimeSeriesEngine {
         let small = max(1, configuration.chunkSamples / 2)
         return try writer.withLock { _ in
             let heads: [SeriesHead] = shard(deviceID).devices.withLock { devices in
-                devices[deviceID].map { $0.series.values.flatMap { $0 } } ?? []
+                devices[deviceID]?.allHeads ?? []
             }
             var removed = 0
             try commitLock.withWriteLock {

@@ -153,7 +153,7 @@ public final class TimeSeriesEngine: Sendable {
             }
             for entry in latest {
                 shard(entry.deviceID).devices.withLock { devices in
-                    devices[entry.deviceID]?.latest[entry.key] = entry.point
+                    devices[entry.deviceID]?.key(entry.key).latest = entry.point
                 }
             }
             var replayed = 0
@@ -173,7 +173,7 @@ public final class TimeSeriesEngine: Sendable {
         shard(head.deviceID).devices.withLock { devices in
             let device = devices[head.deviceID] ?? DeviceSeries(tenantID: head.tenantID)
             devices[head.deviceID] = device
-            device.series[head.key, default: []].append(head)
+            device.key(head.key).add(head)
         }
     }
 
@@ -208,7 +208,7 @@ public final class TimeSeriesEngine: Sendable {
                     case .string: value = .string(try reader.string())
                     }
                     shard(head.deviceID).devices.withLock { devices in
-                        devices[head.deviceID]?.updateLatest(head.key, timestamp, value)
+                        if let device = devices[head.deviceID] { device.updateLatest(device.key(head.key), timestamp, value) }
                         place(head, timestamp, value, full: &full, late: &late)
                     }
                 }
@@ -251,30 +251,41 @@ public final class TimeSeriesEngine: Sendable {
         for message in messages { total += message.samples.count }
         guard total > 0 else { return }
 
-        // Pass 1: find (or create) every sample's series.
+        // Pass 1: find (or create) every sample's key and series.
         var heads: [SeriesHead] = []
         heads.reserveCapacity(total)
+        var keys: [DeviceKey] = []
+        keys.reserveCapacity(total)
         var devices: [DeviceSeries] = []
         devices.reserveCapacity(messages.count)
         for message in messages {
             let samples = message.samples
             let device: DeviceSeries = shard(message.deviceID).devices.withLock { shardDevices in
-                let device = shardDevices[message.deviceID] ?? DeviceSeries(tenantID: message.tenantID)
-                if shardDevices[message.deviceID] == nil { shardDevices[message.deviceID] = device }
-                for sample in samples {
+                let device: DeviceSeries
+                if let known = shardDevices[message.deviceID] {
+                    device = known
+                } else {
+                    device = DeviceSeries(tenantID: message.tenantID)
+                    shardDevices[message.deviceID] = device
+                }
+                let messageKeys = device.recentKeys(matching: samples) ?? samples.map { device.key($0.key) }
+                for (index, sample) in samples.enumerated() {
+                    let key = messageKeys[index]
                     let type = sample.value.type
-                    if let head = device.head(sample.key, type) {
+                    if let head = key.head(type) {
                         heads.append(head)
                     } else {
                         let head = SeriesHead(
                             id: state.nextSeriesID, tenantID: message.tenantID, deviceID: message.deviceID, key: sample.key, type: type, sealedEnd: .min
                         )
                         state.nextSeriesID += 1
-                        device.series[sample.key, default: []].append(head)
+                        key.add(head)
                         heads.append(head)
                         state.undefined.append(head)
                     }
                 }
+                keys.append(contentsOf: messageKeys)
+                device.remember(messageKeys)
                 return device
             }
             devices.append(device)
@@ -329,10 +340,10 @@ public final class TimeSeriesEngine: Sendable {
             shard(message.deviceID).devices.withLock { _ in
                 for sample in samples {
                     let head = heads[index]
-                    index += 1
                     head.lastWrite = now
-                    device.updateLatest(sample.key, sample.timestamp, sample.value)
+                    device.updateLatest(keys[index], sample.timestamp, sample.value)
                     place(head, sample.timestamp, sample.value, full: &full, late: &late)
+                    index += 1
                 }
             }
         }
@@ -373,9 +384,7 @@ public final class TimeSeriesEngine: Sendable {
             try store.write(durable: false) { writer in try writer.deleteSeries(deviceID: deviceID) }
             let removed = shard(deviceID).devices.withLock { devices in devices.removeValue(forKey: deviceID) }
             if let removed {
-                for heads in removed.series.values {
-                    for head in heads { state.headsByID[head.id] = nil }
-                }
+                for head in removed.allHeads { state.headsByID[head.id] = nil }
             }
             state.unsaved.removeAll { $0.deviceID == deviceID }
             state.undefined.removeAll { $0.deviceID == deviceID }

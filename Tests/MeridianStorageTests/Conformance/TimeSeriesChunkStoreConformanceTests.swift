@@ -214,6 +214,59 @@ enum ChunkStoreConformance {
             #expect(all.map(\.tenantID) == ["t1", "t1", "t2"])
         },
 
+        ChunkStoreCase("a batch of writes lands as if made one by one: the last write of each row wins; several rollups read at once") { context in
+            let minute = RollupTier.minute
+            try await context.write { writer in
+                try writer.putChunk(series: 1, chunk(0, 9, tag: 1))
+                try writer.putRollup(series: 1, tier: minute, period: 0, data: [1])
+                try writer.putHead(series: 1, data: [1])
+                try writer.saveSeries(series(1, "d1", "temp"))
+            }
+            let nan = Double(bitPattern: 0x7FF8_0000_0000_0ABC)
+            var batch = TimeSeriesWriteBatch()
+            batch.writes = [
+                .saveSeries(series(1, "d1", "temp", sealedEnd: 9)),
+                .saveSeries(series(2, "d1", "mode", .string)),
+                .saveSeries(series(2, "d1", "mode", .string, sealedEnd: 30)),
+                .deleteChunk(series: 1, start: 0),
+                .putChunk(series: 1, chunk(10, 19, tag: 2)),
+                .putChunk(series: 1, chunk(10, 19, tag: 3)),
+                .putChunk(series: 2, chunk(20, 30, tag: 4)),
+                .putRollup(RollupKey(series: 1, tier: minute, period: 0), [2, 2]),
+                .putRollup(RollupKey(series: 2, tier: .hour, period: 0), [3]),
+                .deleteRollup(RollupKey(series: 2, tier: .hour, period: 0)),
+                .putRollup(RollupKey(series: 2, tier: minute, period: 86_400_000), [4]),
+                .deleteHead(series: 1),
+                .putHead(series: 2, [5]),
+                .putLatest(deviceID: "d1", key: "temp", point: TelemetryPoint(timestamp: 1, value: .number(1))),
+                .putLatest(deviceID: "d1", key: "temp", point: TelemetryPoint(timestamp: 2, value: .number(nan))),
+                .putLatest(deviceID: "d1", key: "mode", point: TelemetryPoint(timestamp: 3, value: .string("eco\u{0}✓"))),
+                .putLatest(deviceID: "d1", key: "on", point: TelemetryPoint(timestamp: 4, value: .bool(true))),
+            ]
+            let applied = batch
+            try await context.write { writer in try writer.apply(applied) }
+            let store = context.store
+            let stored = try await context.blocking { try store.allSeries() }.sorted { $0.id < $1.id }
+            #expect(stored.map(\.sealedEnd) == [9, 30])
+            let chunks1 = try await context.blocking { try store.chunks(series: 1, from: .min, to: .max) }
+            #expect(chunks1.map(\.start) == [10] && chunks1.first?.data == chunk(10, 19, tag: 3).data)
+            let heads = try await context.blocking { try store.allHeads() }
+            #expect(heads.map(\.0) == [2] && heads.first?.1 == [5])
+            let latest = try await context.blocking { try store.allLatest() }.sorted { $0.key < $1.key }
+            #expect(latest.map(\.key) == ["mode", "on", "temp"])
+            #expect(latest[0].point == TelemetryPoint(timestamp: 3, value: .string("eco\u{0}✓")))
+            #expect(latest[1].point == TelemetryPoint(timestamp: 4, value: .bool(true)))
+            #expect(latest[2].point.timestamp == 2 && latest[2].point.value.isIdentical(to: .number(nan)))
+            let keys = [
+                RollupKey(series: 1, tier: minute, period: 0), RollupKey(series: 2, tier: .hour, period: 0),
+                RollupKey(series: 2, tier: minute, period: 86_400_000), RollupKey(series: 3, tier: minute, period: 0),
+            ]
+            try await context.write { writer in
+                let found = try writer.rollups(keys)
+                #expect(found == [keys[0]: [2, 2], keys[2]: [4]])
+            }
+        },
+
         ChunkStoreCase(
             "chunks: a range holds the chunks starting inside it, and the one starting before it only if it reaches in, oldest first"
         ) { context in

@@ -210,6 +210,77 @@ struct TimeSeriesEngineTests {
         #expect(try reopened.range(TelemetryRangeQuery(deviceID: "d1", keys: nil, from: .min, to: .max, limit: 10)).points.isEmpty)
     }
 
+    @Test("out of order and repeated timestamps in the head keep booleans and strings with their timestamps")
+    func headOutOfOrderOtherTypes() throws {
+        let fixture = TimeSeriesFixture(chunkSamples: 1000)
+        let engine = try fixture.open()
+        let order: [Int64] = [5, 1, 9, 3, 7, 3, 0, 9, 2]
+        var expectedBools: [Int64: Bool] = [:]
+        var expectedStrings: [Int64: String] = [:]
+        for (n, offset) in order.enumerated() {
+            let timestamp = Self.base + offset
+            expectedBools[timestamp] = n % 2 == 0
+            expectedStrings[timestamp] = "s\(n)"
+            try engine.append([
+                TimeSeriesFixture.message("d1", [
+                    TelemetrySample(key: "on", timestamp: timestamp, value: .bool(n % 2 == 0)),
+                    TelemetrySample(key: "mode", timestamp: timestamp, value: .string("s\(n)")),
+                ])
+            ])
+        }
+        for engine in [engine, try fixture.open()] {
+            let points = try engine.range(TelemetryRangeQuery(deviceID: "d1", keys: nil, from: .min, to: .max, limit: 100)).points
+            #expect(points["on"] == expectedBools.keys.sorted().map { TelemetryPoint(timestamp: $0, value: .bool(expectedBools[$0]!)) })
+            #expect(points["mode"] == expectedStrings.keys.sorted().map { TelemetryPoint(timestamp: $0, value: .string(expectedStrings[$0]!)) })
+        }
+    }
+
+    @Test("messages that repeat, reorder, drop or add keys each put every sample in its own key's series, and latest values follow, also after a restart")
+    func changingKeySets() throws {
+        let fixture = TimeSeriesFixture(chunkSamples: 8)
+        var generator = SeededRandom(seed: 7)
+        let names = ["temp", "hum", "door", "rpm", "a.b"]
+        var expected: [String: [String: [Int64: Double]]] = [:]  // device → key → timestamp → value
+        do {
+            let engine = try fixture.open()
+            for round in 0..<300 {
+                var batch: [DeviceMessage] = []
+                for device in ["d1", "d2", "d3"] {
+                    // Mostly the same keys in the same order, sometimes another set or order.
+                    var keys = names.prefix(3).map { $0 }
+                    if Int.random(in: 0..<4, using: &generator) == 0 {
+                        keys = names.shuffled(using: &generator).prefix(Int.random(in: 1...names.count, using: &generator)).map { $0 }
+                    }
+                    let timestamp = Self.base + Int64(round) * 1000
+                    var samples: [TelemetrySample] = []
+                    for key in keys {
+                        let value = Double(Int.random(in: 0..<10_000, using: &generator)) / 100
+                        samples.append(TelemetrySample(key: key, timestamp: timestamp, value: .number(value)))
+                        expected[device, default: [:]][key, default: [:]][timestamp] = value
+                    }
+                    batch.append(TimeSeriesFixture.message(device, samples))
+                }
+                try engine.append(batch)
+                if round == 150 { try engine.checkpoint() }
+            }
+            try check(engine, expected)
+        }
+        try check(try fixture.open(), expected)
+    }
+
+    private func check(_ engine: TimeSeriesEngine, _ expected: [String: [String: [Int64: Double]]]) throws {
+        for (device, keys) in expected {
+            let result = try engine.range(TelemetryRangeQuery(deviceID: device, keys: nil, from: .min, to: .max, limit: 10_000))
+            #expect(Set(result.points.keys) == Set(keys.keys))
+            let latest = engine.latest(deviceIDs: [device])[device] ?? [:]
+            for (key, values) in keys {
+                let wanted = values.sorted { $0.key < $1.key }.map { TelemetryPoint(timestamp: $0.key, value: .number($0.value)) }
+                #expect(result.points[key] == wanted, "\(device) \(key)")
+                #expect(latest[key] == wanted.last, "latest \(device) \(key)")
+            }
+        }
+    }
+
     @Test("idle heads are sealed at a checkpoint; samples of a key with a new type become their own series")
     func idleSealAndTypes() throws {
         let fixture = TimeSeriesFixture(chunkSamples: 1000)

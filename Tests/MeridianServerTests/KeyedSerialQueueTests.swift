@@ -25,11 +25,15 @@ struct KeyedSerialQueueTests {
                 }
             }
         }
-        try await serverEventually("the work to finish", within: .seconds(20)) { log.withLock { $0.count } == 20 }
+        // A full test run keeps the cooperative pool busy at its start: be patient.
+        try await serverEventually(
+            "the work to finish (done: \(log.withLock { $0.count }), keys pending: \(queue.pendingKeys))",
+            within: .seconds(60)
+        ) { log.withLock { $0.count } == 20 }
         let entries = log.withLock { $0 }
         #expect(entries.filter { $0.hasPrefix("a") } == (0..<10).map { "a\($0)" })
         #expect(entries.filter { $0.hasPrefix("b") } == (0..<10).map { "b\($0)" })
         #expect(!overlap.withLock { $0 })
-        try await serverEventually("the keys to be forgotten", within: .seconds(20)) { queue.pendingKeys == 0 }
+        try await serverEventually("the keys to be forgotten", within: .seconds(60)) { queue.pendingKeys == 0 }
     }
 }

@@ -214,7 +214,12 @@ public struct MeridianApplication: Sendable {
         if let platform {
             let apiServices = try await makeAPIServices(platform, telemetry: telemetry, twins: twins)
             APIRoutes.add(to: router, services: apiServices)
-            stream = StreamEndpoint(hub: StreamHub(services: apiServices, pipeline: telemetry.pipeline, logger: self.logger))
+            stream = StreamEndpoint(
+                hub: StreamHub(
+                    services: apiServices, pipeline: telemetry.pipeline,
+                    pingInterval: .seconds(Int64(configuration.api.streamPingInterval)), logger: self.logger
+                )
+            )
             StreamEndpoint.addRoutes(to: router)
         } else {
             stream = nil

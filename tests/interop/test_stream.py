@@ -288,3 +288,45 @@ def test_revoked_api_key_closes_the_stream(platform):
         assert b"revoked" in data[2:]
     finally:
         stream.close()
+
+
+def test_silent_clients_are_pinged_and_gone_ones_closed(broker_factory):
+    """With api.stream_ping_interval = 1 s: a client that reads (and so answers pings, as
+    websocket-client does) stays connected; one that stops reading is closed within about 2.5 s."""
+    import platform_api  # noqa: PLC0415
+
+    b = broker_factory(settings={"api.stream_ping_interval": "1"}, env={platform_api.BOOTSTRAP_ENV: ADMIN_KEY})
+    platform = platform_api.Platform(b)
+    live = Stream(platform)
+    gone = Stream(platform)
+    try:
+        # The live client sees pings and answers them (websocket-client pongs on receipt).
+        pings = 0
+        deadline = time.monotonic() + 4.0
+        while time.monotonic() < deadline:
+            live.ws.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                opcode, _ = live.ws.recv_data(control_frame=True)
+            except websocket.WebSocketTimeoutException:
+                break
+            assert opcode != websocket.ABNF.OPCODE_CLOSE, "a client answering pings was closed"
+            if opcode == websocket.ABNF.OPCODE_PING:
+                pings += 1
+        assert pings >= 2, f"expected pings every second or so, got {pings}"
+        live.send({"type": "ping", "id": "still-there"})
+        assert live.next(lambda m: m.get("id") == "still-there")["type"] == "pong"
+
+        # The silent one (it read nothing for 4 s) has been closed by the server.
+        closed = False
+        gone.ws.settimeout(contract.TIMEOUT)
+        deadline = time.monotonic() + contract.TIMEOUT
+        while time.monotonic() < deadline and not closed:
+            try:
+                opcode, _ = gone.ws.recv_data(control_frame=True)
+                closed = opcode == websocket.ABNF.OPCODE_CLOSE
+            except (websocket.WebSocketConnectionClosedException, ConnectionError, OSError):
+                closed = True
+        assert closed, "the server kept a client that never answered its pings"
+    finally:
+        live.close()
+        gone.close()

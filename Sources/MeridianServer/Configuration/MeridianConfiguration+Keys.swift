@@ -161,6 +161,12 @@ extension MeridianConfiguration {
             range: 1...86_400,
             help: "Seconds over which failed logins are counted."
         ),
+        .integer(
+            "api.stream_ping_interval",
+            \.api.streamPingInterval,
+            range: 1...3600,
+            help: "Seconds of silence from a live-stream client (/api/v1/stream) before the server sends a WebSocket ping; a client silent for twice as long is closed as gone."
+        ),
 
         // [telemetry]
         .integer(

@@ -82,6 +82,9 @@ public struct MeridianConfiguration: Sendable {
         public var loginMaximumFailures: Int = 10
         /// Seconds over which failed logins are counted.
         public var loginWindow: Int = 300
+        /// Seconds of silence from a live-stream client (`/api/v1/stream`) before the server
+        /// pings it; a client silent for twice as long is gone and its connection is closed.
+        public var streamPingInterval: Int = 30
         /// On an empty database, the admin API key to create (`MERIDIAN_BOOTSTRAP_API_KEY`);
         /// nil reads that environment variable, and without it an admin user with a random
         /// password is created and printed once. Not a configuration key: never in a file.

@@ -5,7 +5,8 @@ import NIOCore
 import NIOWebSocket
 
 /// One live-stream connection after the WebSocket upgrade: RFC 6455 framing on one side (text
-/// messages up to ``maximumMessageSize``, also fragmented; pings answered; the close handshake),
+/// messages up to ``maximumMessageSize``, also fragmented; pings answered; a client silent for
+/// the hub's ping interval pinged, and one silent for twice as long closed; the close handshake),
 /// ``StreamSession`` on the other, and the connection's ``StreamOutbox`` drained while the
 /// socket is writable.
 ///
@@ -44,6 +45,9 @@ final class StreamChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private var authenticationTimer: Scheduled<Void>?
     private var expiryTimer: Scheduled<Void>?
     private var closeTimer: Scheduled<Void>?
+    private var pingTimer: RepeatedTask?
+    /// When the client last sent a frame (any: a pong, a message, a ping).
+    private var lastHeard = NIODeadline.now()
     private let remoteAddress: String?
     private var lastDropLog: NIODeadline?
     private var droppedSinceLog = 0
@@ -63,6 +67,14 @@ final class StreamChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         let eventLoop = context.eventLoop
         outbox = StreamOutbox(limits: hub.outboxLimits) {
             eventLoop.execute { loopBound.value.drain() }
+        }
+        lastHeard = eventLoop.now
+        // Checked twice per interval: a silent client is pinged between 1 and 1.5 intervals
+        // after its last frame and closed between 2 and 2.5.
+        let interval = hub.pingInterval
+        let check = TimeAmount.nanoseconds(max(interval.nanoseconds / 2, 1_000_000))
+        pingTimer = eventLoop.scheduleRepeatedTask(initialDelay: check, delay: check) { _ in
+            loopBound.value.checkLiveness(interval: interval)
         }
         if session.principal == nil {
             authenticationTimer = eventLoop.scheduleTask(in: Self.authenticationTimeout) {
@@ -88,6 +100,8 @@ final class StreamChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         authenticationTimer?.cancel()
         expiryTimer?.cancel()
         closeTimer?.cancel()
+        pingTimer?.cancel()
+        pingTimer = nil
         outbox?.close()
         if let connectionID {
             hub.unregister(connectionID)
@@ -99,6 +113,7 @@ final class StreamChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
+        lastHeard = context.eventLoop.now
         // Once closing, only the client's close frame matters.
         guard !closeSent || frame.opcode == .connectionClose else { return }
         guard frame.maskKey != nil else {
@@ -152,6 +167,25 @@ final class StreamChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
             receivedClose(frame, context: context)
         default:
             fail(code: .protocolError, reason: "unknown opcode")
+        }
+    }
+
+    /// Pings a client that has been silent for an interval; closes one silent for two (it is
+    /// gone: a dead peer never answers a close handshake, so the socket is simply closed).
+    private func checkLiveness(interval: TimeAmount) {
+        guard let context, !closeSent else { return }
+        let silence = context.eventLoop.now - lastHeard
+        if silence >= interval * 2 {
+            logger.info(
+                "live stream client gone: no answer to pings",
+                metadata: ["stream.remote": "\(remoteAddress ?? "-")", "stream.silent_s": "\(silence.nanoseconds / 1_000_000_000)"]
+            )
+            pingTimer?.cancel()
+            pingTimer = nil
+            context.close(promise: nil)
+        } else if silence >= interval {
+            let ping = WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer(string: "meridian"))
+            context.writeAndFlush(wrapOutboundOut(ping), promise: nil)
         }
     }
 

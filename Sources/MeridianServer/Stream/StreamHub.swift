@@ -1,4 +1,5 @@
 import Logging
+import NIOCore
 import MeridianCore
 import Metrics
 import NIOConcurrencyHelpers
@@ -72,6 +73,8 @@ public final class StreamHub: Service, Sendable {
     let services: APIServices
     let pipeline: TelemetryPipeline
     let outboxLimits: StreamOutbox.Limits
+    /// Silence from a client after which it is pinged; after twice as long it is closed.
+    let pingInterval: TimeAmount
     let logger: Logger
     private let state = NIOLockedValueBox(State())
     private let listener: UInt64
@@ -79,14 +82,18 @@ public final class StreamHub: Service, Sendable {
     private let connectionsGauge = Gauge(label: "meridian_stream_connections")
 
     /// Starts following `pipeline` and the registry's revocations.
-    public convenience init(services: APIServices, pipeline: TelemetryPipeline, logger: Logger) {
-        self.init(services: services, pipeline: pipeline, outboxLimits: StreamOutbox.Limits(), logger: logger)
+    public convenience init(services: APIServices, pipeline: TelemetryPipeline, pingInterval: TimeAmount = .seconds(30), logger: Logger) {
+        self.init(services: services, pipeline: pipeline, outboxLimits: StreamOutbox.Limits(), pingInterval: pingInterval, logger: logger)
     }
 
-    init(services: APIServices, pipeline: TelemetryPipeline, outboxLimits: StreamOutbox.Limits, logger: Logger) {
+    init(
+        services: APIServices, pipeline: TelemetryPipeline, outboxLimits: StreamOutbox.Limits, pingInterval: TimeAmount = .seconds(30),
+        logger: Logger
+    ) {
         self.services = services
         self.pipeline = pipeline
         self.outboxLimits = outboxLimits
+        self.pingInterval = pingInterval
         self.logger = logger
         let state = self.state
         let droppedCounter = self.droppedCounter

@@ -95,7 +95,7 @@ final class ScriptedConnection: Sendable {
     func next(
         _ type: MQTTPacketType,
         from start: Int = 0,
-        within timeout: Duration = .seconds(15)
+        within timeout: Duration = .seconds(30)
     ) async throws -> MQTTPacket {
         try await packets.first(within: timeout, from: start) { $0.type == type }
     }

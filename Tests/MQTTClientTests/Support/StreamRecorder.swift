@@ -30,7 +30,7 @@ final class StreamRecorder<Element: Sendable>: @unchecked Sendable {
     /// Waits until an element matching `predicate` arrived (at or after index `from`).
     @discardableResult
     func first(
-        within timeout: Duration = .seconds(15),
+        within timeout: Duration = .seconds(30),
         from start: Int = 0,
         where predicate: (Element) -> Bool = { _ in true },
         sourceLocation: String = #function
@@ -47,7 +47,7 @@ final class StreamRecorder<Element: Sendable>: @unchecked Sendable {
 
     /// Waits until at least `count` elements arrived, returning them.
     @discardableResult
-    func wait(forCount count: Int, within timeout: Duration = .seconds(15)) async throws -> [Element] {
+    func wait(forCount count: Int, within timeout: Duration = .seconds(30)) async throws -> [Element] {
         let deadline = ContinuousClock.now + timeout
         while true {
             let snapshot = all

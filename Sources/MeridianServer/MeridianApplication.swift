@@ -149,8 +149,17 @@ public struct MeridianApplication: Sendable {
         let hangUps = await UnixSignalsSequence(trapping: .sighup)
         // Who may connect and what they may touch comes from the registry; revocations there
         // disconnect clients here.
+        // Twins: in the registry's database (meridian.sqlite or PostgreSQL).
+        var twins: TwinService?
+        if let platform {
+            let opened = try await openTwins(database: database)
+            TwinMaintenance.followRegistry(platform.registry, twins: opened, logger: logger)
+            twins = opened
+        }
         let access = platform.map {
-            AccessControl(registry: $0.registry, configuration: configuration.auth, tls: tls, telemetry: telemetry.pipeline, logger: self.logger)
+            AccessControl(
+                registry: $0.registry, configuration: configuration.auth, tls: tls, telemetry: telemetry.pipeline, twins: twins, logger: self.logger
+            )
         }
         // Presence: connects and disconnects of devices, stored next to the registry.
         let presence = try await openPresence(database: database, platform: platform, access: access)
@@ -206,7 +215,7 @@ public struct MeridianApplication: Sendable {
         // fed by the telemetry pipeline.
         let stream: StreamEndpoint?
         if let platform {
-            let apiServices = try await makeAPIServices(platform, telemetry: telemetry, presence: presence)
+            let apiServices = try await makeAPIServices(platform, telemetry: telemetry, presence: presence, twins: twins)
             APIRoutes.add(to: router, services: apiServices)
             stream = StreamEndpoint(
                 hub: StreamHub(
@@ -259,6 +268,7 @@ public struct MeridianApplication: Sendable {
             .init(service: app),
         ]
         if let presence { services.insert(.init(service: presence), at: 0) }
+        if let twins { services.append(.init(service: TwinMaintenance(twins: twins, interval: 3600, logger: logger))) }
         if let tls {
             let httpsApp = Application(
                 router: router,
@@ -456,7 +466,30 @@ extension MeridianApplication {
         }
     }
 
-    func makeAPIServices(_ platform: Platform, telemetry: TelemetryService? = nil, presence: PresenceService? = nil) async throws -> APIServices {
+    /// The twin service over its store: the registry's PostgreSQL database when `database` is
+    /// given, else `meridian.sqlite` in the data directory.
+    func openTwins(database: PostgresDatabase?) async throws -> TwinService {
+        let store: any TwinStore
+        if let database {
+            do {
+                store = try await PostgresTwinStore(database: database)
+            } catch let error as PostgresTwinStore.OpenError {
+                throw MeridianStartupError("database.url: \(error.description)")
+            }
+        } else {
+            let path = (configuration.dataDirectory as NSString).appendingPathComponent("meridian.sqlite")
+            do {
+                store = try SQLiteTwinStore(path: path)
+            } catch let error as SQLiteTwinStore.OpenError {
+                throw MeridianStartupError(error.description)
+            }
+        }
+        return TwinService(store: store, limits: configuration.twin.limits)
+    }
+
+    func makeAPIServices(
+        _ platform: Platform, telemetry: TelemetryService? = nil, presence: PresenceService? = nil, twins: TwinService? = nil
+    ) async throws -> APIServices {
         let api = configuration.api
         return APIServices(
             registry: platform.registry,
@@ -468,6 +501,7 @@ extension MeridianApplication {
             refreshTokenLifetime: TimeInterval(api.refreshTokenLifetime),
             telemetry: telemetry,
             presence: presence,
+            twins: twins,
             logger: platform.logger
         )
     }

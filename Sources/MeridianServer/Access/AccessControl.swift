@@ -26,7 +26,7 @@ final class AccessControl: Sendable {
     /// Refreshes started and the newest one applied: an older answer never replaces a newer one.
     private let refreshes = NIOLockedValueBox((started: 0, applied: 0))
 
-    init(registry: any AccessRegistry, configuration: MeridianConfiguration.Auth, tls: TLSService?, telemetry: TelemetryPipeline? = nil, logger: Logger) {
+    init(registry: any AccessRegistry, configuration: MeridianConfiguration.Auth, tls: TLSService?, telemetry: TelemetryPipeline? = nil, twins: TwinService? = nil, logger: Logger) {
         self.registry = registry
         self.tls = tls
         self.logger = logger
@@ -47,8 +47,10 @@ final class AccessControl: Sendable {
         let brokerReference = broker
         self.messageTap = RegistryMessageTap(
             registry: registry, broker: brokerReference, logger: logger,
-            telemetry: telemetry.map { MQTTTelemetryAdapter(pipeline: $0, broker: brokerReference, logger: logger) }
+            telemetry: telemetry.map { MQTTTelemetryAdapter(pipeline: $0, broker: brokerReference, logger: logger) },
+            twins: twins.map { MQTTTwinAdapter(twins: $0, broker: brokerReference, logger: logger) }
         )
+        messageTap.twins?.start()
     }
 
     /// Starts following the registry: revocations disconnect clients, new certificate

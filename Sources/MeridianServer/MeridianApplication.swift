@@ -154,10 +154,17 @@ public struct MeridianApplication: Sendable {
         let hangUps = await UnixSignalsSequence(trapping: .sighup)
         // Who may connect and what they may touch comes from the registry; revocations there
         // disconnect clients here.
+        // Twins: in the registry's database (meridian.sqlite or PostgreSQL).
+        var twins: TwinService?
+        if let platform {
+            let opened = try await openTwins(database: database)
+            TwinMaintenance.followRegistry(platform.registry, twins: opened, logger: logger)
+            twins = opened
+        }
         let access = platform.map {
             AccessControl(
-                registry: $0.registry, configuration: configuration.auth, tls: tls, telemetry: telemetry.pipeline, commands: commands,
-                logger: self.logger
+                registry: $0.registry, configuration: configuration.auth, tls: tls, telemetry: telemetry.pipeline, twins: twins,
+                commands: commands, logger: self.logger
             )
         }
         // Presence: connects and disconnects of devices, stored next to the registry.
@@ -216,7 +223,7 @@ public struct MeridianApplication: Sendable {
         // fed by the telemetry pipeline.
         let stream: StreamEndpoint?
         if let platform {
-            let apiServices = try await makeAPIServices(platform, telemetry: telemetry, presence: presence, commands: commands)
+            let apiServices = try await makeAPIServices(platform, telemetry: telemetry, presence: presence, twins: twins, commands: commands)
             APIRoutes.add(to: router, services: apiServices)
             stream = StreamEndpoint(
                 hub: StreamHub(
@@ -269,6 +276,7 @@ public struct MeridianApplication: Sendable {
             .init(service: app),
         ]
         if let presence { services.insert(.init(service: presence), at: 0) }
+        if let twins { services.append(.init(service: TwinMaintenance(twins: twins, interval: 3600, logger: logger))) }
         if let commands { services.append(.init(service: CommandSweeper(service: commands))) }
         if let tls {
             let httpsApp = Application(
@@ -467,8 +475,30 @@ extension MeridianApplication {
         }
     }
 
+    /// The twin service over its store: the registry's PostgreSQL database when `database` is
+    /// given, else `meridian.sqlite` in the data directory.
+    func openTwins(database: PostgresDatabase?) async throws -> TwinService {
+        let store: any TwinStore
+        if let database {
+            do {
+                store = try await PostgresTwinStore(database: database)
+            } catch let error as PostgresTwinStore.OpenError {
+                throw MeridianStartupError("database.url: \(error.description)")
+            }
+        } else {
+            let path = (configuration.dataDirectory as NSString).appendingPathComponent("meridian.sqlite")
+            do {
+                store = try SQLiteTwinStore(path: path)
+            } catch let error as SQLiteTwinStore.OpenError {
+                throw MeridianStartupError(error.description)
+            }
+        }
+        return TwinService(store: store, limits: configuration.twin.limits)
+    }
+
     func makeAPIServices(
-        _ platform: Platform, telemetry: TelemetryService? = nil, presence: PresenceService? = nil, commands: CommandService? = nil
+        _ platform: Platform, telemetry: TelemetryService? = nil, presence: PresenceService? = nil, twins: TwinService? = nil,
+        commands: CommandService? = nil
     ) async throws -> APIServices {
         let api = configuration.api
         return APIServices(
@@ -481,6 +511,7 @@ extension MeridianApplication {
             refreshTokenLifetime: TimeInterval(api.refreshTokenLifetime),
             telemetry: telemetry,
             presence: presence,
+            twins: twins,
             commands: commands,
             logger: platform.logger
         )

@@ -19,7 +19,7 @@ struct RegistryCredentialTests {
         let token = try #require(generated.token)
         #expect(generated.credential.tokenHash == Secrets.sha256(token))
         let identity = try #require(try await registry.authenticateDevice(token: token))
-        #expect(identity == DeviceIdentity(deviceID: device.id, tenantID: fixture.tenantA.id, credentialID: generated.credential.id, credentialType: .token))
+        #expect(identity == DeviceIdentity(deviceID: device.id, tenantID: fixture.tenantA.id, credentialID: generated.credential.id, credentialType: .token, deviceName: device.name))
         #expect(try await registry.isStillAuthorized(identity))
         #expect(try await registry.authenticateDevice(token: token + "x") == nil)
 

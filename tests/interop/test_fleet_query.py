@@ -86,6 +86,33 @@ def test_online_and_latest_telemetry(platform):
         client.close()
 
 
+def test_twin_fields(platform):
+    """reported.* and desired.* read the devices' twins: reported by the device over MQTT (the
+    AWS request shape on the native topic), desired set by an operator over REST."""
+    tag = uuid.uuid4().hex[:8]
+    old = platform.device(f"fq-old-{tag}", labels={"run": tag})
+    new = platform.device(f"fq-new-{tag}", labels={"run": tag})
+    bare = platform.device(f"fq-bare-{tag}", labels={"run": tag})
+    for device, version in ((old, "1.9.3"), (new, "2.1.0")):
+        client = TestClient(platform.broker, V5)
+        client.paho.username_pw_set(platform.token(device["id"]), None)
+        try:
+            client.connect()
+            client.publish(f"devices/{device['id']}/twin/update",
+                           json.dumps({"state": {"reported": {"firmware": {"version": version}}}}), qos=1)
+        finally:
+            client.close()
+    platform.ok("PATCH", f"/api/v1/devices/{new['id']}/twin", json={"desired": {"mode": "eco"}})
+    # The device's update is acknowledged once handled; poll briefly all the same.
+    deadline = time.monotonic() + contract.TIMEOUT
+    while ids(query(platform, f'labels.run = "{tag}" AND reported.firmware.version < "2.0"')) != [old["id"]]:
+        assert time.monotonic() < deadline, "reported twin fields never matched"
+        time.sleep(0.1)
+    assert ids(query(platform, f'labels.run = "{tag}" AND reported.firmware.version >= "2.0"')) == [new["id"]]
+    assert ids(query(platform, f'labels.run = "{tag}" AND desired.mode = "eco"')) == [new["id"]]
+    assert ids(query(platform, f'labels.run = "{tag}" AND NOT EXISTS reported.firmware')) == [bare["id"]]
+
+
 @pytest.mark.parametrize("q,kind,offset,message", [
     ('labels.site = ', "invalid-query", 14, "expected a value after '='"),
     ('online > 3', "query-type-error", 0, "online is a boolean"),

@@ -20,12 +20,15 @@ public struct DeviceIdentity: Sendable, Hashable {
     /// The credential it authenticated with.
     public var credentialID: String
     public var credentialType: CredentialType
+    /// The device's name when it authenticated (AWS IoT firmware addresses its shadow by it).
+    public var deviceName: String?
 
-    public init(deviceID: String, tenantID: String, credentialID: String, credentialType: CredentialType) {
+    public init(deviceID: String, tenantID: String, credentialID: String, credentialType: CredentialType, deviceName: String? = nil) {
         self.deviceID = deviceID
         self.tenantID = tenantID
         self.credentialID = credentialID
         self.credentialType = credentialType
+        self.deviceName = deviceName
     }
 }
 

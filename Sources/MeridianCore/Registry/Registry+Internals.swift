@@ -311,7 +311,9 @@ extension Registry {
         guard credential.isUsable(at: time), let device = try tx.device(id: credential.deviceID), device.status == .active,
             device.tenantID == credential.tenantID
         else { return nil }
-        return DeviceIdentity(deviceID: device.id, tenantID: device.tenantID, credentialID: credential.id, credentialType: credential.type)
+        return DeviceIdentity(
+            deviceID: device.id, tenantID: device.tenantID, credentialID: credential.id, credentialType: credential.type, deviceName: device.name
+        )
     }
 }
 

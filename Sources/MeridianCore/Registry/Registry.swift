@@ -744,7 +744,9 @@ public final class Registry: Sendable {
             guard let authority = try tx.certificateAuthorities(tenantID: device.tenantID).first(where: { $0.fingerprint == issuer }) else {
                 return nil
             }
-            return DeviceIdentity(deviceID: device.id, tenantID: device.tenantID, credentialID: "ca:\(authority.id)", credentialType: .certificate)
+            return DeviceIdentity(
+                deviceID: device.id, tenantID: device.tenantID, credentialID: "ca:\(authority.id)", credentialType: .certificate, deviceName: device.name
+            )
         }
     }
 

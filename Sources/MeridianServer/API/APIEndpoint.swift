@@ -124,21 +124,27 @@ public final class APIServices: Sendable {
     public let presence: PresenceService?
     /// Fleet queries (`GET /devices?q=...`).
     public let fleet: FleetQueryService
+    /// Device twins (nil: the twin endpoints answer 503).
+    public let twins: TwinService?
     /// Commands to devices (nil: the command endpoints answer 503).
     public let commands: CommandService?
     let deviceTokens = DeviceTokenCache()
     let logger: Logger
 
-    /// `fleetTwins` gives fleet queries the twins' documents (`reported.*`, `desired.*`).
+    /// Fleet queries read `reported.*` and `desired.*` from `fleetTwins`, by default from `twins`.
     public init(
         registry: Registry, signer: APITokenSigner, loginLimiter: LoginRateLimiter = LoginRateLimiter(),
         refreshTokenLifetime: TimeInterval = 30 * 24 * 3600, telemetry: TelemetryService? = nil,
-        presence: PresenceService? = nil, fleetTwins: (any FleetTwinSource)? = nil, commands: CommandService? = nil, logger: Logger
+        presence: PresenceService? = nil, twins: TwinService? = nil, fleetTwins: (any FleetTwinSource)? = nil,
+        commands: CommandService? = nil, logger: Logger
     ) {
         self.telemetry = telemetry
         self.presence = presence
+        self.twins = twins
         self.commands = commands
-        self.fleet = FleetQueryService(registry: registry, presence: presence, twins: fleetTwins, telemetry: telemetry)
+        self.fleet = FleetQueryService(
+            registry: registry, presence: presence, twins: fleetTwins ?? twins.map { TwinFleetSource(twins: $0) }, telemetry: telemetry
+        )
         self.registry = registry
         self.signer = signer
         self.loginLimiter = loginLimiter

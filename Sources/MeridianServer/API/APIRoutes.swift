@@ -58,6 +58,16 @@ enum APIRoutes {
         APIEndpoint(.put, "/telemetry/retention", .role(.admin), putTenantRetention),
         APIEndpoint(.get, "/profiles/{id}/retention", .role(.viewer), getProfileRetention),
         APIEndpoint(.put, "/profiles/{id}/retention", .role(.admin), putProfileRetention),
+        // Twins
+        APIEndpoint(.get, "/devices/{id}/twin", .role(.viewer), getTwin),
+        APIEndpoint(.patch, "/devices/{id}/twin", .role(.operator), patchTwin),
+        APIEndpoint(.delete, "/devices/{id}/twin", .role(.operator), deleteTwin),
+        APIEndpoint(.get, "/devices/{id}/twin/history", .role(.viewer), getTwinHistory),
+        APIEndpoint(.get, "/devices/{id}/twins", .role(.viewer), listTwins),
+        APIEndpoint(.get, "/devices/{id}/twins/{name}", .role(.viewer), getNamedTwin),
+        APIEndpoint(.patch, "/devices/{id}/twins/{name}", .role(.operator), patchNamedTwin),
+        APIEndpoint(.delete, "/devices/{id}/twins/{name}", .role(.operator), deleteNamedTwin),
+        APIEndpoint(.get, "/devices/{id}/twins/{name}/history", .role(.viewer), getNamedTwinHistory),
         // Credentials, certificates, CA
         APIEndpoint(.get, "/devices/{id}/credentials", .role(.viewer), listCredentials),
         APIEndpoint(.post, "/devices/{id}/credentials", .role(.operator), createCredential),

@@ -42,6 +42,8 @@ enum OpenAPIDocument {
                 events arrive as `{"type":"telemetry","subscription":"s1","device":"<id>","samples":{"temp":\
                 [{"ts":<ms>,"value":21.5}]}}`. Errors are `{"type":"error","code","id","error","field"}`; a slow \
                 reader gets `{"type":"dropped","count":n}`; a bad, expired or revoked token closes with code 4401. \
+                With `"topic":"twin"` a subscription gets every twin change of its devices as \
+                `{"type":"twin","subscription","device","name","operation","version","actor","patch","desired","reported","delta"}`. \
                 The full protocol is in docs/api.md ("Live stream").
                 """
             ),
@@ -294,6 +296,48 @@ enum OpenAPIDocument {
             body: ref("RetentionRequest"), responses: ["200": json(ref("Retention"), "Retention")]
         ))
 
+        // Twins
+        let ifMatch: OpenAPIValue = [
+            "name": "If-Match", "in": "header", "required": false, "schema": string,
+            "description": "The twin version the change is based on (`\"3\"`, or `3`); 409 when it is not the current version.",
+        ]
+        let twinResponse: OpenAPIValue = [
+            "description": "The twin; `ETag` is its version",
+            "headers": ["ETag": ["schema": string, "description": "The version, quoted: `\"3\"`"]],
+            "content": ["application/json": ["schema": ref("Twin")]],
+        ]
+        let historyParameters = [
+            queryParameter("limit", ["type": "integer", "minimum": 1, "maximum": 1000, "default": 100], "Entries in one page."),
+            queryParameter("cursor", string, "The nextCursor of the previous page."),
+        ]
+        for (prefix, what) in [("/devices/{id}/twin", "the device's twin"), ("/devices/{id}/twins/{name}", "a named twin")] {
+            add(.get, prefix, op(
+                "Read \(what)", tag: "twins",
+                description: "`desired` (set by operators), `reported` (set by the device), `delta` (desired members that differ from reported, members not reported yet included), `metadata` (`{\"timestamp\": ms}` per leaf), `version`. With `at` the twin as it was at that time (404 before its first version or beyond the history's retention). A device's default twin always exists (version 0 before the first change); a named twin is 404 until written.",
+                parameters: [queryParameter("at", string, "RFC 3339 time or milliseconds since 1970.")],
+                responses: ["200": twinResponse]
+            ))
+            add(.patch, prefix, op(
+                "Change the desired state of \(what)", tag: "twins",
+                description: "A JSON merge patch (RFC 7386) of `desired`: members set to null are removed, arrays are replaced whole. The device gets the delta on its twin topics (native, AWS shadow, ThingsBoard shared attributes). 400 for a patch nesting deeper than `twin.max_depth`, 413 for a twin over `twin.max_document_bytes`, 409 when `If-Match` is not the current version.",
+                parameters: [ifMatch], body: ref("TwinPatch"), responses: ["200": twinResponse]
+            ))
+            add(.delete, prefix, op(
+                "Delete \(what)", tag: "twins",
+                description: "Empties desired, reported and metadata; the version counter is kept (the next change is version + 1). 404 when there is nothing to delete.",
+                parameters: [ifMatch], responses: ["204": noContent]
+            ))
+            add(.get, prefix + "/history", op(
+                "History of \(what)", tag: "twins",
+                description: "Every version, newest first: who changed it (actor kind and id), when, the patch, and the state after it.",
+                parameters: historyParameters, responses: ["200": json(ref("TwinHistory"), "One page of history")]
+            ))
+        }
+        add(.get, "/devices/{id}/twins", op(
+            "Names of a device's twins", tag: "twins", description: "The twins that exist; the default twin is \"\".",
+            responses: ["200": json(object(required: ["items"], ["items": ["type": "array", "items": string]]), "Names")]
+        ))
+
         // Credentials, certificates, CA
         add(.get, "/devices/{id}/credentials", op(
             "List a device's credentials", tag: "credentials", description: "Never the secrets.",
@@ -419,6 +463,35 @@ enum OpenAPIDocument {
         "TelemetrySeries": ["type": "object", "additionalProperties": ["type": "array", "items": ref("TelemetryPoint")]],
         "LatestValues": ["type": "object", "additionalProperties": ref("TelemetryPoint")],
         "TelemetryAccepted": object(required: ["accepted"], ["accepted": ["type": "integer", "minimum": 1]]),
+        "Twin": object(
+            required: ["desired", "reported", "delta", "version", "metadata"],
+            [
+                "desired": ["type": "object"], "reported": ["type": "object"], "delta": ["type": "object"],
+                "version": ["type": "integer", "minimum": 0],
+                "metadata": object(required: ["desired", "reported"], ["desired": ["type": "object"], "reported": ["type": "object"]]),
+                "timestamp": ["type": "integer", "description": "When this version was made (ms)."],
+            ]
+        ),
+        "TwinPatch": object(required: ["desired"], ["desired": ["type": ["object", "null"], "description": "A JSON merge patch; null clears desired."]]),
+        "TwinHistory": object(
+            required: ["items", "nextCursor"],
+            [
+                "items": [
+                    "type": "array",
+                    "items": object(
+                        required: ["version", "timestamp", "operation", "actor"],
+                        [
+                            "version": ["type": "integer"], "timestamp": ["type": "integer"],
+                            "operation": ["type": "string", "enum": ["update", "delete"]],
+                            "actor": object(required: ["kind", "id"], ["kind": string, "id": string]),
+                            "patch": ["description": "`{\"desired\": ..., \"reported\": ...}` as sent; null for a delete."],
+                            "desired": ["type": "object"], "reported": ["type": "object"],
+                        ]
+                    ),
+                ],
+                "nextCursor": ["type": ["string", "null"]],
+            ]
+        ),
         "Retention": object(
             required: ["raw", "minute", "hour", "source"],
             [

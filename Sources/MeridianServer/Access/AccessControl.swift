@@ -28,7 +28,7 @@ final class AccessControl: Sendable {
 
     init(
         registry: any AccessRegistry, configuration: MeridianConfiguration.Auth, tls: TLSService?, telemetry: TelemetryPipeline? = nil,
-        commands: CommandService? = nil, logger: Logger
+        twins: TwinService? = nil, commands: CommandService? = nil, logger: Logger
     ) {
         self.registry = registry
         self.tls = tls
@@ -51,8 +51,10 @@ final class AccessControl: Sendable {
         self.messageTap = RegistryMessageTap(
             registry: registry, broker: brokerReference, logger: logger,
             telemetry: telemetry.map { MQTTTelemetryAdapter(pipeline: $0, broker: brokerReference, logger: logger) },
+            twins: twins.map { MQTTTwinAdapter(twins: $0, broker: brokerReference, logger: logger) },
             commands: commands.map { MQTTCommandAdapter(service: $0, broker: brokerReference, logger: logger) }
         )
+        messageTap.twins?.start()
     }
 
     /// Starts following the registry: revocations disconnect clients, new certificate

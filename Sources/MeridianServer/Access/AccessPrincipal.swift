@@ -78,12 +78,31 @@ enum AccessPrincipal {
                 publishKey: inside,
                 subscribeKey: inside,
             ],
-            topicMapping: MQTTTopicMapping([
-                MQTTTopicRewrite(external: "devices/\(identity.deviceID)", internal: inside),
-                MQTTTopicRewrite(external: "v1/devices/me", internal: inside),
-            ])
+            topicMapping: MQTTTopicMapping(
+                [
+                    MQTTTopicRewrite(external: "devices/\(identity.deviceID)", internal: inside),
+                    MQTTTopicRewrite(external: "v1/devices/me", internal: inside),
+                ] + awsRewrites(identity, inside: inside)
+            )
         )
     }
+
+    /// AWS IoT shadow topics: `$aws/things/{device id}` and `$aws/things/{device name}` are
+    /// the device's `{subtree}/$aws` (its shadows are `{subtree}/$aws/shadow/...`); other
+    /// things' topics stay unmapped, outside the device's subtree, so it cannot reach them.
+    static func awsRewrites(_ identity: DeviceIdentity, inside: String) -> [MQTTTopicRewrite] {
+        let internalAWS = inside + "/" + awsLevel
+        var rewrites = [MQTTTopicRewrite(external: "$aws/things/\(identity.deviceID)", internal: internalAWS)]
+        if let name = identity.deviceName, name != identity.deviceID, !name.isEmpty,
+            !name.unicodeScalars.contains(where: { $0 == "/" || $0 == "+" || $0 == "#" || $0.value == 0 })
+        {
+            rewrites.append(MQTTTopicRewrite(external: "$aws/things/\(name)", internal: internalAWS))
+        }
+        return rewrites
+    }
+
+    /// The level under a device's subtree that stands for `$aws/things/{thing}`.
+    static let awsLevel = "$aws"
 
     /// A user or API key of a tenant: `devices/...` is the tenant's device topics; every role
     /// may subscribe, operators and above may also publish (commands to devices).

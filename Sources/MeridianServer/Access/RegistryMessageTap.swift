@@ -24,6 +24,8 @@ struct RegistryMessageTap: MQTTMessageTap {
     let logger: Logger
     /// Telemetry ingress (nil: telemetry is routed like any message, not stored).
     let telemetry: MQTTTelemetryAdapter?
+    /// Twin requests and ThingsBoard attributes (nil: routed like any message).
+    var twins: MQTTTwinAdapter? = nil
     /// Device answers to commands (nil: routed like any message).
     var commands: MQTTCommandAdapter? = nil
 
@@ -51,6 +53,11 @@ struct RegistryMessageTap: MQTTMessageTap {
             }
             if let telemetry, let tenantID = principal.attributes[AccessPrincipal.tenantKey],
                 let decision = telemetry.inspect(message, subtree: subtree, tenantID: tenantID, deviceID: deviceID)
+            {
+                return decision
+            }
+            if let twins, let tenantID = principal.attributes[AccessPrincipal.tenantKey],
+                let decision = twins.inspect(message, subtree: subtree, tenantID: tenantID, deviceID: deviceID)
             {
                 return decision
             }

@@ -208,6 +208,26 @@ extension MeridianConfiguration {
             help: "Days 1-hour rollups are kept (0: forever)."
         ),
 
+        // [twin]
+        .integer(
+            "twin.max_depth",
+            \.twin.maxDepth,
+            range: 1...32,
+            help: "Deepest nesting of objects and arrays in a device twin's desired or reported state; deeper updates are refused."
+        ),
+        .integer(
+            "twin.max_document_bytes",
+            \.twin.maxDocumentBytes,
+            range: 1024...1_048_576,
+            help: "Largest device twin (desired and reported state as JSON) in bytes; updates that would make it larger are refused."
+        ),
+        .integer(
+            "twin.history_retention_days",
+            \.twin.historyRetentionDays,
+            range: 0...36_500,
+            help: "Days every version of a device twin is kept in its history (0: forever); each twin's newest version is always kept."
+        ),
+
         // [commands]
         .integer(
             "commands.rate_per_device",

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import MeridianCore
 import MQTTBroker
@@ -115,6 +116,28 @@ public struct MeridianConfiguration: Sendable {
         }
     }
 
+    /// Device twins: what a twin may hold and how long its history is kept.
+    public struct Twin: Sendable {
+        /// Deepest nesting of objects and arrays in a twin's `desired` or `reported` state.
+        public var maxDepth: Int = 8
+        /// Largest twin (`{"desired": ..., "reported": ...}` as JSON), in bytes.
+        public var maxDocumentBytes: Int = 65_536
+        /// Days every twin version is kept in the history (0: forever); each twin's newest
+        /// version is always kept.
+        public var historyRetentionDays: Int = 90
+
+        public init() {}
+
+        /// The twin service's limits these settings describe.
+        public var limits: TwinService.Limits {
+            TwinService.Limits(
+                maximumDepth: maxDepth,
+                maximumDocumentBytes: maxDocumentBytes,
+                historyRetention: historyRetentionDays == 0 ? nil : TimeInterval(historyRetentionDays) * 86_400
+            )
+        }
+    }
+
     /// Commands (RPC) to devices.
     public struct Commands: Sendable {
         /// Commands per minute per device (also the burst); 0: unlimited.
@@ -150,6 +173,8 @@ public struct MeridianConfiguration: Sendable {
     public var auth = Auth()
     /// The telemetry store.
     public var telemetry = Telemetry()
+    /// Device twins.
+    public var twin = Twin()
     /// Commands (RPC) to devices.
     public var commands = Commands()
     /// Directory holding the server's state (database, time series, broker sessions).

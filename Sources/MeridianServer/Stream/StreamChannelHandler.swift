@@ -274,25 +274,21 @@ final class StreamChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
                     exhausted = true
                     break
                 }
-                for item in messages {
-                    switch item {
-                    case .telemetry(let message):
-                        for active in session.subscriptions
-                        where active.subscription.topic == .telemetry && active.follows(message.deviceID) {
-                            guard
-                                let text = StreamServerMessage.telemetry(
-                                    subscription: active.subscription.id,
-                                    message: message,
-                                    keys: active.subscription.keys
-                                )
-                            else { continue }
-                            write(text)
+                for event in messages {
+                    for active in session.subscriptions where active.follows(event.deviceID) {
+                        let text: String?
+                        switch (event, active.subscription.topic) {
+                        case (.telemetry(let message), .telemetry):
+                            text = StreamServerMessage.telemetry(subscription: active.subscription.id, message: message, keys: active.subscription.keys)
+                        case (.twin(_, _, let members), .twin):
+                            text = StreamServerMessage.twin(subscription: active.subscription.id, members: members)
+                        case (.presence(let presence), .presence):
+                            text = StreamServerMessage.presence(subscription: active.subscription.id, event: presence)
+                        default:
+                            text = nil
                         }
-                    case .presence(let event):
-                        for active in session.subscriptions
-                        where active.subscription.topic == .presence && active.follows(event.deviceID) {
-                            write(StreamServerMessage.presence(subscription: active.subscription.id, event: event))
-                        }
+                        guard let text else { continue }
+                        write(text)
                     }
                 }
                 unflushed += 1

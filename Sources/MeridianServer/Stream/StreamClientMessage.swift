@@ -153,7 +153,7 @@ enum StreamClientMessage: Sendable, Equatable {
             )
         }
         var keys: Set<String>?
-        if topic == .presence, let given = object["keys"], given != .null {
+        if topic != .telemetry, let given = object["keys"], given != .null {
             return invalid("keys apply to telemetry subscriptions only", field: "keys")
         }
         switch object["keys"] {
@@ -219,6 +219,8 @@ struct StreamSubscription: Sendable, Equatable {
         case telemetry
         /// Devices' connects and disconnects.
         case presence
+        /// Twin changes (every version of a device's twins, whoever made it).
+        case twin
     }
 
     /// The devices it follows.

@@ -46,7 +46,7 @@ public final class StreamHub: Service, Sendable {
         var byDevice: [String: [StreamOutbox]] = [:]
     }
 
-    private struct State {
+    fileprivate struct State {
         var connections: [UInt64: Connection] = [:]
         var index: [String: TenantIndex] = [:]
         /// The same for presence subscriptions.
@@ -125,6 +125,10 @@ public final class StreamHub: Service, Sendable {
         }
         presenceListener = services.presence?.addListener { event in
             Self.deliver(event, state: state, droppedCounter: droppedCounter)
+        }
+        // Twin changes, encoded once, to the connections following the device.
+        services.twins?.observe { [state] change in
+            Self.deliver(StreamEvent.twin(change), tenantID: change.key.tenantID, state: state, droppedCounter: droppedCounter)
         }
         services.registry.observe { [state] change in
             guard case .apiKeyRevoked(let apiKeyID) = change else { return }
@@ -243,13 +247,24 @@ public final class StreamHub: Service, Sendable {
 }
 
 extension StreamHub {
-    /// Hands a presence event to the connections following its device (on the broker's event
-    /// loop that reported it: returns at once).
+    /// Hands a presence event to the connections following its device's presence (on the
+    /// broker's event loop that reported it: returns at once).
     private static func deliver(_ event: PresenceEvent, state: NIOLockedValueBox<State>, droppedCounter: Counter) {
         guard let tenant = state.withLockedValue({ $0.presenceIndex[event.tenantID] }) else { return }
         var dropped = 0
-        for outbox in tenant.everyDevice { dropped += outbox.offer(items: [.presence(event)]) }
-        for outbox in tenant.byDevice[event.deviceID] ?? [] { dropped += outbox.offer(items: [.presence(event)]) }
+        for outbox in tenant.everyDevice + (tenant.byDevice[event.deviceID] ?? []) {
+            dropped += outbox.offer(events: [.presence(event)])
+        }
+        if dropped > 0 { droppedCounter.increment(by: dropped) }
+    }
+
+    /// Hands one event of `tenantID` to the connections following its device.
+    fileprivate static func deliver(_ event: StreamEvent, tenantID: String, state: NIOLockedValueBox<State>, droppedCounter: Counter) {
+        guard let tenant = state.withLockedValue({ $0.index[tenantID] }) else { return }
+        var dropped = 0
+        for outbox in tenant.everyDevice + (tenant.byDevice[event.deviceID] ?? []) {
+            dropped += outbox.offer(events: [event])
+        }
         if dropped > 0 { droppedCounter.increment(by: dropped) }
     }
 }

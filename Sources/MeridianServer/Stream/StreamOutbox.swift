@@ -1,27 +1,6 @@
 import MeridianCore
 import NIOConcurrencyHelpers
 
-/// What a live-stream connection sends: a device's telemetry batch, or a presence event.
-enum StreamItem: Sendable {
-    case telemetry(DeviceMessage)
-    case presence(PresenceEvent)
-
-    var deviceID: String {
-        switch self {
-        case .telemetry(let message): message.deviceID
-        case .presence(let event): event.deviceID
-        }
-    }
-
-    /// Samples it carries (for the outbox's sample limit; a presence event counts as one).
-    var sampleCount: Int {
-        switch self {
-        case .telemetry(let message): message.samples.count
-        case .presence: 1
-        }
-    }
-}
-
 /// One live-stream connection's bounded queue of device messages waiting to be sent, between
 /// the telemetry pipeline's writer thread (which offers and must never wait) and the
 /// connection's event loop (which takes while the socket is writable).
@@ -39,7 +18,7 @@ final class StreamOutbox: Sendable {
 
     private struct State {
         /// Waiting messages from `head` on (the slots before it have been taken).
-        var queue: [StreamItem] = []
+        var queue: [StreamEvent] = []
         var head = 0
         var samples = 0
         /// Discarded since the last ``take(maximum:)``.
@@ -53,7 +32,7 @@ final class StreamOutbox: Sendable {
         var count: Int { queue.count - head }
 
         mutating func removeFirst() {
-            samples -= queue[head].sampleCount
+            samples -= queue[head].weight
             head += 1
             if head > 64, head * 2 > queue.count {
                 queue.removeFirst(head)
@@ -77,18 +56,19 @@ final class StreamOutbox: Sendable {
     /// discarded now (0 when the client keeps up). Never blocks beyond a short lock.
     @discardableResult
     func offer(_ messages: [DeviceMessage]) -> Int {
-        offer(items: messages.map { .telemetry($0) })
+        offer(events: messages.map(StreamEvent.telemetry))
     }
 
-    /// Queues stream items (telemetry or presence), as ``offer(_:)``.
+    /// Queues `events` (telemetry or twin changes), as ``offer(_:)`` does; a twin change
+    /// weighs one sample per 64 bytes of its JSON.
     @discardableResult
-    func offer(items: [StreamItem]) -> Int {
+    func offer(events: [StreamEvent]) -> Int {
         let (drain, dropped) = state.withLockedValue { state -> (Bool, Int) in
             guard !state.closed else { return (false, 0) }
             var dropped = 0
-            for message in items {
+            for message in events {
                 state.queue.append(message)
-                state.samples += message.sampleCount
+                state.samples += message.weight
                 while state.count > limits.messages || (state.samples > limits.samples && state.count > 1) {
                     state.removeFirst()
                     dropped += 1
@@ -105,7 +85,7 @@ final class StreamOutbox: Sendable {
 
     /// Up to `maximum` waiting messages, oldest first, and how many were discarded before
     /// them. When nothing is left, the next ``offer(_:)`` asks for a drain again.
-    func take(maximum: Int) -> (messages: [StreamItem], dropped: Int) {
+    func take(maximum: Int) -> (messages: [StreamEvent], dropped: Int) {
         state.withLockedValue { state in
             let dropped = state.dropped
             state.dropped = 0

@@ -79,6 +79,18 @@ enum StreamServerMessage: Sendable, Equatable {
         return json.text
     }
 
+    /// `{"type":"twin","subscription":..,"device":..,"name":..,"operation":"update"|"delete",
+    /// "version":..,"timestamp":..,"actor":{"kind","id"},"patch":..,"desired":..,"reported":..,"delta":..}`
+    /// from the event's members (``StreamEvent/twin(_:)``).
+    static func twin(subscription: String, members: String) -> String {
+        var json = TelemetryJSON(capacity: 48 + members.utf8.count)
+        json.text.append("{\"type\":\"twin\",\"subscription\":")
+        json.string(subscription)
+        json.text.append(",")
+        json.text.append(members)
+        return json.text
+    }
+
     /// `{"type":"telemetry","subscription":..,"device":..,"samples":{"<key>":[{"ts":..,"value":..}]}}`
     /// for the samples of `message` whose key is in `keys` (all when nil), in the order the
     /// device sent them; nil when none is.

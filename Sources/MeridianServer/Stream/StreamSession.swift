@@ -241,22 +241,24 @@ struct StreamSession {
         state = .closed
     }
 
-    /// What the hub must deliver: the union of the telemetry subscriptions' devices.
-    var interest: StreamHub.Interest { interest(in: .telemetry) }
+    /// Whose telemetry and twin changes the hub must deliver (one index for both; the handler
+    /// sends each event to the subscriptions of its topic): the union of those subscriptions'
+    /// devices.
+    var interest: StreamHub.Interest { interest(in: [.telemetry, .twin]) }
 
     /// Whose presence events the hub must deliver: the union of the presence subscriptions'
     /// devices.
-    var presenceInterest: StreamHub.Interest { interest(in: .presence) }
+    var presenceInterest: StreamHub.Interest { interest(in: [.presence]) }
 
     private func interestAction(for topic: StreamSubscription.Topic) -> Action {
         switch topic {
-        case .telemetry: .setInterest(interest)
+        case .telemetry, .twin: .setInterest(interest)
         case .presence: .setPresenceInterest(presenceInterest)
         }
     }
 
-    private func interest(in topic: StreamSubscription.Topic) -> StreamHub.Interest {
-        let subscriptions = subscriptions.filter { $0.subscription.topic == topic }
+    private func interest(in topics: Set<StreamSubscription.Topic>) -> StreamHub.Interest {
+        let subscriptions = subscriptions.filter { topics.contains($0.subscription.topic) }
         guard !subscriptions.isEmpty else { return .none }
         var devices = Set<String>()
         for active in subscriptions {

@@ -113,3 +113,30 @@ def test_refused_websocket_upgrade_is_answered(broker, path, offered):
         conn.close()
     status, _, _ = http_get(broker, contract.HEALTH_PATH)
     assert status == 200
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"GET /healthz?x=" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",  # request line over NIO's 80 KiB
+    b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 100_000 + b"\r\n\r\n",  # a header over it
+    b"NOT HTTP AT ALL\r\n\r\n",
+])
+def test_unparseable_first_request_gets_400_not_silence(broker, request_bytes):
+    """A connection's first request that cannot be parsed is answered 400 and closed (it used to
+    leave the client waiting: the upgrade handler never saw a complete head)."""
+    import socket  # noqa: PLC0415
+
+    with socket.create_connection((broker.host, broker.http_port), timeout=contract.TIMEOUT) as s:
+        try:
+            s.sendall(request_bytes)
+        except OSError:
+            pass  # the server may answer and close before reading all of it
+        answer = b""
+        while not answer.endswith(b"\r\n\r\n"):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b"application/problem+json" in answer.lower() or b"application/problem+json" in answer, answer[:300]
+    # The server is still fine.
+    assert http_get(broker, contract.HEALTH_PATH)[0] == 200

@@ -20,7 +20,9 @@ struct FleetQueryLexer {
     }
 
     /// Longest query accepted, in Unicode scalars.
-    static let maximumLength = 8192
+    /// At most 4,096 characters: even percent-encoded (up to 12 bytes a character) a query then
+    /// fits in an HTTP request line (80 KiB).
+    static let maximumLength = 4096
 
     private let scalars: [Unicode.Scalar]
     private var position = 0

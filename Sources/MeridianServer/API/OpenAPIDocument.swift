@@ -169,7 +169,7 @@ enum OpenAPIDocument {
                 queryParameter("limit", ["type": "integer", "minimum": 1, "maximum": 1000, "default": 100], "Devices per page."),
                 queryParameter("cursor", ["type": "string"], "The previous page's nextCursor."),
                 queryParameter(
-                    "q", ["type": "string", "maxLength": 8192],
+                    "q", ["type": "string", "maxLength": 4096],
                     "A fleet query, e.g. `labels.site = \"plant-3\" AND reported.firmware.version < \"2.0\" AND online` (language in docs/api.md, \"Fleet queries\"). Not combined with label, status, profile or namePrefix. A query that does not parse or type-check is a 400 whose `position` (offset, line, column) points at the mistake."
                 ),
                 [

@@ -151,6 +151,7 @@ struct MQTTWebSocketChannel: ServerChildChannel, HTTPChannelHandler {
             let result = try sync.configureUpgradableHTTPServerPipeline(configuration: configuration)
             let upgradeHandler = try sync.handler(type: NIOTypedHTTPServerUpgradeHandler<UpgradeResult>.self)
             try sync.addHandler(recorder.value, position: .before(upgradeHandler))
+            try sync.addHandler(HTTPParseErrorResponder(), position: .before(recorder.value))
             return Value(upgradeResult: result, channel: channel)
         }
     }

@@ -160,8 +160,10 @@ def test_thingsboard_rpc_request_response(platform, clients):
     prefix = "v1/devices/me/rpc/request/"
     assert request.topic.startswith(prefix)
     request_id = request.topic[len(prefix):]
+    # ThingsBoard's SDKs parse the request id as an integer (tb-mqtt-client: int(topic[...])).
+    assert request_id.isdigit() and 0 < int(request_id) < 2**31, request_id
     assert json.loads(request.payload) == {"method": "setGpio", "params": {"pin": 4, "value": 1}}
-    device.answer(f"v1/devices/me/rpc/response/{request_id}", {"pin": 4, "value": 1})
+    device.answer(f"v1/devices/me/rpc/response/{int(request_id)}", {"pin": 4, "value": 1})
     body = pending.result(timeout=20).json()
     assert body["status"] == "succeeded"
     assert body["response"] == {"pin": 4, "value": 1}
@@ -314,6 +316,20 @@ def test_device_answering_another_devices_request_is_refused(platform, clients):
     target.answer(request.props["ResponseTopic"], {"genuine": True}, CorrelationData=request.props["CorrelationData"])
     body = pending.result(timeout=20).json()
     assert body["response"] == {"genuine": True}
+
+
+def test_thingsboard_request_id_of_another_device_is_refused(platform, clients):
+    target = Device(platform, clients, V311)
+    intruder = Device(platform, clients, V5)
+    c = target.connect(subscribe="v1/devices/me/rpc/request/+")
+    intruder.connect()
+    pending = post_later(platform, target.id, {"method": "unlock", "timeoutMs": 15000})
+    request = c.expect_one(what="the RPC request")
+    number = request.topic.rsplit("/", 1)[1]
+    assert intruder.answer(f"v1/devices/me/rpc/response/{number}", {"forged": True}) == NOT_AUTHORIZED
+    target.answer(f"v1/devices/me/rpc/response/{number}", {"genuine": True})
+    body = pending.result(timeout=20).json()
+    assert body["status"] == "succeeded" and body["response"] == {"genuine": True}
 
 
 # ---------------------------------------------------------------- API contract

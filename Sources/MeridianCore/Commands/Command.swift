@@ -42,13 +42,27 @@ public enum CommandConvention: String, Sendable, Hashable, Codable, CaseIterable
     /// MQTT 3.1.1: `devices/{id}/commands/request/{commandId}` with `{"method","params"}`, answered
     /// on `devices/{id}/commands/response/{commandId}`.
     case mqtt311 = "mqtt3"
-    /// ThingsBoard server-side RPC: `v1/devices/me/rpc/request/{commandId}` with
-    /// `{"method","params"}`, answered on `v1/devices/me/rpc/response/{commandId}`.
+    /// ThingsBoard server-side RPC: `v1/devices/me/rpc/request/{requestId}` with
+    /// `{"method","params"}`, answered on `v1/devices/me/rpc/response/{requestId}`; the request
+    /// id is a number, as ThingsBoard's own (``Command/thingsBoardRequestID``).
     case thingsBoard = "thingsboard"
 }
 
 /// A command (RPC) to one device: what to call, how to deliver it, and what came of it.
 public struct Command: Sendable, Hashable, Codable {
+    /// The request id a command carries on ThingsBoard's RPC topics: a positive 31-bit number
+    /// derived from the command id (FNV-1a), because ThingsBoard's device SDKs parse the request
+    /// id as an integer. Answers name it; ``CommandService/awaitingCommand(thingsBoardRequestID:tenantID:deviceID:)``
+    /// finds the command again, also after a restart.
+    public static func thingsBoardRequestID(_ commandID: String) -> Int {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in commandID.utf8 {
+            hash ^= UInt64(byte)
+            hash &*= 0x0000_0100_0000_01b3
+        }
+        return Int(hash % 2_147_483_647) + 1
+    }
+
     /// Random id (20 lower-case letters and digits); also the request id on the wire.
     public var id: String
     public var tenantID: String

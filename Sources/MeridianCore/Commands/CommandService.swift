@@ -38,6 +38,10 @@ public final class CommandService: Sendable {
     /// Devices whose queue is being delivered (value: deliver again when done, something new
     /// may have come), so that one device's queued commands go out one at a time, in order.
     private let delivering = Mutex<[String: Bool]>([:])
+    /// The convention each command was last published by (``publishing(commandID:by:)``): a
+    /// transport that probes learns it only while publishing, and the device may acknowledge
+    /// or answer before the probe returns; every later write records this one.
+    private let publishedBy = Mutex<[String: CommandConvention]>([:])
     private let nextWaiter = Atomic<UInt64>(0)
     private let observers = Mutex<[@Sendable (Command) -> Void]>([])
 
@@ -150,10 +154,14 @@ public final class CommandService: Sendable {
         if let used = await transport.send(sent, by: convention) {
             logger(.debug, "command sent", ["command.id": "\(sent.id)", "device.id": "\(sent.deviceID)", "command.convention": "\(used.rawValue)"])
             if used != convention {
-                // The transport had to find the device's convention: record the one that reached it.
-                var corrected = sent
-                corrected.convention = used
-                _ = try await store.transition(corrected, from: [.sent])
+                // The transport had to find the device's convention: record the one that reached
+                // it, whatever state the command has reached meanwhile (the device may have
+                // acknowledged or answered already).
+                for _ in 0..<5 {
+                    guard var current = try await store.command(id: sent.id), current.convention != used else { break }
+                    current.convention = used
+                    if try await store.transition(current, from: [current.state]) { break }
+                }
             }
             return try await store.command(id: sent.id) ?? sent
         }
@@ -213,11 +221,25 @@ public final class CommandService: Sendable {
 
     // MARK: device side
 
+    /// The transport is about to publish command `commandID` by `convention` (it may try
+    /// several in turn while it looks for the one a device listens on).
+    public func publishing(commandID: String, by convention: CommandConvention) {
+        publishedBy.withLock { conventions in
+            if conventions.count >= 100_000 { conventions.removeAll() }
+            conventions[commandID] = convention
+        }
+    }
+
+    private func publishedConvention(_ commandID: String) -> CommandConvention? {
+        publishedBy.withLock { $0[commandID] }
+    }
+
     /// The device's MQTT client acknowledged the command: `delivered` (a one-way command
     /// succeeds then).
     public func delivered(commandID: String) async {
         do {
             guard var command = try await store.command(id: commandID), command.state == .sent else { return }
+            if let convention = publishedConvention(commandID) { command.convention = convention }
             let time = now()
             command.deliveredAt = time
             if command.oneWay {
@@ -230,6 +252,23 @@ public final class CommandService: Sendable {
         } catch {
             logger(.error, "could not record a command delivery", ["command.id": "\(commandID)", "error": String(describing: error)])
         }
+    }
+
+    /// The id of the device's command waiting for an answer whose ThingsBoard request id
+    /// (``Command/thingsBoardRequestID(_:)``) is `requestID`; nil when none is.
+    public func awaitingCommand(thingsBoardRequestID requestID: Int, tenantID: String, deviceID: String) async -> String? {
+        var cursor: String?
+        // Commands waiting for answers are the device's newest: a few pages at most.
+        for _ in 0..<10 {
+            guard let page = try? await store.commands(tenantID: tenantID, deviceID: deviceID, limit: 100, before: cursor) else { return nil }
+            for command in page.items
+            where CommandState.awaitingAnswer.contains(command.state) && Command.thingsBoardRequestID(command.id) == requestID {
+                return command.id
+            }
+            guard let next = page.nextCursor else { return nil }
+            cursor = next
+        }
+        return nil
     }
 
     /// A device answered command `commandID`: records the outcome if the command is this
@@ -249,6 +288,7 @@ public final class CommandService: Sendable {
                 return .finished
             }
             let time = now()
+            if let convention = publishedConvention(commandID) { command.convention = convention }
             command.completedAt = time
             if command.deliveredAt == nil { command.deliveredAt = time }
             switch outcome {
@@ -260,6 +300,7 @@ public final class CommandService: Sendable {
                 command.error = String(message.prefix(1024))
             }
             guard try await store.transition(command, from: CommandState.awaitingAnswer) else { return .finished }
+            publishedBy.withLock { _ = $0.removeValue(forKey: commandID) }
             changed(command)
             return .accepted
         } catch {

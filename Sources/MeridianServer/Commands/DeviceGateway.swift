@@ -21,8 +21,10 @@ import Synchronization
 ///   `{commandId}`; used for MQTT 5 connections subscribed to a filter matching it;
 /// - MQTT 3.1.1: PUBLISH `devices/{id}/commands/request/{commandId}` with
 ///   `{"id","method","params"}`; the answer goes to `devices/{id}/commands/response/{commandId}`;
-/// - ThingsBoard server-side RPC: PUBLISH `v1/devices/me/rpc/request/{commandId}` with
-///   `{"method","params"}`; the answer goes to `v1/devices/me/rpc/response/{commandId}`.
+/// - ThingsBoard server-side RPC: PUBLISH `v1/devices/me/rpc/request/{requestId}` with
+///   `{"method","params"}`; the answer goes to `v1/devices/me/rpc/response/{requestId}`. The
+///   request id is a number (``Command/thingsBoardRequestID(_:)``): ThingsBoard's SDKs parse it
+///   as one.
 final class DeviceGateway: CommandTransport, Sendable {
     /// One connection of a device, as far as commands care.
     struct Connection: Sendable, Hashable {
@@ -198,6 +200,7 @@ final class DeviceGateway: CommandTransport, Sendable {
 
     private func publish(_ command: Command, by convention: CommandConvention) async -> PublishOutcome {
         let message = Self.message(for: command, by: convention)
+        service.publishing(commandID: command.id, by: convention)
         let tag = state.withLock { state -> UInt64 in
             state.nextTag &+= 1
             if state.tags.count >= Self.maximumTags, let oldest = state.tags.keys.min() { state.tags[oldest] = nil }
@@ -242,7 +245,7 @@ final class DeviceGateway: CommandTransport, Sendable {
             return (subtree + "/commands/request/" + command.id, ByteBuffer(bytes: Self.json(body)), properties)
         case .thingsBoard:
             let body = JSONValue.object(["method": .string(command.method), "params": command.params])
-            return (subtree + "/rpc/request/" + command.id, ByteBuffer(bytes: Self.json(body)), properties)
+            return (subtree + "/rpc/request/\(Command.thingsBoardRequestID(command.id))", ByteBuffer(bytes: Self.json(body)), properties)
         }
     }
 

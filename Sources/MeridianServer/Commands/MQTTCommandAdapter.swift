@@ -23,21 +23,43 @@ struct MQTTCommandAdapter: Sendable {
     /// Largest answer read (larger ones are refused).
     static let maximumAnswerSize = 262_144
 
-    /// The command id an internal topic answers, or nil when it is no answer.
-    static func answeredCommand(topic: String, subtree: String) -> String? {
+    /// What an answer's topic names.
+    enum AnsweredCommand: Equatable {
+        /// A command id (`devices/{id}/commands/response/{commandId}`).
+        case id(String)
+        /// A ThingsBoard request id (`v1/devices/me/rpc/response/{requestId}`, a number).
+        case thingsBoard(Int)
+    }
+
+    /// The command an internal topic answers, or nil when it is no answer.
+    static func answeredCommand(topic: String, subtree: String) -> AnsweredCommand? {
         guard topic.hasPrefix(subtree) else { return nil }
         let rest = topic.utf8.dropFirst(subtree.utf8.count)
         for prefix in ["/commands/response/", "/rpc/response/"] where rest.starts(with: prefix.utf8) {
             let id = String(decoding: rest.dropFirst(prefix.utf8.count), as: UTF8.self)
             guard !id.isEmpty, !id.contains("/") else { return nil }
-            return id
+            if prefix == "/rpc/response/", let number = Int(id), number > 0 { return .thingsBoard(number) }
+            return .id(id)
         }
         return nil
     }
 
+    /// The command id an answer is for (nil: no command of the device waits under that number).
+    private static func resolve(_ answered: AnsweredCommand, service: CommandService, tenantID: String, deviceID: String) async -> String? {
+        switch answered {
+        case .id(let id): id
+        case .thingsBoard(let number): await service.awaitingCommand(thingsBoardRequestID: number, tenantID: tenantID, deviceID: deviceID)
+        }
+    }
+
     /// The decision for a device's message, or nil when it is not a command answer.
     func inspect(_ message: MQTTTapMessage, subtree: String, tenantID: String, deviceID: String) -> MQTTTapDecision? {
-        guard let commandID = Self.answeredCommand(topic: message.topic, subtree: subtree) else { return nil }
+        guard let answered = Self.answeredCommand(topic: message.topic, subtree: subtree) else { return nil }
+        let commandID: String
+        switch answered {
+        case .id(let id): commandID = id
+        case .thingsBoard(let number): commandID = "\(number)"
+        }
         let isV5 = message.protocolVersion == .v5
         guard message.payload.readableBytes <= Self.maximumAnswerSize,
             let outcome = message.payload.withUnsafeReadableBytes({ CommandOutcome.parse($0) })
@@ -53,13 +75,18 @@ struct MQTTCommandAdapter: Sendable {
             let loop = MultiThreadedEventLoopGroup.currentEventLoop ?? MultiThreadedEventLoopGroup.singleton.next()
             let promise = loop.makePromise(of: Void.self)
             promise.completeWithTask {
-                let verdict = await service.answer(commandID: commandID, tenantID: tenantID, deviceID: deviceID, outcome: outcome)
+                guard let resolved = await Self.resolve(answered, service: service, tenantID: tenantID, deviceID: deviceID) else {
+                    throw Self.failure(for: .unknown)!
+                }
+                let verdict = await service.answer(commandID: resolved, tenantID: tenantID, deviceID: deviceID, outcome: outcome)
                 if let failure = Self.failure(for: verdict) { throw failure }
             }
             return .consumeAfter(promise.futureResult)
         }
         Task {
-            let verdict = await service.answer(commandID: commandID, tenantID: tenantID, deviceID: deviceID, outcome: outcome)
+            let resolved = await Self.resolve(answered, service: service, tenantID: tenantID, deviceID: deviceID)
+            let verdict: CommandAnswerVerdict =
+                if let resolved { await service.answer(commandID: resolved, tenantID: tenantID, deviceID: deviceID, outcome: outcome) } else { .unknown }
             if let failure = Self.failure(for: verdict) {
                 report(failure.reason ?? "refused", commandID: commandID, subtree: subtree, deviceID: deviceID)
             }

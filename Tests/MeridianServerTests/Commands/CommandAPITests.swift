@@ -164,7 +164,7 @@ struct CommandAPITests {
             #expect(api.publisher.published.isEmpty)
             api.connect(device, filter: "rpc/request/+", version: .v3_1_1)
             let tag = try await commandEventually { api.publisher.published.first?.tag }
-            #expect(api.publisher.published.first?.topic.hasSuffix("/rpc/request/\(id)") == true)
+            #expect(api.publisher.published.first?.topic.hasSuffix("/rpc/request/\(Command.thingsBoardRequestID(id))") == true)
             #expect(api.publisher.published.first?.payload == #"{"method":"update","params":{}}"#)
             api.gateway.delivered(tag: tag)
             let status = try await commandEventually { () -> String? in
@@ -329,11 +329,24 @@ struct DeviceGatewayTests {
         #expect(gateway.route(tenantID: "t", deviceID: "d") == .mqtt311)
     }
 
+    @Test("ThingsBoard request ids are positive 31-bit numbers, stable per command id, different for different ids")
+    func thingsBoardRequestIDs() {
+        var seen = Set<Int>()
+        for n in 0..<10_000 {
+            let id = Command.thingsBoardRequestID("cmd\(n)abcdefghijklmnop")
+            #expect(id > 0 && id <= Int(Int32.max))
+            seen.insert(id)
+        }
+        #expect(seen.count == 10_000)
+        #expect(Command.thingsBoardRequestID("abc") == Command.thingsBoardRequestID("abc"))
+    }
+
     @Test("answers are recognised on the response topics only")
     func answerTopics() {
         let subtree = "$tenants/t/devices/d"
-        #expect(MQTTCommandAdapter.answeredCommand(topic: subtree + "/commands/response/abc", subtree: subtree) == "abc")
-        #expect(MQTTCommandAdapter.answeredCommand(topic: subtree + "/rpc/response/17", subtree: subtree) == "17")
+        #expect(MQTTCommandAdapter.answeredCommand(topic: subtree + "/commands/response/abc", subtree: subtree) == .id("abc"))
+        #expect(MQTTCommandAdapter.answeredCommand(topic: subtree + "/rpc/response/17", subtree: subtree) == .thingsBoard(17))
+        #expect(MQTTCommandAdapter.answeredCommand(topic: subtree + "/rpc/response/abc", subtree: subtree) == .id("abc"))
         #expect(MQTTCommandAdapter.answeredCommand(topic: subtree + "/commands/response/", subtree: subtree) == nil)
         #expect(MQTTCommandAdapter.answeredCommand(topic: subtree + "/commands/response/a/b", subtree: subtree) == nil)
         #expect(MQTTCommandAdapter.answeredCommand(topic: subtree + "/commands/request/abc", subtree: subtree) == nil)

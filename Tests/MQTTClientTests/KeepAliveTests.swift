@@ -42,8 +42,10 @@ struct KeepAliveTests {
             try await client.connect()
             await broker.kill()
             try await events.first { if case .disconnected(_, willReconnect: true) = $0 { true } else { false } }
-            // Let a few attempts fail against the stopped broker.
-            try await events.first(within: .seconds(5)) {
+            // Let a few attempts fail against the stopped broker. (An attempt may also meet
+            // another test's listener that got the freed port, and wait for its CONNACK until
+            // the connect timeout: the wait is generous.)
+            try await events.first(within: .seconds(30)) {
                 if case .reconnectFailed(attempt: 2, _) = $0 { true } else { false }
             }
             // A QoS 1 publish made while reconnecting waits for the connection.

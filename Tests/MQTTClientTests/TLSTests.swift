@@ -18,7 +18,7 @@ struct TLSTests {
         [MQTTProtocolVersion.v3_1_1, .v5]
     )
     func trustedServer(kind: TestBrokerKind, version: MQTTProtocolVersion) async throws {
-        let certificates = try TestCertificates.make()
+        let certificates = try await TestCertificates.make()
         defer { certificates.remove() }
         var options = BrokerOptions()
         options.tls = certificates.brokerFiles
@@ -45,8 +45,8 @@ struct TLSTests {
         arguments: TestBrokerKind.allCases
     )
     func untrustedServer(kind: TestBrokerKind) async throws {
-        let certificates = try TestCertificates.make()
-        let stranger = try TestCertificates.make(name: "Someone Else's CA")
+        let certificates = try await TestCertificates.make()
+        let stranger = try await TestCertificates.make(name: "Someone Else's CA")
         defer {
             certificates.remove()
             stranger.remove()
@@ -71,7 +71,7 @@ struct TLSTests {
 
     @Test("the certificate must name the server: tlsServerName is what is checked", arguments: TestBrokerKind.allCases)
     func hostnameIsVerified(kind: TestBrokerKind) async throws {
-        let certificates = try TestCertificates.make(subjectAltNames: "DNS:localhost")
+        let certificates = try await TestCertificates.make(subjectAltNames: "DNS:localhost")
         defer { certificates.remove() }
         var options = BrokerOptions()
         options.tls = certificates.brokerFiles
@@ -101,7 +101,7 @@ struct TLSTests {
 
     @Test("MQTT over secure WebSocket", arguments: TestBrokerKind.allCases)
     func secureWebSocket(kind: TestBrokerKind) async throws {
-        let certificates = try TestCertificates.make()
+        let certificates = try await TestCertificates.make()
         defer { certificates.remove() }
         var options = BrokerOptions()
         options.tls = certificates.brokerFiles

@@ -25,7 +25,7 @@ final class MosquittoFixture: TestBrokerFixture, @unchecked Sendable {
     let directory: URL
     private let configFile: URL
     private let lock = NSLock()
-    private var _process: Process?
+    private var _process: ChildProcess?
 
     private init(mqttPort: Int, wsPort: Int, tlsPort: Int?, tlsWebSocketPort: Int?, directory: URL, configFile: URL) {
         self.mqttPort = mqttPort
@@ -112,12 +112,7 @@ final class MosquittoFixture: TestBrokerFixture, @unchecked Sendable {
 
     /// Starts the process with the config and ports and waits until it listens.
     private func launch() async throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.executable!)
-        process.arguments = ["-c", configFile.path]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        let process = try ChildProcess(Self.executable!, ["-c", configFile.path])
         lock.withLock { _process = process }
         let deadline = ContinuousClock.now + .seconds(10)
         var ports = [mqttPort, wsPort]
@@ -147,7 +142,7 @@ final class MosquittoFixture: TestBrokerFixture, @unchecked Sendable {
     /// Kills the process (SIGKILL: no goodbye to clients) and waits for it to exit.
     func kill() async {
         guard
-            let process = lock.withLock({ () -> Process? in
+            let process = lock.withLock({ () -> ChildProcess? in
                 defer { _process = nil }
                 return _process
             })

@@ -21,7 +21,7 @@ struct TestCertificates: Sendable {
     static func make(
         name: String = "Meridian Test CA",
         subjectAltNames: String = "DNS:localhost,IP:127.0.0.1"
-    ) throws -> TestCertificates {
+    ) async throws -> TestCertificates {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
             "mqtt-client-certs-\(UUID().uuidString)"
         )
@@ -45,15 +45,11 @@ struct TestCertificates: Sendable {
             ],
         ]
         for arguments in commands {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-            process.arguments = arguments
-            process.currentDirectoryURL = directory
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            process.waitUntilExit()
-            guard process.terminationStatus == 0 else {
+            // The files by absolute path: the child runs in the test's working directory.
+            let files: Set<String> = ["ca.key", "ca.pem", "server.key", "server.csr", "server.ext", "server.pem"]
+            let absolute = arguments.map { files.contains($0) ? directory.appendingPathComponent($0).path : $0 }
+            let status = try await ChildProcess.run("/usr/bin/openssl", absolute)
+            guard status == 0 else {
                 throw OpenSSLError(description: "openssl \(arguments.prefix(2).joined(separator: " ")) failed")
             }
         }

@@ -24,16 +24,8 @@ public final class SQLiteCommandStore: CommandStore, Sendable {
     ///   Meridian).
     public init(path: String) throws {
         do {
-            let database = try SQLiteFile.open(path: path, label: "meridian.commands", what: "registry")
-            if path != ":memory:" {
-                try database.writeWithoutTransaction { db in
-                    _ = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
-                    // Queued commands are acknowledged to the operator: they must survive a crash.
-                    try db.execute(sql: "PRAGMA synchronous = FULL")
-                }
-            }
-            try Self.migrations.migrate(database, path: path)
-            self.database = database
+            // Queued commands are acknowledged to the operator: they must survive a crash.
+            database = try Self.migrations.open(path: path, label: "meridian.commands", synchronous: "FULL")
         } catch let refusal as SQLiteFile.Refusal {
             throw OpenError(description: refusal.description)
         }

@@ -45,15 +45,7 @@ public final class SQLitePresenceStore: PresenceStore, Sendable {
     public init(path: String) throws {
         self.path = path
         do {
-            let database = try SQLiteFile.open(path: path, label: "meridian.presence", what: "registry")
-            if path != ":memory:" {
-                try database.writeWithoutTransaction { db in
-                    _ = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
-                    try db.execute(sql: "PRAGMA synchronous = NORMAL")
-                }
-            }
-            try Self.migrations.migrate(database, path: path)
-            self.database = database
+            database = try Self.migrations.open(path: path, label: "meridian.presence", synchronous: "NORMAL")
         } catch let refusal as SQLiteFile.Refusal {
             throw OpenError(description: refusal.description)
         }

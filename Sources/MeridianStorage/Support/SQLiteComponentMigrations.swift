@@ -15,6 +15,24 @@ struct SQLiteComponentMigrations {
     var component: String
     var steps: [Step]
 
+    /// Opens the shared file at `path` (checked as ``SQLiteFile/open(path:label:what:foreignKeys:)``
+    /// does; `:memory:` for tests), switches it to WAL with the given `synchronous` level, and
+    /// migrates this component.
+    ///
+    /// - Throws: ``SQLiteFile/Refusal`` when the file is refused (corrupt, or this component's
+    ///   tables written by a newer Meridian).
+    func open(path: String, label: String, synchronous: String) throws -> DatabaseQueue {
+        let database = try SQLiteFile.open(path: path, label: label, what: "registry")
+        if path != ":memory:" {
+            try database.writeWithoutTransaction { db in
+                _ = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
+                try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
+            }
+        }
+        try migrate(database, path: path)
+        return database
+    }
+
     /// Applies the missing steps in one transaction; refuses (changing nothing) a database with
     /// steps of this component it does not know.
     func migrate(_ database: DatabaseQueue, path: String) throws {

@@ -14,10 +14,12 @@ public final class SQLiteTwinStore: TwinStore, Sendable {
     private let database: DatabaseQueue
 
     /// The schema steps, oldest first; never edit a released one, only append.
-    static let steps: [(identifier: String, sql: String)] = [
-        (
-            "twins-v1",
-            """
+    static let migrations = SQLiteComponentMigrations(
+        component: "twins",
+        steps: [
+            .init(
+                identifier: "twins-v1",
+                sql: """
             CREATE TABLE twins (
                 tenant_id TEXT NOT NULL,
                 device_id TEXT NOT NULL,
@@ -46,8 +48,9 @@ public final class SQLiteTwinStore: TwinStore, Sendable {
             CREATE INDEX twin_history_at ON twin_history (at);
             CREATE INDEX twin_history_device ON twin_history (device_id);
             """
-        )
-    ]
+            )
+        ]
+    )
 
     /// Opens (creating if needed) the twin tables in the SQLite database at `path` (the
     /// registry's `meridian.sqlite`) and migrates them.
@@ -55,21 +58,10 @@ public final class SQLiteTwinStore: TwinStore, Sendable {
     /// - Throws: ``OpenError`` when the file cannot be opened or holds twin schema steps of a
     ///   newer Meridian.
     public init(path: String) throws {
-        var configuration = Configuration()
-        configuration.busyMode = .timeout(10)
-        configuration.label = "meridian.twins"
         do {
-            let database = try DatabaseQueue(path: path, configuration: configuration)
-            try database.writeWithoutTransaction { db in
-                _ = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
-                try db.execute(sql: "PRAGMA synchronous = FULL")
-            }
-            try Self.migrate(database, path: path)
-            self.database = database
-        } catch let error as OpenError {
-            throw error
-        } catch {
-            throw OpenError(description: "\(path): the twin tables cannot be opened: \(error)")
+            database = try Self.migrations.open(path: path, label: "meridian.twins", synchronous: "FULL")
+        } catch let refusal as SQLiteFile.Refusal {
+            throw OpenError(description: refusal.description)
         }
     }
 
@@ -80,37 +72,8 @@ public final class SQLiteTwinStore: TwinStore, Sendable {
     /// A store in memory (tests): gone when released.
     public static func inMemory() throws -> SQLiteTwinStore {
         let database = try DatabaseQueue()
-        try migrate(database, path: ":memory:")
+        try migrations.migrate(database, path: ":memory:")
         return SQLiteTwinStore(database: database)
-    }
-
-    private static func migrate(_ database: DatabaseQueue, path: String) throws {
-        try database.write { db in
-            try db.execute(
-                sql: """
-                    CREATE TABLE IF NOT EXISTS meridian_migrations (
-                        component TEXT NOT NULL, identifier TEXT NOT NULL, applied_at INTEGER NOT NULL,
-                        PRIMARY KEY (component, identifier))
-                    """
-            )
-            let applied = Set(
-                try String.fetchAll(db, sql: "SELECT identifier FROM meridian_migrations WHERE component = 'twins'")
-            )
-            let unknown = applied.subtracting(steps.map(\.identifier)).sorted()
-            guard unknown.isEmpty else {
-                throw OpenError(
-                    description:
-                        "\(path) was written by a newer version of Meridian (schema \(unknown.joined(separator: ", "))); refusing to start — run that version or restore a backup"
-                )
-            }
-            for step in steps where !applied.contains(step.identifier) {
-                try db.execute(sql: step.sql)
-                try db.execute(
-                    sql: "INSERT INTO meridian_migrations (component, identifier, applied_at) VALUES ('twins', ?, ?)",
-                    arguments: [step.identifier, TwinService.currentMilliseconds()]
-                )
-            }
-        }
     }
 
     public func twin(_ key: TwinKey) async throws -> TwinDocument? {

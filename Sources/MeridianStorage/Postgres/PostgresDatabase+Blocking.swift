@@ -9,13 +9,14 @@ extension PostgresDatabase {
     /// Runs `body` on the calling thread with a connection of the pool, outside any
     /// transaction: each statement commits on its own (single-statement reads and writes).
     ///
-    /// Blocks the calling thread until a connection is free. Never call it from Swift's
-    /// cooperative pool or an event loop: the connection is leased by a task on the cooperative
-    /// pool, and the statements wait on the event loops.
+    /// Blocks the calling thread until a connection is free. Never call it from an event loop
+    /// (the statements wait on the event loops), nor from Swift's cooperative pool (it would hold
+    /// one of its few threads). The connection is leased by a task on the database's own
+    /// executor, which never needs a cooperative thread to make progress.
     func blockingConnection<T>(_ body: (PostgresSession) throws -> T) throws -> T {
         let loan = ConnectionLoan()
         let client = self.client
-        Task.detached {
+        Task.detached(executorPreference: executor) {
             do {
                 try await client.withConnection { connection in
                     await withCheckedContinuation { (returned: CheckedContinuation<Void, Never>) in

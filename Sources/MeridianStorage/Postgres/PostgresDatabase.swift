@@ -47,6 +47,8 @@ public final class PostgresDatabase: Service, Sendable {
     public let configuration: PostgresConfiguration
     let client: PostgresClient
     private let threads: NIOThreadPool
+    /// Where the pool's own tasks run (see ``DedicatedTaskExecutor``).
+    let executor = DedicatedTaskExecutor(label: "meridian.postgres")
     private let eventLoopGroup: any EventLoopGroup
     let logger: Logger
     /// PostgresNIO's own logging, at info at the lowest: its debug and trace output carries rows.
@@ -138,7 +140,11 @@ public final class PostgresDatabase: Service, Sendable {
     /// Runs the connection pool until graceful shutdown or cancellation, then closes its
     /// connections (and stops the transaction threads): the `Service` entry point.
     public func run() async throws {
-        await client.run()
+        // The pool's run loop opens connections in child tasks, which inherit the preference:
+        // the pool serves blocking callers also while the cooperative pool is exhausted.
+        await withTaskExecutorPreference(executor) {
+            await client.run()
+        }
         try? await threads.shutdownGracefully()
     }
 

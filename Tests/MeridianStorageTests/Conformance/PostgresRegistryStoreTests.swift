@@ -1,6 +1,6 @@
 import Foundation
 import MeridianCore
-import MeridianStorage
+@testable import MeridianStorage
 import Testing
 
 /// What only the PostgreSQL store has to get right: several processes on one database, a
@@ -106,6 +106,35 @@ struct PostgresRegistryStoreTests {
                 }
                 #expect(answered)
                 #expect(try await registry.verifyAudit().isIntact)
+            }
+        }
+    }
+
+    /// The telemetry engine's store is synchronous: its callers block. They are meant to be
+    /// threads of their own, but a caller on the cooperative pool must not wedge the process:
+    /// here more callers than the pool has threads all block at once, and each must still get a
+    /// connection (the pool's tasks run on an executor of their own, not on the cooperative pool).
+    @Test("blocking store calls from every cooperative thread at once still get connections: nothing waits for a free cooperative thread")
+    func blockingCallersOnTheCooperativePool() async throws {
+        try await PostgresTestServer.withFreshDatabase { configuration in
+            let database = PostgresDatabase(configuration: configuration, logger: PostgresTestServer.logger())
+            try await database.withRunning { database in
+                let store = try await PostgresChunkStore(database: database)
+                let callers = ProcessInfo.processInfo.activeProcessorCount * 2 + 2
+                let answered = try await withThrowingTaskGroup(of: Int.self) { group in
+                    for _ in 0..<callers {
+                        group.addTask {
+                            var calls = 0
+                            for _ in 0..<5 {
+                                _ = try store.allSeries()  // blocks this cooperative thread on purpose
+                                calls += 1
+                            }
+                            return calls
+                        }
+                    }
+                    return try await group.reduce(0, +)
+                }
+                #expect(answered == callers * 5)
             }
         }
     }

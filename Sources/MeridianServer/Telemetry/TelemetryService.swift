@@ -15,17 +15,28 @@ public final class TelemetryService: Sendable {
     /// Retention when neither the tenant nor the device's profile says otherwise.
     public let defaultRetention: TelemetryRetention
     let logger: Logger
+    /// Threads for blocking engine work, this service's own: queries and maintenance never wait
+    /// behind other users of a shared pool (NIO's singleton has one thread per core), and those
+    /// never wait behind a slow query. Queries mostly wait on the store (PostgreSQL round trips),
+    /// so there are more of them than cores.
+    private let threads: NIOThreadPool
 
     public init(engine: TimeSeriesEngine, pipeline: TelemetryPipeline, defaultRetention: TelemetryRetention, logger: Logger) {
         self.engine = engine
         self.pipeline = pipeline
         self.defaultRetention = defaultRetention
         self.logger = logger
+        threads = NIOThreadPool(numberOfThreads: 4)
+        threads.start()
+    }
+
+    deinit {
+        threads.shutdownGracefully { _ in }
     }
 
     /// Runs blocking engine work (queries read the store: SQLite or PostgreSQL) off Swift's cooperative pool.
     func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await NIOThreadPool.singleton.runIfActive(body)
+        try await threads.runIfActive(body)
     }
 
     /// Milliseconds since 1970 now.

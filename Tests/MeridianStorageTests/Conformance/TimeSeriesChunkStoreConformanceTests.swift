@@ -96,8 +96,16 @@ final class ChunkStoreContext: Sendable {
     /// Runs `body` on a thread of its own: the stores' calls block (PostgreSQL waits for the
     /// server), which the cooperative pool must never do.
     func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await NIOThreadPool.singleton.runIfActive(body)
+        try await Self.threads.runIfActive(body)
     }
+
+    /// The suite's own threads: its PostgreSQL cases keep them busy for a minute, which on NIO's
+    /// shared pool (one thread per core) would hold up every other suite's blocking work.
+    private static let threads: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 4)
+        pool.start()
+        return pool
+    }()
 
     /// One transaction on ``store``.
     func write(_ body: @escaping @Sendable (any TimeSeriesChunkWriter) throws -> Void) async throws {

@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "MeridianCore", targets: ["MeridianCore"]),
         .library(name: "MeridianStorage", targets: ["MeridianStorage"]),
         .library(name: "MeridianServer", targets: ["MeridianServer"]),
+        .library(name: "MeridianDevice", targets: ["MeridianDevice"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -135,6 +136,27 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "MeridianDevice",
+            dependencies: [
+                "MQTTClient",
+                "MQTTCore",
+                "MeridianCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The SDK's example: a thermostat to run against `meridian serve` (Examples/thermostat).
+        .executableTarget(
+            name: "thermostat",
+            dependencies: ["MeridianDevice", "MeridianCore"],
+            path: "Examples/thermostat",
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "meridian",
             dependencies: [
@@ -216,6 +238,7 @@ let package = Package(
             name: "MeridianServerTests",
             dependencies: [
                 "MeridianServer", "MeridianCore", "MeridianStorage", "MQTTBroker", "MQTTClient", "MQTTCore",
+                "MeridianDevice",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -108,7 +108,8 @@ public final class SQLiteCommandStore: CommandStore, Sendable {
 
     public func commands(tenantID: String, deviceID: String, limit: Int, before: String?) async throws -> CommandPage {
         let bound = before.flatMap(CommandCursor.parse)
-        let rows = try await database.read { db in
+        // Rows are not Sendable: decoded inside, so that this is GRDB's asynchronous read.
+        let commands = try await database.read { db -> [Command] in
             if let bound {
                 return try Row.fetchAll(
                     db,
@@ -117,14 +118,13 @@ public final class SQLiteCommandStore: CommandStore, Sendable {
                         ORDER BY created_at DESC, id DESC LIMIT ?
                         """,
                     arguments: [tenantID, deviceID, bound.milliseconds, bound.id, limit + 1]
-                )
+                ).map(Self.command)
             }
             return try Row.fetchAll(
                 db, sql: "SELECT * FROM commands WHERE tenant_id = ? AND device_id = ? ORDER BY created_at DESC, id DESC LIMIT ?",
                 arguments: [tenantID, deviceID, limit + 1]
-            )
+            ).map(Self.command)
         }
-        let commands = try rows.map(Self.command)
         let page = Array(commands.prefix(limit))
         return CommandPage(items: page, nextCursor: commands.count > limit ? page.last.map(CommandCursor.cursor) : nil)
     }

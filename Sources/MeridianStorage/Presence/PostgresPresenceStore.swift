@@ -100,7 +100,7 @@ public final class PostgresPresenceStore: PresenceStore, Sendable {
 
     public func deleteEvents(deviceID: String) async throws {
         let deviceID = Self.clean(deviceID)
-        try await database.transaction(.write(lock: Self.writeLock)) { session in
+        _ = try await database.transaction(.write(lock: Self.writeLock)) { session in
             try session.execute("DELETE FROM presence_events WHERE device_id = \(deviceID)")
         }
     }

@@ -6,8 +6,8 @@ import MeridianCore
 /// The truck drives a closed route through a few cities at 60–90 km/h (with traffic slow-downs),
 /// stops 20–45 minutes at every waypoint, and opens its door there for 5–15 minutes unless the
 /// door is locked. The reefer pulls the cargo temperature toward `targetTemperature`; while the
-/// door is open warm air pulls it up toward the outside temperature, so every delivery shows an
-/// excursion of a few degrees.
+/// door is open warm air pulls it up toward the outside temperature (a summer's, 14–26 °C), so
+/// every delivery shows an excursion of a few degrees.
 ///
 /// Telemetry: `latitude`, `longitude` (degrees), `speed` (km/h, 0…110), `heading` (degrees, 0…360),
 /// `odometer` (km, cumulative), `door` ("open"/"closed"), `temperature` (°C, −30…40), `reefer`
@@ -164,8 +164,9 @@ public struct ColdChainTruckModel: DeviceModel {
             }
         }
 
-        let outside = 15 + 8 * ModelMath.dailyCycle(time, peakHour: 15)
-        var change = (outside - temperature) * ModelMath.relax(dt, tau: doorOpen ? 600 : 8 * 3600)
+        // A summer: 14 °C at night, 26 °C in the afternoon.
+        let outside = 20 + 6 * ModelMath.dailyCycle(time, peakHour: 15)
+        var change = (outside - temperature) * ModelMath.relax(dt, tau: doorOpen ? 1500 : 24 * 3600)
         if reeferOn { change += (targetTemperature - temperature) * ModelMath.relax(dt, tau: 1200) }
         temperature = ModelMath.clamp(temperature + change + random.normal(standardDeviation: 0.003 * dt.squareRoot()), -30...40)
     }

@@ -6,7 +6,8 @@ import MeridianCore
 /// The household's power follows a daily load curve: a base load (fridge, standby) all day, a
 /// morning peak around 07:30 and a larger evening peak around 19:30 (UTC), with appliances
 /// (kettle, oven) switching on now and then while people are awake. The voltage wanders around
-/// 230 V within the EN 50160 band and sags a little under load. Energy is integrated from power.
+/// 230 V within the EN 50160 band and sags a little under load. Energy is integrated from power:
+/// some 8–17 kWh a day.
 ///
 /// Telemetry: `energy` (kWh, cumulative, never decreasing), `power` (W, 0…12000), `voltage`
 /// (V, 207…253), `current` (A, 0…60), `rate` ("standard", or "peak"/"offpeak" on the dual
@@ -34,9 +35,9 @@ public struct SmartMeterModel: DeviceModel {
     public init(deviceIndex: Int, random: SimulationRandom) {
         var random = random
         self.deviceIndex = deviceIndex
-        baseLoad = random.uniform(in: 150...400)
-        morningPeak = random.uniform(in: 600...1500)
-        eveningPeak = random.uniform(in: 1200...3000)
+        baseLoad = random.uniform(in: 100...250)
+        morningPeak = random.uniform(in: 300...900)
+        eveningPeak = random.uniform(in: 600...1500)
         energy = ModelMath.round(random.uniform(in: 1000...30_000), 3)
         power = baseLoad
         self.random = random
@@ -81,7 +82,7 @@ public struct SmartMeterModel: DeviceModel {
             if applianceRemaining == 0 { applianceWatts = 0 }
         } else {
             let hour = ModelMath.hourOfDay(time)
-            if hour >= 6.5 && hour < 23 && random.bernoulli(dt / 7200) {
+            if hour >= 6.5 && hour < 23 && random.bernoulli(dt / 10_800) {
                 // A kettle (2 kW, minutes) or an oven / washing machine (about 2 kW, up to an hour).
                 if random.bernoulli(0.6) {
                     applianceWatts = random.uniform(in: 1800...2400)

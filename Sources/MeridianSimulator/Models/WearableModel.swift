@@ -3,8 +3,8 @@ import MeridianCore
 /// A fitness wristband.
 ///
 /// Its wearer sleeps at night (bedtime 22:00–24:00, waking 06:00–08:00 UTC, per device), rests
-/// most of the day, and now and then walks (about every 90 minutes, 5–30 minutes) or runs (about
-/// once a day, 15–45 minutes). Heart rate follows the activity from the wearer's resting rate;
+/// most of the day, and now and then walks (about every 2.5 hours, 3–20 minutes) or runs (about
+/// every other day, 15–45 minutes): some 8,000–15,000 steps a day. Heart rate follows the activity from the wearer's resting rate;
 /// steps accumulate at the walking or running cadence.
 ///
 /// Telemetry: `heartRate` (bpm, 40…200), `spo2` (%, 88…100), `steps` (cumulative since start,
@@ -79,12 +79,12 @@ public struct WearableModel: DeviceModel {
         if episodeRemaining == 0 {
             if asleep(at: time) {
                 activity = .sleep
-            } else if random.bernoulli(dt / 57_600) {
+            } else if random.bernoulli(dt / 115_200) {
                 activity = .running
                 episodeRemaining = random.uniform(in: 900...2700)
-            } else if random.bernoulli(dt / 5400) {
+            } else if random.bernoulli(dt / 9000) {
                 activity = .walking
-                episodeRemaining = random.uniform(in: 300...1800)
+                episodeRemaining = random.uniform(in: 180...1200)
             } else {
                 activity = .rest
             }
@@ -93,7 +93,7 @@ public struct WearableModel: DeviceModel {
         let stepsPerMinute: Double
         switch activity {
         case .sleep: (target, stepsPerMinute) = (restingHeartRate - 7, 0)
-        case .rest: (target, stepsPerMinute) = (restingHeartRate + 5, 4)
+        case .rest: (target, stepsPerMinute) = (restingHeartRate + 5, 2)
         case .walking: (target, stepsPerMinute) = (restingHeartRate + 35, 105)
         case .running: (target, stepsPerMinute) = (min(restingHeartRate + 90, 185), 160)
         }

@@ -10,7 +10,9 @@ let documentedRanges: [SimulatedProfile: [String: ClosedRange<Double>?]] = [
         "door": nil, "temperature": -30...40, "reefer": nil,
     ],
     .factoryMotor: ["rpm": 0...3000, "vibrationRms": 0...20, "temperature": 15...120, "load": 0...100, "running": nil],
-    .wearable: ["heartRate": 40...200, "spo2": 88...100, "steps": 0...10_000_000, "activity": nil, "heartRateAlert": nil],
+    .wearable: [
+        "heartRate": 40...200, "spo2": 88...100, "steps": 0...10_000_000, "activity": nil, "heartRateAlert": nil,
+    ],
     .smartMeter: ["energy": 0...10_000_000, "power": 0...12_000, "voltage": 207...253, "current": 0...60, "rate": nil],
 ]
 
@@ -74,7 +76,10 @@ struct DeviceModelTests {
         }
     }
 
-    @Test("unknown commands and bad parameters are refused with a message naming them", arguments: SimulatedProfile.allCases)
+    @Test(
+        "unknown commands and bad parameters are refused with a message naming them",
+        arguments: SimulatedProfile.allCases
+    )
     func badCommands(profile: SimulatedProfile) {
         var model = profile.makeModel(deviceIndex: 0, seed: 1)
         _ = model.sample(at: midnight)
@@ -89,7 +94,10 @@ struct DeviceModelTests {
         }
     }
 
-    @Test("desired settings of the wrong type, out of range or unknown are ignored", arguments: SimulatedProfile.allCases)
+    @Test(
+        "desired settings of the wrong type, out of range or unknown are ignored",
+        arguments: SimulatedProfile.allCases
+    )
     func badDesiredIgnored(profile: SimulatedProfile) {
         var model = profile.makeModel(deviceIndex: 0, seed: 1)
         let before = model.reported
@@ -120,9 +128,14 @@ struct ThermostatTests {
     @Test("setSetpoint changes the setpoint; a value out of range is refused naming the parameter")
     func setSetpointCommand() throws {
         var model = ThermostatModel(deviceIndex: 0, random: SimulationRandom(seed: 5, deviceIndex: 0))
-        #expect(try model.handle(method: "setSetpoint", params: .object(["value": .number(19.5)])) == .object(["setpoint": .number(19.5)]))
+        #expect(
+            try model.handle(method: "setSetpoint", params: .object(["value": .number(19.5)]))
+                == .object(["setpoint": .number(19.5)])
+        )
         #expect(model.sample(at: midnight)["setpoint"] == .number(19.5))
-        #expect(throws: SimulatedCommandError.invalidParams("parameter 'value' must be between 5 and 30", field: "value")) {
+        #expect(
+            throws: SimulatedCommandError.invalidParams("parameter 'value' must be between 5 and 30", field: "value")
+        ) {
             try model.handle(method: "setSetpoint", params: .object(["value": .number(80)]))
         }
         #expect(throws: SimulatedCommandError.self) {
@@ -200,7 +213,10 @@ struct FactoryMotorTests {
         let tenthDay = samples(of: &model, from: midnight + 9 * day, every: minute, count: 24 * 60)
         let wearAfterTenDays = try #require(model.reported["bearingWear"]?.numberValue)
         #expect(wearAfterTenDays > wearAfterOneDay)
-        #expect(meanVibration(tenthDay) > meanVibration(firstDay) * 1.15, "\(meanVibration(firstDay)) → \(meanVibration(tenthDay))")
+        #expect(
+            meanVibration(tenthDay) > meanVibration(firstDay) * 1.15,
+            "\(meanVibration(firstDay)) → \(meanVibration(tenthDay))"
+        )
 
         _ = try model.handle(method: "resetWear", params: .emptyObject)
         #expect(model.reported["bearingWear"] == .number(0))
@@ -227,8 +243,12 @@ struct FactoryMotorTests {
         _ = try model.handle(method: "setSpeed", params: .object(["rpm": .number(900)]))
         #expect(abs(samples(of: &model, every: minute, count: 5).last!.number("rpm") - 900) < 40)
         model.applyDesired(["targetRpm": .number(2900)])
-        #expect(abs(samples(of: &model, from: midnight + hour, every: minute, count: 5).last!.number("rpm") - 2900) < 100)
-        #expect(throws: SimulatedCommandError.self) { try model.handle(method: "setSpeed", params: .object(["rpm": .number(9000)])) }
+        #expect(
+            abs(samples(of: &model, from: midnight + hour, every: minute, count: 5).last!.number("rpm") - 2900) < 100
+        )
+        #expect(throws: SimulatedCommandError.self) {
+            try model.handle(method: "setSpeed", params: .object(["rpm": .number(9000)]))
+        }
     }
 }
 
@@ -253,7 +273,10 @@ struct WearableTests {
     @Test("vibrate answers with its pattern and refuses an unknown one")
     func vibrate() throws {
         var model = WearableModel(deviceIndex: 0, random: SimulationRandom(seed: 4, deviceIndex: 0))
-        #expect(try model.handle(method: "vibrate", params: .object(["pattern": .string("double")])) == .object(["vibrated": .string("double")]))
+        #expect(
+            try model.handle(method: "vibrate", params: .object(["pattern": .string("double")]))
+                == .object(["vibrated": .string("double")])
+        )
         #expect(model.reported["vibrations"] == .number(1))
         #expect(throws: SimulatedCommandError.self) {
             try model.handle(method: "vibrate", params: .object(["pattern": .string("earthquake")]))

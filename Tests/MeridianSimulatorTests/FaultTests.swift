@@ -7,10 +7,18 @@ struct FaultSpecTests {
     @Test("specs parse into kind, percentage, duration and profile")
     func parses() throws {
         #expect(try FaultSpec(parsing: "stuck:5%") == FaultSpec(kind: .stuck, percent: 5))
-        #expect(try FaultSpec(parsing: "spikes:2.5%@factory-motor") == FaultSpec(kind: .spikes, percent: 2.5, profile: .factoryMotor))
-        #expect(try FaultSpec(parsing: "clock-skew:5%:30s") == FaultSpec(kind: .clockSkew, percent: 5, durationMilliseconds: 30_000))
-        #expect(try FaultSpec(parsing: " network-delay:20%:200ms@wearable ")
-            == FaultSpec(kind: .networkDelay, percent: 20, durationMilliseconds: 200, profile: .wearable))
+        #expect(
+            try FaultSpec(parsing: "spikes:2.5%@factory-motor")
+                == FaultSpec(kind: .spikes, percent: 2.5, profile: .factoryMotor)
+        )
+        #expect(
+            try FaultSpec(parsing: "clock-skew:5%:30s")
+                == FaultSpec(kind: .clockSkew, percent: 5, durationMilliseconds: 30_000)
+        )
+        #expect(
+            try FaultSpec(parsing: " network-delay:20%:200ms@wearable ")
+                == FaultSpec(kind: .networkDelay, percent: 20, durationMilliseconds: 200, profile: .wearable)
+        )
         let list = try FaultSpec.parseList("dropouts:10%,disconnects:1%, packet-loss:5%,reboots:1%")
         #expect(list.map(\.kind) == [.dropouts, .disconnects, .packetLoss, .reboots])
         #expect(try FaultSpec.parseList("").isEmpty)
@@ -19,20 +27,23 @@ struct FaultSpecTests {
         }
     }
 
-    @Test("a bad spec is refused naming the part that is wrong", arguments: [
-        ("spikez:2%", "spikez"),
-        ("spikes", "spikes"),
-        ("spikes:abc", "abc"),
-        ("spikes:2", "2"),
-        ("spikes:150%", "150%"),
-        ("clock-skew:5%", "clock-skew"),
-        ("clock-skew:5%:30x", "30x"),
-        ("network-delay:5%:-3s", "-3s"),
-        ("spikes:2%:30s", "30s"),
-        ("spikes:2%@toaster", "toaster"),
-        ("clock-skew:5%:30s:9", "9"),
-        ("", ""),
-    ])
+    @Test(
+        "a bad spec is refused naming the part that is wrong",
+        arguments: [
+            ("spikez:2%", "spikez"),
+            ("spikes", "spikes"),
+            ("spikes:abc", "abc"),
+            ("spikes:2", "2"),
+            ("spikes:150%", "150%"),
+            ("clock-skew:5%", "clock-skew"),
+            ("clock-skew:5%:30x", "30x"),
+            ("network-delay:5%:-3s", "-3s"),
+            ("spikes:2%:30s", "30s"),
+            ("spikes:2%@toaster", "toaster"),
+            ("clock-skew:5%:30s:9", "9"),
+            ("", ""),
+        ]
+    )
     func refusesBadSpec(text: String, part: String) {
         do {
             let spec = try FaultSpec(parsing: text)
@@ -48,13 +59,22 @@ struct FaultSpecTests {
 struct FaultInjectorTests {
     let sample: [String: JSONValue] = ["temperature": .number(21.5), "humidity": .number(40), "heating": .bool(true)]
 
-    func injector(_ spec: String, device: Int = 0, seed: UInt64 = 77, profile: SimulatedProfile = .thermostat) throws -> FaultInjector {
+    func injector(
+        _ spec: String,
+        device: Int = 0,
+        seed: UInt64 = 77,
+        profile: SimulatedProfile = .thermostat
+    ) throws -> FaultInjector {
         FaultInjector(faults: [try FaultSpec(parsing: spec)], seed: seed, deviceIndex: device, profile: profile)
     }
 
-    @Test("per-tick faults happen at their configured rate", arguments: [
-        ("spikes:2%", 0.02), ("dropouts:10%", 0.10), ("disconnects:1%", 0.01), ("packet-loss:5%", 0.05), ("reboots:1%", 0.01),
-    ])
+    @Test(
+        "per-tick faults happen at their configured rate",
+        arguments: [
+            ("spikes:2%", 0.02), ("dropouts:10%", 0.10), ("disconnects:1%", 0.01), ("packet-loss:5%", 0.05),
+            ("reboots:1%", 0.01),
+        ]
+    )
     func perTickRates(spec: String, rate: Double) throws {
         var faults = try injector(spec)
         let ticks = 10_000
@@ -63,7 +83,9 @@ struct FaultInjectorTests {
             let time = midnight + Int64(tick) * 1000
             let network = faults.tick()
             let faulted = faults.apply(sample, at: time)
-            if faulted == nil || faulted?.spikedKey != nil || network.shouldDisconnect || network.shouldDrop || network.shouldReboot {
+            if faulted == nil || faulted?.spikedKey != nil || network.shouldDisconnect || network.shouldDrop
+                || network.shouldReboot
+            {
                 hits += 1
             }
         }
@@ -72,14 +94,20 @@ struct FaultInjectorTests {
         #expect(abs(Double(hits) - expected) < tolerance, "\(spec): \(hits) in \(ticks)")
     }
 
-    @Test("share-of-devices faults hit that share of the fleet", arguments: [
-        ("stuck:5%", 0.05), ("clock-skew:10%:30s", 0.10), ("network-delay:20%:200ms", 0.20),
-    ])
+    @Test(
+        "share-of-devices faults hit that share of the fleet",
+        arguments: [
+            ("stuck:5%", 0.05), ("clock-skew:10%:30s", 0.10), ("network-delay:20%:200ms", 0.20),
+        ]
+    )
     func fleetShare(spec: String, share: Double) throws {
         let devices = 10_000
         let affected = try (0..<devices).filter { !(try injector(spec, device: $0)).isEmpty }.count
         let expected = share * Double(devices)
-        #expect(abs(Double(affected) - expected) < 5 * (expected * (1 - share)).squareRoot(), "\(spec): \(affected) of \(devices)")
+        #expect(
+            abs(Double(affected) - expected) < 5 * (expected * (1 - share)).squareRoot(),
+            "\(spec): \(affected) of \(devices)"
+        )
     }
 
     @Test("a fault for one profile leaves the others alone")
@@ -138,7 +166,8 @@ struct FaultInjectorTests {
             return (0..<2000).map { tick in
                 let network = injector.tick()
                 let faulted = injector.apply(sample, at: midnight + Int64(tick) * 1000)
-                return "\(network.shouldDisconnect) \(network.delayMilliseconds) \(faulted?.spikedKey ?? "-") \(faulted == nil)"
+                let spiked = faulted?.spikedKey ?? "-"
+                return "\(network.shouldDisconnect) \(network.delayMilliseconds) \(spiked) \(faulted == nil)"
             }
         }
         #expect(run(specs, seed: 1) == run(specs, seed: 1))

@@ -1,5 +1,5 @@
-import Testing
 import MeridianSimulator
+import Testing
 
 @Suite("SimulationRandom")
 struct SimulationRandomTests {

@@ -5,7 +5,9 @@ extension FaultSpec {
     /// ``FaultSpecError`` naming the part that is wrong.
     public init(parsing text: String) throws(FaultSpecError) {
         let spec = text.trimmingCharacters(in: .whitespaces)
-        guard !spec.isEmpty else { throw FaultSpecError(spec: text, part: "", "empty fault spec; expected e.g. spikes:2%") }
+        guard !spec.isEmpty else {
+            throw FaultSpecError(spec: text, part: "", "empty fault spec; expected e.g. spikes:2%")
+        }
 
         var body = Substring(spec)
         var profile: SimulatedProfile?
@@ -26,38 +28,60 @@ extension FaultSpec {
             throw FaultSpecError(spec: spec, part: kindName, "unknown fault '\(kindName)'; expected one of \(known)")
         }
         guard parts.count >= 2 else {
-            throw FaultSpecError(spec: spec, part: kindName, "'\(kindName)' needs a percentage, e.g. \(Self.example(kind))")
+            throw FaultSpecError(
+                spec: spec,
+                part: kindName,
+                "'\(kindName)' needs a percentage, e.g. \(Self.example(kind))"
+            )
         }
         let percentText = parts[1]
         guard percentText.hasSuffix("%"), let percent = Double(percentText.dropLast()), percent.isFinite else {
             throw FaultSpecError(
-                spec: spec, part: percentText,
+                spec: spec,
+                part: percentText,
                 "percentage '\(percentText)' is not a number followed by %, e.g. \(Self.example(kind))"
             )
         }
         guard (0...100).contains(percent) else {
-            throw FaultSpecError(spec: spec, part: percentText, "percentage '\(percentText)' is not between 0% and 100%")
+            throw FaultSpecError(
+                spec: spec,
+                part: percentText,
+                "percentage '\(percentText)' is not between 0% and 100%"
+            )
         }
 
         var duration: Int64?
         if kind.takesDuration {
             guard parts.count >= 3 else {
-                throw FaultSpecError(spec: spec, part: kindName, "'\(kindName)' needs a duration, e.g. \(Self.example(kind))")
+                throw FaultSpecError(
+                    spec: spec,
+                    part: kindName,
+                    "'\(kindName)' needs a duration, e.g. \(Self.example(kind))"
+                )
             }
             guard let milliseconds = Self.parseDuration(parts[2]) else {
                 throw FaultSpecError(
-                    spec: spec, part: parts[2],
+                    spec: spec,
+                    part: parts[2],
                     "duration '\(parts[2])' is not a positive number with a unit (ms, s, m, h), e.g. 200ms or 30s"
                 )
             }
             duration = milliseconds
         } else if parts.count >= 3 {
-            throw FaultSpecError(spec: spec, part: parts[2], "'\(kindName)' takes no duration, but '\(parts[2])' was given")
+            throw FaultSpecError(
+                spec: spec,
+                part: parts[2],
+                "'\(kindName)' takes no duration, but '\(parts[2])' was given"
+            )
         }
         let expectedParts = kind.takesDuration ? 3 : 2
         if parts.count > expectedParts {
             let extra = parts[expectedParts...].joined(separator: ":")
-            throw FaultSpecError(spec: spec, part: extra, "unexpected '\(extra)' at the end; expected e.g. \(Self.example(kind))")
+            throw FaultSpecError(
+                spec: spec,
+                part: extra,
+                "unexpected '\(extra)' at the end; expected e.g. \(Self.example(kind))"
+            )
         }
         self.init(kind: kind, percent: percent, durationMilliseconds: duration, profile: profile)
     }

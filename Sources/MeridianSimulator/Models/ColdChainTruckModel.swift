@@ -25,29 +25,38 @@ public struct ColdChainTruckModel: DeviceModel {
     }
 
     static let routes: [(name: String, stops: [Waypoint])] = [
-        ("north-germany", [
-            Waypoint(name: "Hamburg", latitude: 53.5511, longitude: 9.9937),
-            Waypoint(name: "Hannover", latitude: 52.3759, longitude: 9.7320),
-            Waypoint(name: "Kassel", latitude: 51.3127, longitude: 9.4797),
-            Waypoint(name: "Erfurt", latitude: 50.9848, longitude: 11.0299),
-            Waypoint(name: "Magdeburg", latitude: 52.1205, longitude: 11.6276),
-        ]),
-        ("benelux", [
-            Waypoint(name: "Rotterdam", latitude: 51.9244, longitude: 4.4777),
-            Waypoint(name: "Antwerp", latitude: 51.2194, longitude: 4.4025),
-            Waypoint(name: "Brussels", latitude: 50.8503, longitude: 4.3517),
-            Waypoint(name: "Liège", latitude: 50.6326, longitude: 5.5797),
-            Waypoint(name: "Eindhoven", latitude: 51.4416, longitude: 5.4697),
-            Waypoint(name: "Utrecht", latitude: 52.0907, longitude: 5.1214),
-        ]),
-        ("rhone", [
-            Waypoint(name: "Lyon", latitude: 45.7640, longitude: 4.8357),
-            Waypoint(name: "Grenoble", latitude: 45.1885, longitude: 5.7245),
-            Waypoint(name: "Valence", latitude: 44.9334, longitude: 4.8924),
-            Waypoint(name: "Avignon", latitude: 43.9493, longitude: 4.8055),
-            Waypoint(name: "Marseille", latitude: 43.2965, longitude: 5.3698),
-            Waypoint(name: "Nîmes", latitude: 43.8367, longitude: 4.3601),
-        ]),
+        (
+            "north-germany",
+            [
+                Waypoint(name: "Hamburg", latitude: 53.5511, longitude: 9.9937),
+                Waypoint(name: "Hannover", latitude: 52.3759, longitude: 9.7320),
+                Waypoint(name: "Kassel", latitude: 51.3127, longitude: 9.4797),
+                Waypoint(name: "Erfurt", latitude: 50.9848, longitude: 11.0299),
+                Waypoint(name: "Magdeburg", latitude: 52.1205, longitude: 11.6276),
+            ]
+        ),
+        (
+            "benelux",
+            [
+                Waypoint(name: "Rotterdam", latitude: 51.9244, longitude: 4.4777),
+                Waypoint(name: "Antwerp", latitude: 51.2194, longitude: 4.4025),
+                Waypoint(name: "Brussels", latitude: 50.8503, longitude: 4.3517),
+                Waypoint(name: "Liège", latitude: 50.6326, longitude: 5.5797),
+                Waypoint(name: "Eindhoven", latitude: 51.4416, longitude: 5.4697),
+                Waypoint(name: "Utrecht", latitude: 52.0907, longitude: 5.1214),
+            ]
+        ),
+        (
+            "rhone",
+            [
+                Waypoint(name: "Lyon", latitude: 45.7640, longitude: 4.8357),
+                Waypoint(name: "Grenoble", latitude: 45.1885, longitude: 5.7245),
+                Waypoint(name: "Valence", latitude: 44.9334, longitude: 4.8924),
+                Waypoint(name: "Avignon", latitude: 43.9493, longitude: 4.8055),
+                Waypoint(name: "Marseille", latitude: 43.2965, longitude: 5.3698),
+                Waypoint(name: "Nîmes", latitude: 43.8367, longitude: 4.3601),
+            ]
+        ),
     ]
 
     private var random: SimulationRandom
@@ -110,11 +119,14 @@ public struct ColdChainTruckModel: DeviceModel {
         let from = stops[leg]
         let to = stops[(leg + 1) % stops.count]
         let fraction = ModelMath.clamp(kilometresOnLeg / Self.legLength(stops, leg), 0...1)
-        let latitude = from.latitude + (to.latitude - from.latitude) * fraction + random.normal(standardDeviation: 0.00004)
-        let longitude = from.longitude + (to.longitude - from.longitude) * fraction + random.normal(standardDeviation: 0.00004)
+        let latitude =
+            from.latitude + (to.latitude - from.latitude) * fraction + random.normal(standardDeviation: 0.00004)
+        let longitude =
+            from.longitude + (to.longitude - from.longitude) * fraction + random.normal(standardDeviation: 0.00004)
         let rad = Double.pi / 180
         let y = sin((to.longitude - from.longitude) * rad) * cos(to.latitude * rad)
-        let x = cos(from.latitude * rad) * sin(to.latitude * rad)
+        let x =
+            cos(from.latitude * rad) * sin(to.latitude * rad)
             - sin(from.latitude * rad) * cos(to.latitude * rad) * cos((to.longitude - from.longitude) * rad)
         var heading = atan2(y, x) / rad
         if heading < 0 { heading += 360 }
@@ -148,7 +160,9 @@ public struct ColdChainTruckModel: DeviceModel {
                 slowdownRemaining = random.uniform(in: 300...1200)
             }
             let target = slowdownRemaining > 0 ? 15.0 : cruiseSpeed
-            speed += (target - speed) * ModelMath.relax(dt, tau: 60) + random.normal(standardDeviation: 0.8 * dt.squareRoot())
+            speed +=
+                (target - speed) * ModelMath.relax(dt, tau: 60)
+                + random.normal(standardDeviation: 0.8 * dt.squareRoot())
             speed = ModelMath.clamp(speed, 3...105)
             let distance = speed * dt / 3600
             kilometresOnLeg += distance
@@ -168,7 +182,10 @@ public struct ColdChainTruckModel: DeviceModel {
         let outside = 20 + 6 * ModelMath.dailyCycle(time, peakHour: 15)
         var change = (outside - temperature) * ModelMath.relax(dt, tau: doorOpen ? 1500 : 24 * 3600)
         if reeferOn { change += (targetTemperature - temperature) * ModelMath.relax(dt, tau: 1200) }
-        temperature = ModelMath.clamp(temperature + change + random.normal(standardDeviation: 0.003 * dt.squareRoot()), -30...40)
+        temperature = ModelMath.clamp(
+            temperature + change + random.normal(standardDeviation: 0.003 * dt.squareRoot()),
+            -30...40
+        )
     }
 
     public var reported: [String: JSONValue] {
@@ -183,7 +200,9 @@ public struct ColdChainTruckModel: DeviceModel {
     }
 
     public mutating func applyDesired(_ desired: [String: JSONValue]) {
-        if let value = Params.desiredNumber(desired, "targetTemperature", in: Self.targetRange) { targetTemperature = value }
+        if let value = Params.desiredNumber(desired, "targetTemperature", in: Self.targetRange) {
+            targetTemperature = value
+        }
     }
 
     public mutating func handle(method: String, params: JSONValue) throws -> JSONValue {

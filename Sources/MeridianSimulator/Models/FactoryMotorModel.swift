@@ -66,16 +66,21 @@ public struct FactoryMotorModel: DeviceModel {
         let vibration: Double
         if running {
             let speedFactor = rpm / 1480
-            vibration = baseVibration * (1 + 2 * wear) * (0.6 + 0.4 * speedFactor) * (0.8 + 0.3 * load)
+            vibration =
+                baseVibration * (1 + 2 * wear) * (0.6 + 0.4 * speedFactor) * (0.8 + 0.3 * load)
                 + 9 * wear * wear * wear
                 + random.normal(standardDeviation: 0.08 + 0.3 * wear)
         } else {
             vibration = 0.02 + abs(random.normal(standardDeviation: 0.01))
         }
         return [
-            "rpm": .number(ModelMath.round(ModelMath.clamp(rpm + (running ? random.normal(standardDeviation: 2) : 0), 0...3000), 0)),
+            "rpm": .number(
+                ModelMath.round(ModelMath.clamp(rpm + (running ? random.normal(standardDeviation: 2) : 0), 0...3000), 0)
+            ),
             "vibrationRms": .number(ModelMath.round(ModelMath.clamp(vibration, 0...20), 3)),
-            "temperature": .number(ModelMath.round(ModelMath.clamp(temperature + random.normal(standardDeviation: 0.2), 15...120), 1)),
+            "temperature": .number(
+                ModelMath.round(ModelMath.clamp(temperature + random.normal(standardDeviation: 0.2), 15...120), 1)
+            ),
             "load": .number(ModelMath.round(ModelMath.clamp(running ? load * 100 : 0, 0...100), 1)),
             "running": .bool(running),
         ]

@@ -99,7 +99,8 @@ public struct SmartMeterModel: DeviceModel {
         )
         energy += power * dt / 3_600_000
         // The grid's voltage: a slow random walk pulled back to nominal, minus the sag under load.
-        voltageOffset += -voltageOffset * ModelMath.relax(dt, tau: 1800) + random.normal(standardDeviation: 0.05 * dt.squareRoot())
+        voltageOffset +=
+            -voltageOffset * ModelMath.relax(dt, tau: 1800) + random.normal(standardDeviation: 0.05 * dt.squareRoot())
         voltageOffset = ModelMath.clamp(voltageOffset, -12...12)
         voltage = ModelMath.clamp(230 + voltageOffset - power / 1000 * 0.8, 207...253)
     }

@@ -71,10 +71,15 @@ public struct ThermostatModel: DeviceModel {
         let outside = outsideMean + outsideSwing * ModelMath.dailyCycle(time, peakHour: 15)
         var change = (outside - temperature) * ModelMath.relax(dt, tau: lossTau)
         if heating { change += heatRate * dt }
-        temperature = ModelMath.clamp(temperature + change + random.normal(standardDeviation: 0.005 * dt.squareRoot()), 0...35)
+        temperature = ModelMath.clamp(
+            temperature + change + random.normal(standardDeviation: 0.005 * dt.squareRoot()),
+            0...35
+        )
         // Humidity drifts around its mean, a little lower while heating (warm air holds more).
         let humidityTarget = humidityMean - (heating ? 5 : 0) + 4 * ModelMath.dailyCycle(time, peakHour: 6)
-        humidity += (humidityTarget - humidity) * ModelMath.relax(dt, tau: 3600) + random.normal(standardDeviation: 0.02 * dt.squareRoot())
+        humidity +=
+            (humidityTarget - humidity) * ModelMath.relax(dt, tau: 3600)
+            + random.normal(standardDeviation: 0.02 * dt.squareRoot())
         humidity = ModelMath.clamp(humidity, 20...80)
     }
 

@@ -4,8 +4,8 @@ import MeridianCore
 ///
 /// Its wearer sleeps at night (bedtime 22:00–24:00, waking 06:00–08:00 UTC, per device), rests
 /// most of the day, and now and then walks (about every 2.5 hours, 3–20 minutes) or runs (about
-/// every other day, 15–45 minutes): some 8,000–15,000 steps a day. Heart rate follows the activity from the wearer's resting rate;
-/// steps accumulate at the walking or running cadence.
+/// every other day, 15–45 minutes): some 8,000–15,000 steps a day. Heart rate follows the
+/// activity from the wearer's resting rate; steps accumulate at the walking or running cadence.
 ///
 /// Telemetry: `heartRate` (bpm, 40…200), `spo2` (%, 88…100), `steps` (cumulative since start,
 /// never decreasing), `activity` ("sleep", "rest", "walking", "running"), `heartRateAlert` (bool:
@@ -97,7 +97,9 @@ public struct WearableModel: DeviceModel {
         case .walking: (target, stepsPerMinute) = (restingHeartRate + 35, 105)
         case .running: (target, stepsPerMinute) = (min(restingHeartRate + 90, 185), 160)
         }
-        heartRate += (target - heartRate) * ModelMath.relax(dt, tau: 45) + random.normal(standardDeviation: 0.3 * dt.squareRoot())
+        heartRate +=
+            (target - heartRate) * ModelMath.relax(dt, tau: 45)
+            + random.normal(standardDeviation: 0.3 * dt.squareRoot())
         heartRate = ModelMath.clamp(heartRate, 40...200)
         steps += stepsPerMinute * cadence * dt / 60
     }

@@ -143,6 +143,18 @@ struct ThermostatTests {
         }
     }
 
+    @Test("boost heats above the setpoint for its duration, then the room returns to the setpoint")
+    func boost() throws {
+        var model = ThermostatModel(deviceIndex: 0, random: SimulationRandom(seed: 5, deviceIndex: 0))
+        _ = samples(of: &model, every: minute, count: 180)
+        let answer = try model.handle(method: "boost", params: .object(["minutes": .number(120)]))
+        #expect(answer == .object(["boostUntil": .number(Double(midnight + 179 * minute + 120 * minute))]))
+        let boosted = samples(of: &model, from: midnight + 180 * minute, every: minute, count: 120)
+        #expect(boosted.map { $0.number("temperature") }.max()! > 22.5)
+        let after = samples(of: &model, from: midnight + 300 * minute, every: minute, count: 240)
+        #expect(abs(after.last!.number("temperature") - 21) < 1)
+    }
+
     @Test("mode off keeps the heating off")
     func modeOff() {
         var model = ThermostatModel(deviceIndex: 0, random: SimulationRandom(seed: 5, deviceIndex: 0))

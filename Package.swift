@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "MeridianStorage", targets: ["MeridianStorage"]),
         .library(name: "MeridianServer", targets: ["MeridianServer"]),
         .library(name: "MeridianDevice", targets: ["MeridianDevice"]),
+        .library(name: "MeridianSimulator", targets: ["MeridianSimulator"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -251,6 +252,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // Device signal models and fault injection for `meridian simulate` (pure, deterministic).
+        .target(
+            name: "MeridianSimulator",
+            dependencies: ["MeridianCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MeridianSimulatorTests",
+            dependencies: ["MeridianSimulator", "MeridianCore"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -281,6 +281,43 @@ struct DeviceSDKTests {
         }
     }
 
+    @Test("a client id reused by another device starts an empty session: it never gets the first device's subscriptions or messages")
+    func clientIdentifierReusedByAnotherDevice() async throws {
+        try await ServerFixture.withStream { server, api in
+            let first = try await api.device()
+            let second = try await api.device()
+            let clientID = "shared-\(UUID().uuidString.prefix(8))"
+            func client(_ token: String) -> MQTTClient {
+                server.client(clientID) {
+                    $0.username = token
+                    $0.cleanStart = false
+                    $0.connectProperties.sessionExpiryInterval = 600
+                }
+            }
+            let a = client(first.token)
+            #expect(try await a.connect().sessionPresent == false)
+            try await a.subscribe("devices/\(first.id)/commands/request/+", qos: .atLeastOnce)
+            try await a.disconnect()
+            // The same device comes back: its session is there.
+            let again = client(first.token)
+            #expect(try await again.connect().sessionPresent == true)
+            try await again.disconnect()
+            // Another device with the same client id: a new, empty session.
+            let b = client(second.token)
+            #expect(try await b.connect().sessionPresent == false)
+            let command = try await api.call(
+                "POST", "/api/v1/devices/\(first.id)/commands", body: #"{"method": "m", "persistent": true, "oneWay": true}"#
+            )
+            // Queued: the first device's subscription did not travel with its client id.
+            #expect(command.status == 202 && command.json["status"] as? String == "queued", "\(command.text)")
+            try await b.disconnect()
+            // And the first device's session is gone too (replaced by the second's).
+            let last = client(first.token)
+            #expect(try await last.connect().sessionPresent == false)
+            try await last.disconnect()
+        }
+    }
+
     @Test("a token the server does not know is refused at connect, without retrying for ever")
     func refusedCredentials() async throws {
         try await ServerFixture.withStream { server, _ in

@@ -23,6 +23,16 @@ public struct MQTTPrincipal: Sendable, Hashable, CustomStringConvertible {
         self.topicMapping = topicMapping
     }
 
+    /// The attribute naming who owns the client's session (a device, a user): a connection
+    /// asking to resume a session that a different owner left gets a new, empty session instead
+    /// (`sessionPresent` 0), so that a reused client identifier never hands one device another's
+    /// subscriptions and queued messages. Without it (both sides), MQTT's rule applies: the
+    /// client identifier alone names the session.
+    public static let sessionOwnerAttribute = "session.owner"
+
+    /// The session's owner (``sessionOwnerAttribute``), if the authenticator set one.
+    public var sessionOwner: String? { attributes[Self.sessionOwnerAttribute] }
+
     public var description: String {
         "MQTTPrincipal(clientId: \(clientIdentifier)\(username.map { ", username: \($0)" } ?? ""))"
     }

@@ -41,9 +41,10 @@ final class SessionRegistry: Sendable {
             return eventLoop.makeSucceededFuture(false)
         }
         let old = previous.session
+        let owner = session.principal.sessionOwner
         let result = (previous.settled ?? old.eventLoop.makeSucceededVoidFuture())
             .hop(to: old.eventLoop)
-            .flatMap { old.takeOver(by: session, discard: cleanStart) }
+            .flatMap { old.takeOver(by: session, discard: cleanStart || old.principal.sessionOwner != owner) }
             .hop(to: eventLoop)
             .flatMap { handed -> EventLoopFuture<Bool> in
                 guard let handed else { return eventLoop.makeSucceededFuture(false) }

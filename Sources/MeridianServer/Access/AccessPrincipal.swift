@@ -77,6 +77,7 @@ enum AccessPrincipal {
                 credentialKey: identity.credentialID,
                 publishKey: inside,
                 subscribeKey: inside,
+                MQTTPrincipal.sessionOwnerAttribute: "device:\(identity.tenantID)/\(identity.deviceID)",
             ],
             topicMapping: MQTTTopicMapping(
                 [
@@ -117,6 +118,7 @@ enum AccessPrincipal {
             subscribeKey: inside,
         ]
         attributes[kind == .apiKey ? apiKeyKey : userKey] = id
+        attributes[MQTTPrincipal.sessionOwnerAttribute] = "\(kind.rawValue):\(tenantID)/\(id)"
         if role.allows(.operator) { attributes[publishKey] = inside }
         return MQTTPrincipal(
             clientIdentifier: clientIdentifier,
@@ -134,7 +136,10 @@ enum AccessPrincipal {
         return MQTTPrincipal(
             clientIdentifier: clientIdentifier,
             username: provisioningUsername,
-            attributes: [kindKey: Kind.provisioning.rawValue, publishKey: request, subscribeKey: response],
+            attributes: [
+                kindKey: Kind.provisioning.rawValue, publishKey: request, subscribeKey: response,
+                MQTTPrincipal.sessionOwnerAttribute: "provisioning:\(connectionKey)",
+            ],
             topicMapping: MQTTTopicMapping([
                 MQTTTopicRewrite(external: provisionRequestTopic, internal: request),
                 MQTTTopicRewrite(external: provisionResponseTopic, internal: response),

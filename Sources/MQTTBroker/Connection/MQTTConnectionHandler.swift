@@ -573,7 +573,9 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
                 [
                     "mqtt.protocol": "\(connect.protocolVersion)", "mqtt.clean_start": "\(connect.cleanStart)",
                     "mqtt.keep_alive": "\(keepAlive)", "mqtt.session_present": "\(resumed)",
-                    "mqtt.username": connect.username.map { "\($0)" } ?? "-",
+                    // The principal's: an authenticator leaves out user names that are secrets.
+                    "mqtt.username": "\(session.principal.username ?? "-")",
+                    "mqtt.owner": "\(session.principal.sessionOwner ?? "-")",
                 ]
             )
             self.loop.forgetQueueFull(clientIdentifier: session.clientIdentifier)

@@ -64,13 +64,21 @@ struct RegistryAuthenticator: MQTTAuthenticator {
         return nil
     }
 
+    /// A user name for a log line: it may be an access token (or a password typed into the wrong
+    /// field), so only its first four characters and its length.
+    static func redacted(_ username: String?) -> String {
+        guard let username else { return "-" }
+        if username == AccessPrincipal.provisioningUsername { return username }
+        return "\(username.prefix(4))… (\(username.count) characters)"
+    }
+
     func authenticate(_ request: MQTTAuthenticationRequest) async -> MQTTAuthenticationResult {
         if let immediate = authenticateImmediately(request) { return immediate }
         do {
             guard let principal = try await lookUp(request) else {
                 logger.info(
                     "MQTT authentication failed",
-                    metadata: ["mqtt.client_id": "\(request.clientIdentifier)", "mqtt.username": "\(request.username ?? "-")"]
+                    metadata: ["mqtt.client_id": "\(request.clientIdentifier)", "mqtt.username": "\(Self.redacted(request.username))"]
                 )
                 return .refuse(.badUserNameOrPassword, reason: "bad user name or password")
             }
@@ -119,13 +127,15 @@ struct RegistryAuthenticator: MQTTAuthenticator {
         let tryToken = username.utf8.count >= Self.minimumTokenLength
         guard let password else {
             guard tryToken, let identity = try await registry.authenticateDevice(token: username) else { return nil }
-            return AccessPrincipal.device(identity, clientIdentifier: client, username: username)
+            // The user name is the token, a secret: the principal (logged, and kept with a
+            // persistent session) does not carry it.
+            return AccessPrincipal.device(identity, clientIdentifier: client, username: nil)
         }
         if let identity = try await registry.authenticateDevice(username: username, password: password) {
             return AccessPrincipal.device(identity, clientIdentifier: client, username: username)
         }
         if tryToken, let identity = try await registry.authenticateDevice(token: username) {
-            return AccessPrincipal.device(identity, clientIdentifier: client, username: username)
+            return AccessPrincipal.device(identity, clientIdentifier: client, username: nil)
         }
         let login: LoginResult
         do {

@@ -203,10 +203,10 @@ public final class Registry: Sendable {
         let failure = RegistryError(.unauthenticated, "unknown user name or wrong password")
         guard let (user, memberships) = found else {
             // The same work as for a real user, so timing does not tell who exists.
-            _ = PasswordHash.verify(password, against: Self.dummyPasswordHash)
+            _ = await PasswordHash.verifyOffPool(password, against: Self.dummyPasswordHash)
             throw failure
         }
-        guard PasswordHash.verify(password, against: user.passwordHash), !user.disabled else { throw failure }
+        guard await PasswordHash.verifyOffPool(password, against: user.passwordHash), !user.disabled else { throw failure }
         return LoginResult(user: user.redacted, memberships: memberships)
     }
 
@@ -713,10 +713,10 @@ public final class Registry: Sendable {
         let time = now()
         let credential = try await store.read { try $0.credential(username: username) }
         guard let credential, credential.type == .password, let hash = credential.passwordHash else {
-            _ = PasswordHash.verify(password, against: Self.dummyPasswordHash)
+            _ = await PasswordHash.verifyOffPool(password, against: Self.dummyPasswordHash)
             return nil
         }
-        guard PasswordHash.verify(password, against: hash) else { return nil }
+        guard await PasswordHash.verifyOffPool(password, against: hash) else { return nil }
         return try await store.read { tx in try Self.identity(credential, time: time, tx: tx) }
     }
 

@@ -53,6 +53,19 @@ public enum PasswordHash {
         return Secrets.constantTimeEquals(Data(derived).base64EncodedString(), expected.base64EncodedString())
     }
 
+    /// Where asynchronous checks run: one thread of its own, outside Swift's cooperative pool.
+    /// A check costs tens of milliseconds of CPU on purpose; a storm of bad CONNECTs or logins
+    /// then queues here, using at most one core, while the rest of the server stays responsive
+    /// (on the cooperative pool they would hold every thread it has).
+    private static let queue = DispatchQueue(label: "meridian.password-hash")
+
+    /// ``verify(_:against:)`` on the password-hashing thread.
+    public static func verifyOffPool(_ password: String, against encoded: String) async -> Bool {
+        await withCheckedContinuation { continuation in
+            queue.async { continuation.resume(returning: verify(password, against: encoded)) }
+        }
+    }
+
     private static func derive(_ password: String, salt: [UInt8], rounds: Int) -> [UInt8] {
         // PBKDF2 only throws for parameters out of range, which these never are.
         let key = try! KDF.Insecure.PBKDF2.deriveKey(

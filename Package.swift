@@ -162,6 +162,8 @@ let package = Package(
             name: "meridian",
             dependencies: [
                 "MeridianServer",
+                "MeridianSimulator",
+                "MeridianDevice",
                 "MeridianCore",
                 "MeridianStorage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -257,7 +259,10 @@ let package = Package(
         // Device signal models and fault injection for `meridian simulate` (pure, deterministic).
         .target(
             name: "MeridianSimulator",
-            dependencies: ["MeridianCore"],
+            dependencies: [
+                "MeridianCore", "MeridianDevice", "MQTTCore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -476,8 +476,10 @@ public actor MeridianDevice {
     }
 
     private func answer(method: String, params: JSONValue, topic: String, correlation: ByteBuffer?) {
-        let handler: (@Sendable (JSONValue) async throws -> JSONValue)? =
-            commandHandlers[method] ?? fallbackCommandHandler.map { fallback in { params in try await fallback(method, params) } }
+        var handler = commandHandlers[method]
+        if handler == nil, let fallback = fallbackCommandHandler {
+            handler = { @Sendable params in try await fallback(method, params) }
+        }
         let device = self
         Task {
             var answer: JSONValue

@@ -19,10 +19,22 @@ import UnixSignals
 public struct MeridianApplication: Sendable {
     public let configuration: MeridianConfiguration
     public let logger: Logger
+    /// Called once every listener is bound, with what in-process companions need (`serve
+    /// --demo`'s simulated fleet): it must return quickly (start a task for longer work).
+    public var onReady: (@Sendable (ReadyPlatform) async -> Void)?
 
     public init(configuration: MeridianConfiguration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
+    }
+
+    /// The running server, for in-process companions.
+    public struct ReadyPlatform: Sendable {
+        public var endpoints: Endpoints
+        /// The registry (nil when the server runs without one).
+        public var registry: Registry?
+        /// The tenant created by this start, on the first start of an empty database.
+        public var firstStartTenantID: String?
     }
 
     /// The addresses the server ended up listening on.
@@ -252,6 +264,7 @@ public struct MeridianApplication: Sendable {
             if let port = endpoints.httpsPort { metadata["https.port"] = "\(port)" }
             logger.info("meridian started", metadata: metadata)
             await onListening(endpoints)
+            await onReady?(ReadyPlatform(endpoints: endpoints, registry: platform?.registry, firstStartTenantID: firstStart?.tenant.id))
             if printsFirstStartNotice, let firstStart, let notice = Self.firstStartNotice(firstStart, bind: network.bind, httpPort: endpoints.httpPort) {
                 FileHandle.standardOutput.write(Data(notice.utf8))
             }

@@ -38,6 +38,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.1"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         .target(
@@ -164,6 +165,7 @@ let package = Package(
                 "MeridianServer",
                 "MeridianSimulator",
                 "MeridianDevice",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
                 "MeridianCore",
                 "MeridianStorage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

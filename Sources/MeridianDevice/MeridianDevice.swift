@@ -66,6 +66,7 @@ public actor MeridianDevice {
     private var desiredQueue: AsyncStream<([String: JSONValue], Int)>.Continuation?
     private var commandHandlers: [String: @Sendable (JSONValue) async throws -> JSONValue] = [:]
     private var fallbackCommandHandler: (@Sendable (String, JSONValue) async throws -> JSONValue)?
+    private var acknowledgedHandler: (@Sendable ([Duration]) -> Void)?
     /// The readers of the client's events and messages: started once, for the device's life
     /// (an AsyncStream ends for good when the task reading it is cancelled).
     private var streamTasks: [Task<Void, Never>] = []
@@ -288,6 +289,13 @@ public actor MeridianDevice {
         wakeSender()
     }
 
+    /// Calls `handler` with each acknowledged batch's latencies: for every sample, the time from
+    /// ``send(_:at:)`` to the server's acknowledgement (by then it is stored and queryable). For
+    /// benchmarks; it runs on the device's actor and must return quickly.
+    public func onAcknowledged(_ handler: @escaping @Sendable ([Duration]) -> Void) {
+        acknowledgedHandler = handler
+    }
+
     /// Waits until every buffered sample is acknowledged (or `timeout` passes).
     ///
     /// - Returns: Whether the buffer is empty.
@@ -348,6 +356,10 @@ public actor MeridianDevice {
                     eventsContinuation.yield(.telemetryRefused(samples: batch.count, reason: reason))
                 } else {
                     statistics.acknowledged += batch.count
+                    if let acknowledgedHandler {
+                        let now = ContinuousClock.now
+                        acknowledgedHandler(batch.map { now - $0.added })
+                    }
                 }
                 try buffer.remove(through: last.sequence)
             } catch {

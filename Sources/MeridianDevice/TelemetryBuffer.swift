@@ -15,6 +15,8 @@ struct TelemetryBuffer {
         var sequence: UInt64
         /// `{"ts": <ms>, "values": {...}}`
         var json: String
+        /// When it was added (this run; samples read back from disk count from the open).
+        var added = ContinuousClock.now
     }
 
     private(set) var entries = Deque<Entry>()

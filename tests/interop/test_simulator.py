@@ -181,3 +181,18 @@ def test_serve_demo_lists_live_devices_within_30_seconds_and_keeps_them_across_a
         assert sorted(d["id"] for d in again) == sorted(d["id"] for d in first)
     finally:
         b.stop()
+
+
+def test_bench_reports_throughput_latency_and_resources():
+    argv = [str(brokers.meridian_binary()), "bench", "--devices", "20", "--rate", "5",
+            "--warmup", "3s", "--duration", "4s", "--json"]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["devices"] == 20 and result["errors"] == 0, result
+    # 100 samples/s offered; what was accepted is of that order (timing is not asserted).
+    assert result["acceptedPerSecond"] > 0 and result["latencySamples"] > 0, result
+    latency = result["latencyMicroseconds"]
+    assert 0 < latency["p50"] <= latency["p99"] <= latency["p99.9"] <= latency["max"], latency
+    assert result["server"]["rssMiB"] > 0 and result["simulator"]["rssMiB"] > 0, result
+    assert "server pid" in run.stderr

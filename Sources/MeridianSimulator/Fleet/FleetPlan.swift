@@ -36,6 +36,10 @@ public struct FleetPlan: Sendable {
     /// New connections (and provisionings) per second while the fleet starts: a ramp, rather
     /// than every device at once.
     public var connectRate: Double = 500
+    /// Extra numeric keys (`x0`, `x1`, ...) added to every sample: larger payloads for benchmarks.
+    public var extraKeys: Int = 0
+    /// Called with each acknowledged batch's latencies (send → stored), for benchmarks.
+    public var latencyRecorder: (@Sendable ([Duration]) -> Void)?
 
     public init(host: String, port: Int? = nil, credentials: FleetCredentials) {
         self.host = host
@@ -54,6 +58,7 @@ public struct FleetPlan: Sendable {
         guard rate > 0, rate.isFinite else { throw FleetPlanError("rate: a positive number of messages per second (got \(rate))") }
         guard connectRate > 0, connectRate.isFinite else { throw FleetPlanError("connect rate: a positive number (got \(connectRate))") }
         guard !profiles.isEmpty else { throw FleetPlanError("profiles: at least one") }
+        guard (0...1000).contains(extraKeys) else { throw FleetPlanError("extra keys: from 0 to 1000 (got \(extraKeys))") }
         if let duration, duration <= .zero { throw FleetPlanError("duration: must be positive") }
         if case .tokens(let tokens) = credentials, tokens.count < devices {
             throw FleetPlanError("tokens: \(tokens.count) tokens for \(devices) devices")

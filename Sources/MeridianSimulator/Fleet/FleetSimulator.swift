@@ -149,7 +149,9 @@ public final class FleetSimulator: Sendable {
         configuration.telemetry.linger = .milliseconds(5)
         do {
             let device = try MeridianDevice(configuration: configuration)
+            if let recorder = plan.latencyRecorder { await device.onAcknowledged(recorder) }
             return VirtualDevice(
+                extraKeys: plan.extraKeys,
                 index: index,
                 device: device,
                 model: ModelBox(profile.makeModel(deviceIndex: index, seed: plan.seed)),
@@ -164,6 +166,11 @@ public final class FleetSimulator: Sendable {
             logger.error("a simulated device could not start", metadata: ["device.index": "\(index)", "error": "\(error)"])
             return nil
         }
+    }
+
+    /// The fleet's state now (what `progress` is called with).
+    public func currentProgress(since start: ContinuousClock.Instant) async -> FleetProgress {
+        await snapshot(elapsed: ContinuousClock.now - start)
     }
 
     private func snapshot(elapsed: Duration) async -> FleetProgress {
@@ -279,10 +286,13 @@ final class VirtualDevice: Sendable {
     private let injector: Mutex<FaultInjector>
     private let random: Mutex<SimulationRandom>
 
+    let extraKeys: Int
+
     init(
-        index: Int, device: MeridianDevice, model: ModelBox, injector: FaultInjector, interval: Duration, phase: Duration,
+        extraKeys: Int, index: Int, device: MeridianDevice, model: ModelBox, injector: FaultInjector, interval: Duration, phase: Duration,
         seed: UInt64, logger: Logger
     ) {
+        self.extraKeys = extraKeys
         self.index = index
         self.device = device
         self.model = model
@@ -332,7 +342,12 @@ final class VirtualDevice: Sendable {
                 continue
             }
             let now = Int64(Date().timeIntervalSince1970 * 1000)
-            let values = await model.sample(at: now)
+            var values = await model.sample(at: now)
+            if extraKeys > 0 {
+                random.withLock { random in
+                    for key in 0..<extraKeys { values["x\(key)"] = .number((random.uniform() * 1000).rounded() / 10) }
+                }
+            }
             guard let sample = injector.withLock({ $0.apply(values, at: now) }) else {
                 counters.dropouts.add(1, ordering: .relaxed)
                 continue

@@ -61,6 +61,28 @@ struct DeviceSDKTests {
         }
     }
 
+    @Test("a device on a user name and password credential connects and its telemetry is stored")
+    func passwordCredential() async throws {
+        try await ServerFixture.withStream { server, api in
+            let created = try await api.device()
+            let username = "sdk-\(UUID().uuidString.prefix(8))"
+            try await api.expect(
+                201, "POST", "/api/v1/devices/\(created.id)/credentials",
+                body: #"{"type": "password", "username": "\#(username)", "password": "correct horse battery"}"#
+            )
+            let device = try Self.device(server, credentials: .password(username: username, password: "correct horse battery"), id: created.id)
+            try await device.connect()
+            try await device.send(["p": 1], at: Date(timeIntervalSince1970: 1_700_000_000))
+            #expect(await device.flush(timeout: .seconds(30)))
+            #expect(try await Self.points(api, device: created.id, key: "p").map(\.1) == [1])
+            await device.disconnect()
+            let wrong = try Self.device(server, credentials: .password(username: username, password: "wrong horse battery"), id: created.id) {
+                $0.clientIdentifier = "wrong-\(UUID().uuidString.prefix(6))"
+            }
+            await #expect(throws: MeridianDeviceError.self) { try await wrong.connect() }
+        }
+    }
+
     @Test("bad telemetry is refused at send with the key named; the buffer's bound holds (oldest dropped, or the new one refused)")
     func sendValidationAndBounds() async throws {
         try await ServerFixture.withStream { server, api in

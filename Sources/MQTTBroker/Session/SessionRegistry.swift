@@ -30,7 +30,7 @@ final class SessionRegistry: Sendable {
         }
         // Settled once the session is taken over or set up *and* its connection attached (or
         // given up): a takeover that ran earlier would find no connection to disconnect.
-        let settle = {
+        let settle: @Sendable () -> Void = {
             session.whenSetupFinished {
                 self.markSettled(session)
                 settled.succeed()

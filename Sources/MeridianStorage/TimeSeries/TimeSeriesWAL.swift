@@ -161,7 +161,7 @@ final class TimeSeriesWAL {
     func totalSize() -> Int {
         ((try? segments()) ?? []).reduce(0) { total, number in
             let size = (try? FileManager.default.attributesOfItem(atPath: path(number))[.size] as? Int) ?? 0
-            return total + (size ?? 0)
+            return total + size
         }
     }
 

@@ -264,7 +264,10 @@ struct DeviceSDKTests {
             try await sdk.connect()
             try await sdk.send(["t": 1], at: Date(timeIntervalSince1970: 1_700_000_000))
             #expect(await sdk.flush(timeout: .seconds(30)))
-            #expect(try await Self.points(api, device: created.id, key: "t").map(\.1) == [1])
+            let stats = await sdk.stats
+            #expect(stats.acknowledged == 1 && stats.refused == 0, "\(stats)")
+            let points = try await Self.points(api, device: created.id, key: "t")
+            #expect(points.map(\.1) == [1], "points: \(points)")
             await sdk.disconnect()
 
             #expect(throws: MeridianDeviceError.self) {

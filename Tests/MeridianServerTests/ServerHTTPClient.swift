@@ -35,7 +35,7 @@ enum ServerHTTPClient {
     /// if `tls` is given (for the HTTPS port, whose certificate names `localhost`). Reads the
     /// response head of a 101 (it switches protocols, so there is no body to wait for), or any
     /// other answer up to the server's close. `nil` when the server closed the connection, or
-    /// left it silent for 5 s, without answering.
+    /// left it silent for 30 s, without answering.
     static func upgrade(
         port: Int,
         path: String,
@@ -73,7 +73,8 @@ enum ServerHTTPClient {
 
     /// Sends `request` and collects the answer: everything until the server closes (empty if it
     /// closed without a word), or only the head of a 101 if `untilSwitchingProtocols`. Gives up
-    /// after 5 s.
+    /// after 30 s: generous, because a loaded CI machine running every suite at once can take
+    /// seconds to answer (a login's password check queues behind the others').
     private static func exchange(
         port: Int,
         request: String,
@@ -92,7 +93,7 @@ enum ServerHTTPClient {
                     return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                 }
             }
-        let timeout = channel.channel.eventLoop.scheduleTask(in: .seconds(5)) { channel.channel.close(promise: nil) }
+        let timeout = channel.channel.eventLoop.scheduleTask(in: .seconds(30)) { channel.channel.close(promise: nil) }
         defer { timeout.cancel() }
         return try await channel.executeThenClose { inbound, outbound in
             try await outbound.write(ByteBuffer(string: request))

@@ -147,10 +147,10 @@ struct RuleExpressionParser {
 
     // MARK: Unary operators and primaries
 
-    private mutating func nest() throws(RuleExpressionError) {
+    private mutating func nest(at token: RuleExpressionLexer.Token) throws(RuleExpressionError) {
         nesting += 1
         guard nesting <= Self.maximumNesting else {
-            throw syntax("the expression nests deeper than \(Self.maximumNesting) levels")
+            throw syntax("the expression nests deeper than \(Self.maximumNesting) levels", at: token.offset)
         }
     }
 
@@ -163,7 +163,7 @@ struct RuleExpressionParser {
         default: return try parsePrimary()
         }
         index += 1
-        try nest()
+        try nest(at: token)
         let operand = try parseUnary()
         nesting -= 1
         let symbol = "`\(token.text)`"
@@ -226,7 +226,7 @@ struct RuleExpressionParser {
             return leaf(.twin(section, Array(segments.dropFirst())), .unknown, token)
         case .leftParen:
             index += 1
-            try nest()
+            try nest(at: token)
             let inner = try parseBinary(level: 0)
             nesting -= 1
             guard current.kind == .rightParen else {
@@ -257,7 +257,7 @@ struct RuleExpressionParser {
             )
         }
         index += 2
-        try nest()
+        try nest(at: nameToken)
         var arguments: [RuleExpressionNode] = []
         if current.kind != .rightParen {
             while true {

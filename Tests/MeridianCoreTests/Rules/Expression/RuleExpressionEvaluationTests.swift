@@ -3,7 +3,7 @@ import Testing
 
 @Suite("Rule expressions: three-valued evaluation")
 struct RuleExpressionEvaluationTests {
-    private func result(_ source: String, _ context: RuleTestContext) throws -> RuleExpressionResult {
+    private func result(_ source: String, _ context: RuleExpressionTestContext) throws -> RuleExpressionResult {
         try RuleExpression.compile(source).evaluate(in: context)
     }
 
@@ -12,7 +12,7 @@ struct RuleExpressionEvaluationTests {
         let expression = try RuleExpression.compile(
             #"temp > reported.setpoint + 5 && door == "open""#, schema: RuleExpressionSchema(keys: ["temp": .number, "door": .string])
         )
-        var device = RuleTestContext(values: ["temp": .number(26), "door": .string("open")], reported: .object(["setpoint": .number(20)]))
+        var device = RuleExpressionTestContext(values: ["temp": .number(26), "door": .string("open")], reported: .object(["setpoint": .number(20)]))
         #expect(expression.evaluate(in: device) == .true)
         device.values["temp"] = .number(25)
         #expect(expression.evaluate(in: device) == .false)
@@ -24,7 +24,7 @@ struct RuleExpressionEvaluationTests {
 
     @Test("false && unknown is false, true || unknown is true; otherwise unknown propagates")
     func threeValued() throws {
-        let context = RuleTestContext(values: ["t": .bool(true), "f": .bool(false)])
+        let context = RuleExpressionTestContext(values: ["t": .bool(true), "f": .bool(false)])
         let table: [(String, RuleExpressionResult)] = [
             ("f && missing", .false), ("missing && f", .false), ("t && missing", .unknown), ("missing && t", .unknown),
             ("t || missing", .true), ("missing || t", .true), ("f || missing", .unknown), ("missing || f", .unknown),
@@ -39,7 +39,7 @@ struct RuleExpressionEvaluationTests {
 
     @Test("missing data, run-time type mismatches, division by zero and overflow are unknown, never a firing")
     func unknowns() throws {
-        let context = RuleTestContext(
+        let context = RuleExpressionTestContext(
             values: ["n": .number(4), "s": .string("open"), "b": .bool(true), "nan": .number(.nan)],
             reported: .object(["list": .array([.number(1)]), "null": .null, "x": .number(2)]),
             windows: [RuleExpressionWindow(function: .avg, key: "n", durationMilliseconds: 60_000): 3]

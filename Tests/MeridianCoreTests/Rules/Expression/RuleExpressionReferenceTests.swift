@@ -29,7 +29,7 @@ struct RuleExpressionReferenceTests {
 
     // MARK: Generation
 
-    static func generate(_ want: Want, depth: Int, _ random: inout SeededGenerator) -> Node {
+    static func generate(_ want: Want, depth: Int, _ random: inout RuleExpressionRandom) -> Node {
         func pick<T>(_ items: [T]) -> T { items[Int.random(in: 0..<items.count, using: &random)] }
         let leaf = depth <= 0 || Int.random(in: 0..<10, using: &random) < 3
         if want == .string || leaf {
@@ -116,7 +116,7 @@ struct RuleExpressionReferenceTests {
 
     // MARK: Reference evaluation
 
-    static func reference(_ node: Node, _ context: RuleTestContext) -> RuleExpressionValue? {
+    static func reference(_ node: Node, _ context: RuleExpressionTestContext) -> RuleExpressionValue? {
         func finite(_ value: Double?) -> RuleExpressionValue? {
             guard let value, value.isFinite else { return nil }
             return .number(value)
@@ -199,7 +199,7 @@ struct RuleExpressionReferenceTests {
         }
     }
 
-    static func randomContext(_ random: inout SeededGenerator) -> RuleTestContext {
+    static func randomContext(_ random: inout RuleExpressionRandom) -> RuleExpressionTestContext {
         func pick<T>(_ items: [T]) -> T { items[Int.random(in: 0..<items.count, using: &random)] }
         func chance(_ percent: Int) -> Bool { Int.random(in: 0..<100, using: &random) < percent }
         func number() -> Double { pick([-2, -1, 0, 0.5, 1, 2, 3, 7, 80, 1000, Double.random(in: -100...100, using: &random)]) }
@@ -219,7 +219,7 @@ struct RuleExpressionReferenceTests {
             default: .number(number())
             }
         }
-        var context = RuleTestContext()
+        var context = RuleExpressionTestContext()
         for key in ["n0", "n1"] where chance(85) { context.values[key] = .number(number()) }
         if chance(85) { context.values["s0"] = .string(pick(strings).0) }
         for key in ["b0", "b1"] where chance(85) { context.values[key] = .bool(Bool.random(using: &random)) }
@@ -240,7 +240,7 @@ struct RuleExpressionReferenceTests {
 
     @Test("random expressions evaluate as the reference evaluator says, however they are parenthesised and spelled")
     func againstReference() throws {
-        var random = SeededGenerator(seed: 0x5EED_0008)
+        var random = RuleExpressionRandom(seed: 0x5EED_0008)
         var outcomes: [RuleExpressionResult: Int] = [:]
         for _ in 0..<3000 {
             let tree = Self.generate(.bool, depth: Int.random(in: 1...5, using: &random), &random)
@@ -278,7 +278,7 @@ struct RuleExpressionReferenceTests {
 
     @Test("random text and mutated expressions never crash: an error with a valid position, or an expression that prints and recompiles to itself")
     func fuzz() throws {
-        var random = SeededGenerator(seed: 0xF022)
+        var random = RuleExpressionRandom(seed: 0xF022)
         let fragments = [
             "temp", "door", "n0", " ", " ", "\n", "(", ")", "!", "-", "+", "*", "/", "%", "<", "<=", ">", ">=", "==", "!=", "=", "&&",
             "&", "||", "|", "and", "or", "not", "true", "false", "1", "21.5", "1e3", "1e", ".5", "10m", "5x", "\"", "\"a\"", "\\", "`",

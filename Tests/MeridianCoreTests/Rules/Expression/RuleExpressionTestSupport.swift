@@ -1,7 +1,7 @@
 import MeridianCore
 
 /// A device as a rule expression sees it, from plain dictionaries.
-struct RuleTestContext: RuleExpressionContext {
+struct RuleExpressionTestContext: RuleExpressionContext {
     var values: [String: TelemetryValue] = [:]
     var reported: JSONValue = .emptyObject
     var desired: JSONValue = .emptyObject
@@ -21,7 +21,7 @@ struct RuleTestContext: RuleExpressionContext {
 }
 
 /// A small, seeded, reproducible random generator (SplitMix64).
-struct SeededGenerator: RandomNumberGenerator {
+struct RuleExpressionRandom: RandomNumberGenerator {
     var state: UInt64
 
     init(seed: UInt64) { state = seed }

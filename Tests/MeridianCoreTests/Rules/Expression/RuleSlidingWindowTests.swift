@@ -23,7 +23,7 @@ struct RuleSlidingWindowTests {
 
     @Test("avg, min, max, delta and rate over random sample streams match a brute-force recomputation after every sample")
     func againstBruteForce() {
-        var random = SeededGenerator(seed: 0x3111D0)
+        var random = RuleExpressionRandom(seed: 0x3111D0)
         for _ in 0..<25 {
             let span = Int64.random(in: 1_000...120_000, using: &random)
             var window = RuleSlidingWindow(spanMilliseconds: span)

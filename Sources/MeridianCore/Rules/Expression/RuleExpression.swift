@@ -51,7 +51,10 @@ public struct RuleExpression: Sendable, Hashable {
     public let root: RuleExpressionNode
 
     /// Parses and type-checks `source` against the known key types in `schema`.
-    public static func compile(_ source: String, schema: RuleExpressionSchema = .empty) throws(RuleExpressionError) -> RuleExpression {
+    public static func compile(
+        _ source: String,
+        schema: RuleExpressionSchema = .empty
+    ) throws(RuleExpressionError) -> RuleExpression {
         var parser = try RuleExpressionParser(source: source, schema: schema)
         return RuleExpression(source: source, root: try parser.parse())
     }

@@ -44,7 +44,12 @@ struct RuleExpressionEvaluator<Context: RuleExpressionContext> {
             }
             return result.map { .number($0) }
         case .window(let window):
-            guard let value = context.window(window.function, key: window.key, durationMilliseconds: window.durationMilliseconds),
+            guard
+                let value = context.window(
+                    window.function,
+                    key: window.key,
+                    durationMilliseconds: window.durationMilliseconds
+                ),
                 value.isFinite
             else { return nil }
             return .number(value)
@@ -61,7 +66,11 @@ struct RuleExpressionEvaluator<Context: RuleExpressionContext> {
         return nil
     }
 
-    private func binary(_ op: RuleExpressionOperator, _ left: RuleExpressionNode, _ right: RuleExpressionNode) -> RuleExpressionValue? {
+    private func binary(
+        _ op: RuleExpressionOperator,
+        _ left: RuleExpressionNode,
+        _ right: RuleExpressionNode
+    ) -> RuleExpressionValue? {
         switch op {
         case .and:
             let first = bool(left)

@@ -82,7 +82,12 @@ struct RuleExpressionLexer {
             position += 1
             return Token(kind: kind, offset: start, text: String(c))
         }
-        func pair(_ second: Unicode.Scalar, _ double: Kind, else one: Kind?, hint: String = "") throws(RuleExpressionError) -> Token {
+        func pair(
+            _ second: Unicode.Scalar,
+            _ double: Kind,
+            else one: Kind?,
+            hint: String = ""
+        ) throws(RuleExpressionError) -> Token {
             position += 1
             if peek() == second {
                 position += 1
@@ -204,7 +209,9 @@ struct RuleExpressionLexer {
             throw error("unknown duration unit '\(unit)' (expected ms, s, m, h or d, e.g. 10m)", at: unitStart)
         }
         let milliseconds = (value * factor).rounded()
-        guard milliseconds >= 1 else { throw error("the duration '\(text(from: start))' is shorter than 1ms", at: start) }
+        guard milliseconds >= 1 else {
+            throw error("the duration '\(text(from: start))' is shorter than 1ms", at: start)
+        }
         guard milliseconds <= Double(Self.maximumDurationMilliseconds) else {
             throw error("the duration '\(text(from: start))' is longer than 30d", at: start)
         }
@@ -227,7 +234,10 @@ struct RuleExpressionLexer {
                 case "n": value.append("\n")
                 case "t": value.append("\t")
                 default:
-                    throw error("unknown escape '\\\(escaped.escaped(asASCII: true))' in a string (expected \\\", \\\\, \\n or \\t)", at: position)
+                    throw error(
+                        "unknown escape '\\\(escaped.escaped(asASCII: true))' in a string (expected \\\", \\\\, \\n or \\t)",
+                        at: position
+                    )
                 }
                 position += 2
                 continue

@@ -104,7 +104,10 @@ struct RuleExpressionParser {
     }
 
     private func combine(
-        _ op: RuleExpressionOperator, _ left: RuleExpressionNode, _ right: RuleExpressionNode, at token: RuleExpressionLexer.Token
+        _ op: RuleExpressionOperator,
+        _ left: RuleExpressionNode,
+        _ right: RuleExpressionNode,
+        at token: RuleExpressionLexer.Token
     ) throws(RuleExpressionError) -> RuleExpressionNode {
         let height = Swift.max(left.height, right.height) + 1
         guard height <= Self.maximumHeight else {
@@ -120,7 +123,10 @@ struct RuleExpressionParser {
             type = .number
         case .less, .lessOrEqual, .greater, .greaterOrEqual:
             for side in [left, right] where side.type == .bool {
-                throw typeError("\(symbol) orders numbers or strings; \(quoted(side)) is \(side.type)", at: token.offset)
+                throw typeError(
+                    "\(symbol) orders numbers or strings; \(quoted(side)) is \(side.type)",
+                    at: token.offset
+                )
             }
             try checkSameType(symbol, left, right, at: token.offset)
             type = .bool
@@ -129,17 +135,28 @@ struct RuleExpressionParser {
             type = .bool
         case .and, .or:
             for side in [left, right] where side.type != .bool && side.type != .unknown {
-                throw typeError("\(symbol) needs a condition on both sides; \(quoted(side)) is \(side.type)", at: token.offset)
+                throw typeError(
+                    "\(symbol) needs a condition on both sides; \(quoted(side)) is \(side.type)",
+                    at: token.offset
+                )
             }
             type = .bool
         }
         return RuleExpressionNode(
-            kind: .binary(op, left, right), type: type, offset: token.offset, start: left.start, end: right.end, height: height
+            kind: .binary(op, left, right),
+            type: type,
+            offset: token.offset,
+            start: left.start,
+            end: right.end,
+            height: height
         )
     }
 
     private func checkSameType(
-        _ symbol: String, _ left: RuleExpressionNode, _ right: RuleExpressionNode, at offset: Int
+        _ symbol: String,
+        _ left: RuleExpressionNode,
+        _ right: RuleExpressionNode,
+        at offset: Int
     ) throws(RuleExpressionError) {
         guard left.type != .unknown, right.type != .unknown, left.type != right.type else { return }
         throw typeError("\(quoted(left)) is \(left.type); \(symbol) compares it with \(right.type)", at: offset)
@@ -174,8 +191,12 @@ struct RuleExpressionParser {
             throw typeError("\(symbol) needs a condition; \(quoted(operand)) is \(operand.type)", at: token.offset)
         }
         return RuleExpressionNode(
-            kind: negate ? .negate(operand) : .not(operand), type: negate ? .number : .bool, offset: token.offset,
-            start: token.offset, end: operand.end, height: operand.height + 1
+            kind: negate ? .negate(operand) : .not(operand),
+            type: negate ? .number : .bool,
+            offset: token.offset,
+            start: token.offset,
+            end: operand.end,
+            height: operand.height + 1
         )
     }
 
@@ -183,8 +204,19 @@ struct RuleExpressionParser {
         token.offset + token.text.unicodeScalars.count
     }
 
-    private func leaf(_ kind: RuleExpressionNode.Kind, _ type: RuleExpressionType, _ token: RuleExpressionLexer.Token) -> RuleExpressionNode {
-        RuleExpressionNode(kind: kind, type: type, offset: token.offset, start: token.offset, end: end(of: token), height: 1)
+    private func leaf(
+        _ kind: RuleExpressionNode.Kind,
+        _ type: RuleExpressionType,
+        _ token: RuleExpressionLexer.Token
+    ) -> RuleExpressionNode {
+        RuleExpressionNode(
+            kind: kind,
+            type: type,
+            offset: token.offset,
+            start: token.offset,
+            end: end(of: token),
+            height: 1
+        )
     }
 
     private func keyType(_ key: String) -> RuleExpressionType {
@@ -253,7 +285,8 @@ struct RuleExpressionParser {
         if let function = RuleWindowFunction(name: name) { return try parseWindow(function) }
         guard ["abs", "min", "max"].contains(name) else {
             throw typeError(
-                "unknown function `\(name)` (functions: abs, min, max, avg, min_over, max_over, delta, rate)", at: nameToken.offset
+                "unknown function `\(name)` (functions: abs, min, max, avg, min_over, max_over, delta, rate)",
+                at: nameToken.offset
             )
         }
         index += 2
@@ -262,11 +295,16 @@ struct RuleExpressionParser {
         if current.kind != .rightParen {
             while true {
                 if case .duration = current.kind, name != "abs" {
-                    throw syntax("`\(name)` compares numbers; for the \(name)imum over time use \(name)_over(key, \(current.text))")
+                    throw syntax(
+                        "`\(name)` compares numbers; for the \(name)imum over time use \(name)_over(key, \(current.text))"
+                    )
                 }
                 let argument = try parseBinary(level: 0)
                 if argument.type != .number, argument.type != .unknown {
-                    throw typeError("`\(name)` needs numbers; \(quoted(argument)) is \(argument.type)", at: argument.start)
+                    throw typeError(
+                        "`\(name)` needs numbers; \(quoted(argument)) is \(argument.type)",
+                        at: argument.start
+                    )
                 }
                 arguments.append(argument)
                 guard arguments.count <= Self.maximumArguments else {
@@ -283,19 +321,28 @@ struct RuleExpressionParser {
         let close = current
         index += 1
         if name == "abs", arguments.count != 1 {
-            throw typeError("`abs` takes one number, e.g. abs(temp - 20)", at: arguments.count > 1 ? arguments[1].start : close.offset)
+            throw typeError(
+                "`abs` takes one number, e.g. abs(temp - 20)",
+                at: arguments.count > 1 ? arguments[1].start : close.offset
+            )
         }
         if name != "abs", arguments.count < 2 {
             throw typeError("`\(name)` takes two or more numbers, e.g. \(name)(temp, 80)", at: nameToken.offset)
         }
-        let kind: RuleExpressionNode.Kind = name == "abs" ? .abs(arguments[0]) : name == "min" ? .min(arguments) : .max(arguments)
+        let kind: RuleExpressionNode.Kind =
+            name == "abs" ? .abs(arguments[0]) : name == "min" ? .min(arguments) : .max(arguments)
         return RuleExpressionNode(
-            kind: kind, type: .number, offset: nameToken.offset, start: nameToken.offset, end: end(of: close),
+            kind: kind,
+            type: .number,
+            offset: nameToken.offset,
+            start: nameToken.offset,
+            end: end(of: close),
             height: (arguments.map(\.height).max() ?? 0) + 1
         )
     }
 
-    private mutating func parseWindow(_ function: RuleWindowFunction) throws(RuleExpressionError) -> RuleExpressionNode {
+    private mutating func parseWindow(_ function: RuleWindowFunction) throws(RuleExpressionError) -> RuleExpressionNode
+    {
         let nameToken = current
         index += 2
         let usage = "`\(function.name)` takes a telemetry key and a duration, e.g. \(function.name)(temp, 10m)"
@@ -307,7 +354,10 @@ struct RuleExpressionParser {
         default: throw typeError(usage, at: keyToken.offset)
         }
         if let type = schema.keys[key], type != .number {
-            throw typeError("`\(function.name)` needs a numeric key; `\(key)` is \(RuleExpressionType(type))", at: keyToken.offset)
+            throw typeError(
+                "`\(function.name)` needs a numeric key; `\(key)` is \(RuleExpressionType(type))",
+                at: keyToken.offset
+            )
         }
         index += 1
         guard current.kind == .comma else { throw typeError(usage, at: current.offset) }
@@ -321,7 +371,12 @@ struct RuleExpressionParser {
         index += 1
         let window = RuleExpressionWindow(function: function, key: key, durationMilliseconds: milliseconds)
         return RuleExpressionNode(
-            kind: .window(window), type: .number, offset: nameToken.offset, start: nameToken.offset, end: end(of: close), height: 1
+            kind: .window(window),
+            type: .number,
+            offset: nameToken.offset,
+            start: nameToken.offset,
+            end: end(of: close),
+            height: 1
         )
     }
 }

@@ -73,7 +73,9 @@ public struct RuleSlidingWindow: Sendable, Hashable {
     /// window is empty, the duration is not in `1...spanMilliseconds`, or (for `delta` and
     /// `rate`) fewer than two samples, or (for `rate`) no time between the first and last.
     public func value(_ function: RuleWindowFunction, durationMilliseconds: Int64) -> Double? {
-        guard let latest = timestamps.last, durationMilliseconds >= 1, durationMilliseconds <= spanMilliseconds else { return nil }
+        guard let latest = timestamps.last, durationMilliseconds >= 1, durationMilliseconds <= spanMilliseconds else {
+            return nil
+        }
         let from = Self.start(latest: latest, duration: durationMilliseconds)
         // First index in head..<count whose timestamp is >= from.
         var low = head

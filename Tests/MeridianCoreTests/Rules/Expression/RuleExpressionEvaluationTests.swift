@@ -10,9 +10,13 @@ struct RuleExpressionEvaluationTests {
     @Test("the issue's example fires on the device's latest values and twin")
     func example() throws {
         let expression = try RuleExpression.compile(
-            #"temp > reported.setpoint + 5 && door == "open""#, schema: RuleExpressionSchema(keys: ["temp": .number, "door": .string])
+            #"temp > reported.setpoint + 5 && door == "open""#,
+            schema: RuleExpressionSchema(keys: ["temp": .number, "door": .string])
         )
-        var device = RuleExpressionTestContext(values: ["temp": .number(26), "door": .string("open")], reported: .object(["setpoint": .number(20)]))
+        var device = RuleExpressionTestContext(
+            values: ["temp": .number(26), "door": .string("open")],
+            reported: .object(["setpoint": .number(20)])
+        )
         #expect(expression.evaluate(in: device) == .true)
         device.values["temp"] = .number(25)
         #expect(expression.evaluate(in: device) == .false)
@@ -47,8 +51,10 @@ struct RuleExpressionEvaluationTests {
         let table: [(String, RuleExpressionResult)] = [
             ("n / 0 > 1", .unknown), ("n % 0 == 0", .unknown), ("n / 0 > 1 || n > 3", .true),
             ("n * 1e308 * 10 > 0", .unknown), ("s > 1", .unknown), ("s == 1", .unknown), ("b + 1 > 0", .unknown),
-            ("nan > 0", .unknown), ("nan != nan", .unknown), ("reported.list == 1", .unknown), ("reported.null == 1", .unknown),
-            ("reported.x * n == 8", .true), ("desired.x == 2", .unknown), ("avg(n, 1m) == 3", .true), ("avg(n, 2m) == 3", .unknown),
+            ("nan > 0", .unknown), ("nan != nan", .unknown), ("reported.list == 1", .unknown),
+            ("reported.null == 1", .unknown),
+            ("reported.x * n == 8", .true), ("desired.x == 2", .unknown), ("avg(n, 1m) == 3", .true),
+            ("avg(n, 2m) == 3", .unknown),
             ("rate(n, 1m) > 0 || avg(n, 1m) < 4", .true), ("min(n, missing) < 100", .unknown), ("abs(s) > 0", .unknown),
             (#"s == "open" && s >= "ope" && s < "opf""#, .true), ("b == true && b != false", .true),
             ("n % 3 == 1 && -n == -4 && abs(0 - n) == 4 && min(n, 2, 9) == 2 && max(n, 2, 9) == 9", .true),

@@ -104,7 +104,9 @@ struct RuleExpressionParserTests {
 
     @Test("keys not in the schema and twin paths are unknown: any use compiles and is checked at evaluation")
     func unknownTypes() throws {
-        for source in ["x == \"a\"", "x > 1 && x", "reported.a.b + 1 > desired.c", "!reported.on", "x", "avg(x, 1m) > x"] {
+        for source in [
+            "x == \"a\"", "x > 1 && x", "reported.a.b + 1 > desired.c", "!reported.on", "x", "avg(x, 1m) > x",
+        ] {
             #expect(throws: Never.self, "\(source)") { try RuleExpression.compile(source, schema: Self.schema) }
         }
         // The same expressions with typed keys do not.
@@ -131,7 +133,10 @@ struct RuleExpressionParserTests {
             ("1e3 + 21.5 - .5 > 0", "(((1000 + 21.5) - 0.5) > 0)"),
             ("reported.a.`b c` > avg(`my key`, 90s)", "(reported.a.`b c` > avg(`my key`, 90000ms))"),
             (#"`true` == "a\"\\\n""#, #"(`true` == "a\"\\\n")"#),
-            ("min(a, b + 1, 2) <= max(abs(-c), delta(d, 1h))", "(min(a, (b + 1), 2) <= max(abs((-c)), delta(d, 3600000ms)))"),
+            (
+                "min(a, b + 1, 2) <= max(abs(-c), delta(d, 1h))",
+                "(min(a, (b + 1), 2) <= max(abs((-c)), delta(d, 3600000ms)))"
+            ),
             ("avg(t,500ms)>=0", "(avg(t, 500ms) >= 0)"),
             ("min_over(t, 2d) < max_over(t, 1.5m)", "(min_over(t, 172800000ms) < max_over(t, 90000ms))"),
         ]

@@ -22,10 +22,17 @@ struct RuleExpressionReferenceTests {
 
     enum Want { case number, string, bool }
 
-    static let numbers: [(Double, String)] = [(0, "0"), (1, "1"), (2, "2"), (3, "3"), (0.5, "0.5"), (21.5, "21.5"), (80, "80"), (1000, "1e3"), (7, "7.0")]
-    static let strings: [(String, String)] = [("", #""""#), ("a", #""a""#), ("open", #""open""#), ("b\"q", #""b\"q""#), ("x\\y", #""x\\y""#), ("a\n", #""a\n""#)]
+    static let numbers: [(Double, String)] = [
+        (0, "0"), (1, "1"), (2, "2"), (3, "3"), (0.5, "0.5"), (21.5, "21.5"), (80, "80"), (1000, "1e3"), (7, "7.0"),
+    ]
+    static let strings: [(String, String)] = [
+        ("", #""""#), ("a", #""a""#), ("open", #""open""#), ("b\"q", #""b\"q""#), ("x\\y", #""x\\y""#),
+        ("a\n", #""a\n""#),
+    ]
     static let durations: [(Int64, String)] = [(60_000, "1m"), (500, "500ms"), (30_000, "30s")]
-    static let schema = RuleExpressionSchema(keys: ["n0": .number, "n1": .number, "s0": .string, "b0": .bool, "b1": .bool])
+    static let schema = RuleExpressionSchema(keys: [
+        "n0": .number, "n1": .number, "s0": .string, "b0": .bool, "b1": .bool,
+    ])
 
     // MARK: Generation
 
@@ -57,21 +64,40 @@ struct RuleExpressionReferenceTests {
             case 0: return .negate(generate(.number, depth: next, &random))
             case 1: return .abs(generate(.number, depth: next, &random))
             case 2, 3:
-                let arguments = (0..<Int.random(in: 2...3, using: &random)).map { _ in generate(.number, depth: next, &random) }
+                let arguments = (0..<Int.random(in: 2...3, using: &random)).map { _ in
+                    generate(.number, depth: next, &random)
+                }
                 return Bool.random(using: &random) ? .min(arguments) : .max(arguments)
             default:
-                return .binary(pick(["+", "-", "*", "/", "%"]), generate(.number, depth: next, &random), generate(.number, depth: next, &random))
+                return .binary(
+                    pick(["+", "-", "*", "/", "%"]),
+                    generate(.number, depth: next, &random),
+                    generate(.number, depth: next, &random)
+                )
             }
         case .bool:
             switch Int.random(in: 0..<7, using: &random) {
             case 0: return .not(generate(.bool, depth: next, &random))
-            case 1, 2: return .binary(pick(["&&", "||"]), generate(.bool, depth: next, &random), generate(.bool, depth: next, &random))
+            case 1, 2:
+                return .binary(
+                    pick(["&&", "||"]),
+                    generate(.bool, depth: next, &random),
+                    generate(.bool, depth: next, &random)
+                )
             case 3, 4:
                 let operands: Want = pick([.number, .number, .string])
-                return .binary(pick(["<", "<=", ">", ">="]), generate(operands, depth: next, &random), generate(operands, depth: next, &random))
+                return .binary(
+                    pick(["<", "<=", ">", ">="]),
+                    generate(operands, depth: next, &random),
+                    generate(operands, depth: next, &random)
+                )
             default:
                 let operands: Want = pick([.number, .string, .bool])
-                return .binary(pick(["==", "!="]), generate(operands, depth: next, &random), generate(operands, depth: next, &random))
+                return .binary(
+                    pick(["==", "!="]),
+                    generate(operands, depth: next, &random),
+                    generate(operands, depth: next, &random)
+                )
             }
         case .string:
             fatalError("strings are leaves")
@@ -202,7 +228,9 @@ struct RuleExpressionReferenceTests {
     static func randomContext(_ random: inout RuleExpressionRandom) -> RuleExpressionTestContext {
         func pick<T>(_ items: [T]) -> T { items[Int.random(in: 0..<items.count, using: &random)] }
         func chance(_ percent: Int) -> Bool { Int.random(in: 0..<100, using: &random) < percent }
-        func number() -> Double { pick([-2, -1, 0, 0.5, 1, 2, 3, 7, 80, 1000, Double.random(in: -100...100, using: &random)]) }
+        func number() -> Double {
+            pick([-2, -1, 0, 0.5, 1, 2, 3, 7, 80, 1000, Double.random(in: -100...100, using: &random)])
+        }
         func any() -> TelemetryValue {
             switch Int.random(in: 0..<3, using: &random) {
             case 0: .number(number())
@@ -229,7 +257,8 @@ struct RuleExpressionReferenceTests {
         for function in RuleWindowFunction.allCases {
             for key in ["n0", "u0"] {
                 for (ms, _) in durations where chance(80) {
-                    context.windows[RuleExpressionWindow(function: function, key: key, durationMilliseconds: ms)] = number()
+                    context.windows[RuleExpressionWindow(function: function, key: key, durationMilliseconds: ms)] =
+                        number()
                 }
             }
         }
@@ -263,7 +292,11 @@ struct RuleExpressionReferenceTests {
             }
         }
         // The generator exercises all three outcomes.
-        #expect(outcomes[.true, default: 0] > 500 && outcomes[.false, default: 0] > 500 && outcomes[.unknown, default: 0] > 500, "\(outcomes)")
+        #expect(
+            outcomes[.true, default: 0] > 500 && outcomes[.false, default: 0] > 500
+                && outcomes[.unknown, default: 0] > 500,
+            "\(outcomes)"
+        )
     }
 
     static func checkPosition(_ error: RuleExpressionError, in source: String) {
@@ -276,13 +309,18 @@ struct RuleExpressionReferenceTests {
         #expect(!error.message.isEmpty)
     }
 
-    @Test("random text and mutated expressions never crash: an error with a valid position, or an expression that prints and recompiles to itself")
+    @Test(
+        "random text and mutated expressions never crash: an error with a valid position, or an expression that prints and recompiles to itself"
+    )
     func fuzz() throws {
         var random = RuleExpressionRandom(seed: 0xF022)
         let fragments = [
-            "temp", "door", "n0", " ", " ", "\n", "(", ")", "!", "-", "+", "*", "/", "%", "<", "<=", ">", ">=", "==", "!=", "=", "&&",
-            "&", "||", "|", "and", "or", "not", "true", "false", "1", "21.5", "1e3", "1e", ".5", "10m", "5x", "\"", "\"a\"", "\\", "`",
-            "`k y`", "reported.", "reported.a.b", "desired.x", ".", ",", "abs(", "min(", "max(", "avg(", "rate(", "delta(", "min_over(",
+            "temp", "door", "n0", " ", " ", "\n", "(", ")", "!", "-", "+", "*", "/", "%", "<", "<=", ">", ">=", "==",
+            "!=", "=", "&&",
+            "&", "||", "|", "and", "or", "not", "true", "false", "1", "21.5", "1e3", "1e", ".5", "10m", "5x", "\"",
+            "\"a\"", "\\", "`",
+            "`k y`", "reported.", "reported.a.b", "desired.x", ".", ",", "abs(", "min(", "max(", "avg(", "rate(",
+            "delta(", "min_over(",
             "avgg(", "é", "🙂", "\u{0}", "#", "[", "}",
         ]
         func pick<T>(_ items: [T]) -> T { items[Int.random(in: 0..<items.count, using: &random)] }

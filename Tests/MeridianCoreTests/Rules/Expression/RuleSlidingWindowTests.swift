@@ -21,7 +21,9 @@ struct RuleSlidingWindowTests {
         }
     }
 
-    @Test("avg, min, max, delta and rate over random sample streams match a brute-force recomputation after every sample")
+    @Test(
+        "avg, min, max, delta and rate over random sample streams match a brute-force recomputation after every sample"
+    )
     func againstBruteForce() {
         var random = RuleExpressionRandom(seed: 0x3111D0)
         for _ in 0..<25 {
@@ -42,14 +44,21 @@ struct RuleSlidingWindowTests {
                     now = timestamp
                 }
                 #expect(window.latestTimestamp == accepted.last?.0)
-                for duration in [1, span / 3, span / 2, span, Int64.random(in: 1...span, using: &random)] where duration >= 1 {
+                for duration in [1, span / 3, span / 2, span, Int64.random(in: 1...span, using: &random)]
+                where duration >= 1 {
                     for function in RuleWindowFunction.allCases {
                         let expected = Self.bruteForce(function, accepted, duration: duration)
                         let actual = window.value(function, durationMilliseconds: duration)
                         if let expected, let actual {
-                            #expect(Swift.abs(expected - actual) <= 1e-9 * Swift.max(1, Swift.abs(expected)), "\(function) \(duration)")
+                            #expect(
+                                Swift.abs(expected - actual) <= 1e-9 * Swift.max(1, Swift.abs(expected)),
+                                "\(function) \(duration)"
+                            )
                         } else {
-                            #expect(expected == nil && actual == nil, "\(function) \(duration): \(String(describing: expected)) vs \(String(describing: actual))")
+                            #expect(
+                                expected == nil && actual == nil,
+                                "\(function) \(duration): \(String(describing: expected)) vs \(String(describing: actual))"
+                            )
                         }
                     }
                 }

@@ -12,7 +12,18 @@
 ///
 /// **False-positive rate, measured on the simulator's clean signals** (tests in
 /// `MeridianSimulatorTests/Anomaly`, seeded, one sample a minute for a simulated week):
-/// FACTORY_MOTOR_FIGURES
+///
+/// | Signal | Spec | Scored samples | Flagged | Rate | Bound asserted |
+/// |---|---|---|---|---|---|
+/// | factory motor `vibrationRms`, 10 motors, running samples | k 4, half-life 30, warm-up 60 | 100,200 | 15 | 0.015 % | < 0.1 % |
+///
+/// (20 motors: 35 of 200,400, 0.017 %.) **Detection**: with `spikes:1%` injected into 10
+/// thermostats and 10 motors for two days (per-key detectors, same spec), 260 of the 269 spikes
+/// of each profile were detected — every spike after the warm-up; the other 9 fell within it.
+/// **Drift**: the bearing-wear drift is caught by a threshold on a slow EWMA (the ``baseline``
+/// mean with a half-life of 60 samples, `> 7.1 mm/s for 30m`, ISO 10816's alarm level): the 4
+/// motors of 8 that trip within 30 days were alarmed 114 h or more before the trip. The z-score
+/// itself is not meant for slow drift: the baseline follows it.
 public struct EWMAAnomalyDetector: Sendable, Hashable {
     /// The condition evaluated (its `kind` is not looked at).
     public let condition: AnomalyCondition

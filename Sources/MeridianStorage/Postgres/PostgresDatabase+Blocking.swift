@@ -9,7 +9,8 @@ extension PostgresDatabase {
     /// Runs `body` on the calling thread with a connection of the pool, outside any
     /// transaction: each statement commits on its own (single-statement reads and writes).
     ///
-    /// Blocks the calling thread until a connection is free. Never call it from an event loop
+    /// Blocks the calling thread until a connection is free, at most ``leaseTimeout`` (then it
+    /// throws, naming the wait: a stalled pool fails the caller, never hangs it). Never call it from an event loop
     /// (the statements wait on the event loops), nor from Swift's cooperative pool (it would hold
     /// one of its few threads). The connection is leased by a task on the database's own
     /// executor, which never needs a cooperative thread to make progress.
@@ -29,7 +30,12 @@ extension PostgresDatabase {
         }
         let connection: PostgresConnection
         do {
-            connection = try loan.borrow()
+            connection = try loan.borrow(timeout: leaseTimeout)
+        } catch let error as ConnectionLoan.TimedOut {
+            throw DatabaseError(
+                "PostgreSQL at \(configuration.redactedURL): no connection within \(error.timeout) "
+                    + "(all \(configuration.maximumConnections) connections busy, or the server unreachable)"
+            )
         } catch {
             throw Self.describe(error, doing: "PostgreSQL at \(configuration.redactedURL)")
         }
@@ -99,14 +105,24 @@ private final class ConnectionLoan: Sendable {
         if failed { ready.signal() }
     }
 
-    /// The borrowing thread: waits for the connection.
-    func borrow() throws -> PostgresConnection {
-        ready.wait()
+    /// The borrowing thread gave up waiting.
+    struct TimedOut: Error {
+        var timeout: Duration
+    }
+
+    /// The borrowing thread: waits for the connection, at most `timeout`. After a timeout the
+    /// loan is over: a connection lent later goes straight back to the pool.
+    func borrow(timeout: Duration) throws -> PostgresConnection {
+        let nanoseconds = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
+        let signalled = ready.wait(timeout: .now() + .nanoseconds(Int(clamping: nanoseconds))) == .success
         return try state.withLock { state -> PostgresConnection in
             switch state {
             case .lent(let connection, _): return connection
             case .failed(let error): throw error
-            case .waiting, .returned: throw PostgresDatabase.DatabaseError("PostgreSQL: no connection")
+            case .waiting:
+                state = .returned
+                throw signalled ? PostgresDatabase.DatabaseError("PostgreSQL: no connection") : TimedOut(timeout: timeout)
+            case .returned: throw PostgresDatabase.DatabaseError("PostgreSQL: no connection")
             }
         }
     }

@@ -55,13 +55,28 @@ public final class PostgresDatabase: Service, Sendable {
     let queryLogger: Logger
     /// Writers waiting in this process, per lock.
     private let writers = Mutex<[Int64: AsyncGate]>([:])
+    /// How long a blocking caller (``blockingConnection(_:)``) waits for a connection before it
+    /// fails: long enough for any burst, short enough that a stalled pool shows as an error.
+    let leaseTimeout: Duration
 
     /// A database at `configuration`; nothing connects before ``run()`` and the first use.
-    public init(
+    public convenience init(
         configuration: PostgresConfiguration,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger
     ) {
+        self.init(configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger, leaseTimeout: .seconds(120))
+    }
+
+    /// A database whose blocking callers wait at most `leaseTimeout` for a connection (tests
+    /// shorten it).
+    init(
+        configuration: PostgresConfiguration,
+        eventLoopGroup: any EventLoopGroup,
+        logger: Logger,
+        leaseTimeout: Duration
+    ) {
+        self.leaseTimeout = leaseTimeout
         self.configuration = configuration
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
@@ -283,8 +298,8 @@ public final class PostgresDatabase: Service, Sendable {
     public func unsafeExecute(sql: String) async throws {
         do {
             try await client.withConnection { connection in
-                // Read to the end, so the statement has finished when the connection goes back.
-                for try await _ in try await connection.query(PostgresQuery(unsafeSQL: sql), logger: queryLogger) {}
+                // The whole answer, so the statement has finished when the connection goes back.
+                _ = try await connection.answer(PostgresQuery(unsafeSQL: sql), logger: queryLogger).get()
             }
         } catch {
             throw Self.describe(error, doing: "PostgreSQL")

@@ -32,7 +32,7 @@ struct PostgresSession {
 
     private func run(_ query: PostgresQuery) throws -> PostgresQueryResult {
         do {
-            return try connection.query(query, logger: logger).wait()
+            return try connection.answer(query, logger: logger).wait()
         } catch {
             throw PostgresDatabase.describe(error, doing: "PostgreSQL")
         }
@@ -91,5 +91,28 @@ extension PostgresRandomAccessRow {
     func optional<T: PostgresDecodable>(_ column: String, as type: T.Type = T.self) throws -> T?
     where T._DecodableType == T {
         try value(column, as: T?.self)
+    }
+}
+
+extension PostgresConnection {
+    /// The server's closing the connection: what a statement on it fails with.
+    struct Closed: Error, CustomStringConvertible {
+        var description: String { "the connection to the server is closed" }
+    }
+
+    /// Runs `query`; fails if the connection is closed before, or closes before the answer.
+    ///
+    /// PostgresNIO writes a statement to its channel without a promise: on a channel that has
+    /// just closed (a backend terminated by the server, a restart) the statement is dropped and
+    /// its result never completes. A caller waiting for it would wait for ever, holding its
+    /// thread and its pool lease; here the channel's close fails it instead.
+    func answer(_ query: PostgresQuery, logger: Logger) -> EventLoopFuture<PostgresQueryResult> {
+        let eventLoop = closeFuture.eventLoop
+        if isClosed { return eventLoop.makeFailedFuture(Closed()) }
+        let promise = eventLoop.makePromise(of: PostgresQueryResult.self)
+        self.query(query, logger: logger).cascade(to: promise)
+        // A second completion of the promise is ignored: the first of the two wins.
+        closeFuture.whenComplete { _ in promise.fail(Closed()) }
+        return promise.futureResult
     }
 }

@@ -1,6 +1,8 @@
 import Foundation
 import MeridianCore
 @testable import MeridianStorage
+import NIOPosix
+import PostgresNIO
 import Testing
 
 /// What only the PostgreSQL store has to get right: several processes on one database, a
@@ -136,6 +138,85 @@ struct PostgresRegistryStoreTests {
                 }
                 #expect(answered == callers * 5)
             }
+        }
+    }
+
+    /// A blocking caller that cannot get a connection fails with the reason after the lease
+    /// timeout, rather than waiting for ever; the connection it would have had goes back to the
+    /// pool, which keeps working.
+    @Test("a blocking caller gets an error naming the wait when no connection frees up in time; the pool keeps working")
+    func blockingCallerTimesOut() async throws {
+        try await PostgresTestServer.withFreshDatabase { configuration in
+            var single = configuration
+            single.maximumConnections = 1
+            let database = PostgresDatabase(
+                configuration: single,
+                eventLoopGroup: MultiThreadedEventLoopGroup.singleton,
+                logger: PostgresTestServer.logger(),
+                leaseTimeout: .seconds(1)
+            )
+            try await database.withRunning { database in
+                let store = try await PostgresChunkStore(database: database)
+                // One thread holds the only connection for 4 s; another asks for one meanwhile.
+                async let holding = Self.onThread {
+                    try database.blockingConnection { session in
+                        try session.execute("SELECT pg_sleep(4)")
+                    }
+                }
+                try await Task.sleep(for: .milliseconds(500))
+                let waiting = await Self.onThread { try store.allSeries() }
+                switch waiting {
+                case .success: Issue.record("the second caller got a connection the pool did not have")
+                case .failure(let error):
+                    #expect("\(error)".contains("no connection within 1"), "\(error)")
+                    #expect("\(error)".contains("connections busy"), "\(error)")
+                }
+                _ = try await holding.get()
+                // The pool is intact: the next caller gets the connection.
+                #expect(try await Self.onThread { try store.allSeries() }.get().isEmpty)
+            }
+        }
+    }
+
+    /// PostgresNIO drops a statement written to a connection that has just closed, and its answer
+    /// never comes; a caller must get an error instead of waiting for ever (this hung the test
+    /// run before).
+    @Test("a statement on a connection the server has closed fails at once; the pool then hands out a live one")
+    func statementOnClosedConnection() async throws {
+        try await PostgresTestServer.withFreshDatabase { configuration in
+            var single = configuration
+            single.maximumConnections = 1
+            let database = PostgresDatabase(configuration: single, logger: PostgresTestServer.logger())
+            try await database.withRunning { database in
+                let store = try await PostgresChunkStore(database: database)
+                let outcome = await Self.onThread { () -> String in
+                    try database.blockingConnection { session -> String in
+                        // The backend ends itself; its connection closes.
+                        _ = try? session.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+                        try? session.connection.closeFuture.wait()
+                        do {
+                            try session.execute("SELECT 1")
+                            return "answered"
+                        } catch {
+                            return "\(error)"
+                        }
+                    }
+                }
+                #expect(try outcome.get().contains("closed"), "\(outcome)")
+                // The pool replaces the closed connection.
+                var answered = false
+                for _ in 0..<5 where !answered {
+                    answered = (try? await Self.onThread { try store.allSeries() }.get()) != nil
+                }
+                #expect(answered)
+            }
+        }
+    }
+
+    /// Runs `body` on a thread of its own (never the cooperative pool) and returns its result.
+    static func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async -> Result<T, any Error> {
+        await withCheckedContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(returning: Result { try body() }) }
         }
     }
 }

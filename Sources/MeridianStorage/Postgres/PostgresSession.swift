@@ -100,19 +100,25 @@ extension PostgresConnection {
         var description: String { "the connection to the server is closed" }
     }
 
-    /// Runs `query`; fails if the connection is closed before, or closes before the answer.
+    /// Runs `query`; fails if the connection is closed before the statement reaches it.
     ///
     /// PostgresNIO writes a statement to its channel without a promise: on a channel that has
     /// just closed (a backend terminated by the server, a restart) the statement is dropped and
     /// its result never completes. A caller waiting for it would wait for ever, holding its
-    /// thread and its pool lease; here the channel's close fails it instead.
+    /// thread and its pool lease. The check runs on the channel's event loop right after the
+    /// write (tasks run in order there): if the channel is closed by then, the write was dropped
+    /// and the statement fails; if not, the connection's handler has it and fails it should the
+    /// channel close later. (Not a callback on the close future: that would keep one closure per
+    /// statement for the life of the connection.)
     func answer(_ query: PostgresQuery, logger: Logger) -> EventLoopFuture<PostgresQueryResult> {
         let eventLoop = closeFuture.eventLoop
         if isClosed { return eventLoop.makeFailedFuture(Closed()) }
         let promise = eventLoop.makePromise(of: PostgresQueryResult.self)
         self.query(query, logger: logger).cascade(to: promise)
-        // A second completion of the promise is ignored: the first of the two wins.
-        closeFuture.whenComplete { _ in promise.fail(Closed()) }
+        eventLoop.execute {
+            // A second completion of the promise is ignored: the first wins.
+            if self.isClosed { promise.fail(Closed()) }
+        }
         return promise.futureResult
     }
 }

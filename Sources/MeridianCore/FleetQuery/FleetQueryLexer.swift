@@ -159,20 +159,12 @@ struct FleetQueryLexer {
         while position < scalars.count, Self.isRootPart(scalars[position]) { position += 1 }
         guard position > unitStart else { return Token(kind: .number(value), offset: start, text: digits) }
         let unit = text(from: unitStart)
-        let factor: Double
-        switch unit {
-        case "ms": factor = 1
-        case "s": factor = 1000
-        case "m": factor = 60_000
-        case "h": factor = 3_600_000
-        case "d": factor = 86_400_000
-        case "w": factor = 604_800_000
-        default:
+        guard let factor = SourceText.milliseconds(perDurationUnit: unit) ?? (unit == "w" ? 604_800_000 : nil) else {
             throw FleetQueryParser.error(
                 .syntax, "unknown duration unit '\(unit)' (expected ms, s, m, h, d or w, e.g. 15m)", at: unitStart, in: source
             )
         }
-        let milliseconds = value * factor
+        let milliseconds = value * Double(factor)
         guard milliseconds < 1e15 else {
             throw FleetQueryParser.error(.syntax, "the duration '\(text(from: start))' is too long", at: start, in: source)
         }

@@ -32,19 +32,7 @@ struct FleetQueryParser {
     }
 
     static func error(_ kind: FleetQueryError.Kind, _ message: String, at offset: Int, in source: String) -> FleetQueryError {
-        var line = 1
-        var column = 1
-        var seen = 0
-        for scalar in source.unicodeScalars {
-            if seen == offset { break }
-            if scalar == "\n" {
-                line += 1
-                column = 1
-            } else {
-                column += 1
-            }
-            seen += 1
-        }
+        let (line, column) = SourceText.lineAndColumn(of: offset, in: source)
         return FleetQueryError(kind: kind, message: message, offset: offset, line: line, column: column)
     }
 

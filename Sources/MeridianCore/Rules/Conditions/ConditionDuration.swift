@@ -18,19 +18,15 @@ public struct ConditionDuration: Sendable, Hashable, Comparable, CustomStringCon
     /// `count` hours.
     public static func hours(_ count: Int64) -> ConditionDuration { .init(milliseconds: count * 3_600_000) }
 
-    private static let units: [(suffix: String, milliseconds: Int64)] = [
-        ("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000),
-    ]
-
     /// Parses `500ms`, `30s`, `5m`, `1h`, `2d`; nil for anything else (no sign, no fraction, no
     /// spaces, at most 10 years).
     public init?(parsing text: String) {
         let digits = text.prefix { $0.isASCII && $0.isNumber }
         let suffix = text.dropFirst(digits.count)
         guard !digits.isEmpty, digits.count <= 12, let count = Int64(digits),
-            let unit = Self.units.first(where: { $0.suffix == suffix })
+            let unitMilliseconds = SourceText.milliseconds(perDurationUnit: String(suffix))
         else { return nil }
-        let (product, overflow) = count.multipliedReportingOverflow(by: unit.milliseconds)
+        let (product, overflow) = count.multipliedReportingOverflow(by: unitMilliseconds)
         guard !overflow, product <= 10 * 366 * 86_400_000 else { return nil }
         milliseconds = product
     }
@@ -38,7 +34,7 @@ public struct ConditionDuration: Sendable, Hashable, Comparable, CustomStringCon
     /// The shortest form in the largest unit that divides it: `5m`, `90s`, `500ms`, `0s`.
     public var description: String {
         if milliseconds == 0 { return "0s" }
-        for unit in Self.units.reversed() where milliseconds % unit.milliseconds == 0 {
+        for unit in SourceText.durationUnits.reversed() where milliseconds % unit.milliseconds == 0 {
             return "\(milliseconds / unit.milliseconds)\(unit.suffix)"
         }
         return "\(milliseconds)ms"

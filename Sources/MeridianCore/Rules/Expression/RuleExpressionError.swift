@@ -33,19 +33,7 @@ public struct RuleExpressionError: Error, Sendable, Hashable, CustomStringConver
 
     /// An error at `offset` of `source`; line and column are computed from the text.
     init(_ kind: Kind, _ message: String, at offset: Int, in source: String) {
-        var line = 1
-        var column = 1
-        var seen = 0
-        for scalar in source.unicodeScalars {
-            if seen == offset { break }
-            if scalar == "\n" {
-                line += 1
-                column = 1
-            } else {
-                column += 1
-            }
-            seen += 1
-        }
+        let (line, column) = SourceText.lineAndColumn(of: offset, in: source)
         self.init(kind: kind, message: message, offset: offset, line: line, column: column)
     }
 

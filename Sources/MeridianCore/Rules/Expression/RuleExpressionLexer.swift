@@ -198,17 +198,10 @@ struct RuleExpressionLexer {
         while let c = peek(), Self.isWordPart(c) { position += 1 }
         guard position > unitStart else { return Token(kind: .number(value), offset: start, text: digits) }
         let unit = text(from: unitStart)
-        let factor: Double
-        switch unit {
-        case "ms": factor = 1
-        case "s": factor = 1000
-        case "m": factor = 60_000
-        case "h": factor = 3_600_000
-        case "d": factor = 86_400_000
-        default:
+        guard let factor = SourceText.milliseconds(perDurationUnit: unit) else {
             throw error("unknown duration unit '\(unit)' (expected ms, s, m, h or d, e.g. 10m)", at: unitStart)
         }
-        let milliseconds = (value * factor).rounded()
+        let milliseconds = (value * Double(factor)).rounded()
         guard milliseconds >= 1 else {
             throw error("the duration '\(text(from: start))' is shorter than 1ms", at: start)
         }

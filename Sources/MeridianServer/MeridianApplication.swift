@@ -234,8 +234,21 @@ public struct MeridianApplication: Sendable {
         // The live stream (WebSocket /api/v1/stream) stands on the API's authentication and is
         // fed by the telemetry pipeline.
         let stream: StreamEndpoint?
+        // Rules: evaluated on the pipeline's durable batches, acting through the broker,
+        // commands, twins and the pipeline itself.
+        let rules: RuleServices? =
+            if let platform {
+                try await openRules(
+                    database: database, platform: platform, telemetry: telemetry, presence: presence, twins: twins, commands: commands,
+                    broker: commandBroker
+                )
+            } else {
+                nil
+            }
         if let platform {
-            let apiServices = try await makeAPIServices(platform, telemetry: telemetry, presence: presence, twins: twins, commands: commands)
+            let apiServices = try await makeAPIServices(
+                platform, telemetry: telemetry, presence: presence, twins: twins, commands: commands, rules: rules
+            )
             APIRoutes.add(to: router, services: apiServices)
             stream = StreamEndpoint(
                 hub: StreamHub(
@@ -289,6 +302,8 @@ public struct MeridianApplication: Sendable {
             .init(service: app),
         ]
         if let presence { services.insert(.init(service: presence), at: 0) }
+        // The engine stops after the pipeline has drained: it evaluates the last batches.
+        if let rules { services.insert(.init(service: rules.engine), at: 0) }
         if let twins { services.append(.init(service: TwinMaintenance(twins: twins, interval: 3600, logger: logger))) }
         if let commands { services.append(.init(service: CommandSweeper(service: commands))) }
         if let tls {
@@ -511,7 +526,7 @@ extension MeridianApplication {
 
     func makeAPIServices(
         _ platform: Platform, telemetry: TelemetryService? = nil, presence: PresenceService? = nil, twins: TwinService? = nil,
-        commands: CommandService? = nil
+        commands: CommandService? = nil, rules: RuleServices? = nil
     ) async throws -> APIServices {
         let api = configuration.api
         return APIServices(
@@ -526,6 +541,7 @@ extension MeridianApplication {
             presence: presence,
             twins: twins,
             commands: commands,
+            rules: rules,
             logger: platform.logger
         )
     }

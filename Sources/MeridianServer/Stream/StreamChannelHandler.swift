@@ -282,6 +282,8 @@ final class StreamChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
                             text = StreamServerMessage.telemetry(subscription: active.subscription.id, message: message, keys: active.subscription.keys)
                         case (.twin(_, _, let members), .twin):
                             text = StreamServerMessage.twin(subscription: active.subscription.id, members: members)
+                        case (.alarm(_, _, let members), .alarm):
+                            text = StreamServerMessage.event(type: "alarm", subscription: active.subscription.id, members: members)
                         case (.presence(let presence), .presence):
                             text = StreamServerMessage.presence(subscription: active.subscription.id, event: presence)
                         default:

@@ -221,6 +221,8 @@ struct StreamSubscription: Sendable, Equatable {
         case presence
         /// Twin changes (every version of a device's twins, whoever made it).
         case twin
+        /// Alarm changes (raised, repeated, acknowledged, cleared, commented) of the devices.
+        case alarm
     }
 
     /// The devices it follows.

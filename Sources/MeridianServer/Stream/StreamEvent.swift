@@ -9,11 +9,13 @@ enum StreamEvent: Sendable {
     /// `members`: the event's JSON members after `"subscription"` (from `"device"` on, with the
     /// closing brace), see ``StreamServerMessage/twin(subscription:members:)``.
     case twin(tenantID: String, deviceID: String, members: String)
+    /// An alarm change, its JSON members encoded once like a twin change's.
+    case alarm(tenantID: String, deviceID: String, members: String)
 
     var deviceID: String {
         switch self {
         case .telemetry(let message): message.deviceID
-        case .twin(_, let deviceID, _): deviceID
+        case .twin(_, let deviceID, _), .alarm(_, let deviceID, _): deviceID
         case .presence(let event): event.deviceID
         }
     }
@@ -24,7 +26,7 @@ enum StreamEvent: Sendable {
     var weight: Int {
         switch self {
         case .telemetry(let message): message.samples.count
-        case .twin(_, _, let members): 1 + members.utf8.count / 64
+        case .twin(_, _, let members), .alarm(_, _, let members): 1 + members.utf8.count / 64
         case .presence: 1
         }
     }
@@ -54,5 +56,18 @@ enum StreamEvent: Sendable {
         ]).jsonText
         // Drop the opening brace: the message starts with its type and subscription.
         return .twin(tenantID: change.key.tenantID, deviceID: change.key.deviceID, members: String(members.dropFirst()))
+    }
+
+    /// An alarm change as a stream event: `{"type":"alarm","subscription":..,"device":..,
+    /// "change":"raised"|"repeated"|"acknowledged"|"cleared"|"commented","at":..,"by":{..},"alarm":{..}}`.
+    static func alarm(_ change: AlarmChange) -> StreamEvent {
+        let members = JSONValue.object([
+            "device": .string(change.alarm.deviceID),
+            "change": .string(change.kind.rawValue),
+            "at": .string(RuleTime.iso(change.at)),
+            "by": .object(["kind": .string(change.by.kind.rawValue), "id": .string(change.by.id)]),
+            "alarm": AlarmJSON.alarm(change.alarm),
+        ]).jsonText
+        return .alarm(tenantID: change.alarm.tenantID, deviceID: change.alarm.deviceID, members: String(members.dropFirst()))
     }
 }

@@ -130,6 +130,10 @@ public final class StreamHub: Service, Sendable {
         services.twins?.observe { [state] change in
             Self.deliver(StreamEvent.twin(change), tenantID: change.key.tenantID, state: state, droppedCounter: droppedCounter)
         }
+        // Alarm changes, encoded once, to the connections following the device.
+        services.rules?.alarms.observe { [state] change in
+            Self.deliver(StreamEvent.alarm(change), tenantID: change.alarm.tenantID, state: state, droppedCounter: droppedCounter)
+        }
         services.registry.observe { [state] change in
             guard case .apiKeyRevoked(let apiKeyID) = change else { return }
             let closing = state.withLockedValue { state in

@@ -83,8 +83,15 @@ enum StreamServerMessage: Sendable, Equatable {
     /// "version":..,"timestamp":..,"actor":{"kind","id"},"patch":..,"desired":..,"reported":..,"delta":..}`
     /// from the event's members (``StreamEvent/twin(_:)``).
     static func twin(subscription: String, members: String) -> String {
+        event(type: "twin", subscription: subscription, members: members)
+    }
+
+    /// `{"type":<type>,"subscription":..,` followed by `members` (encoded once per event).
+    static func event(type: String, subscription: String, members: String) -> String {
         var json = TelemetryJSON(capacity: 48 + members.utf8.count)
-        json.text.append("{\"type\":\"twin\",\"subscription\":")
+        json.text.append("{\"type\":")
+        json.string(type)
+        json.text.append(",\"subscription\":")
         json.string(subscription)
         json.text.append(",")
         json.text.append(members)

@@ -244,7 +244,7 @@ struct StreamSession {
     /// Whose telemetry and twin changes the hub must deliver (one index for both; the handler
     /// sends each event to the subscriptions of its topic): the union of those subscriptions'
     /// devices.
-    var interest: StreamHub.Interest { interest(in: [.telemetry, .twin]) }
+    var interest: StreamHub.Interest { interest(in: [.telemetry, .twin, .alarm]) }
 
     /// Whose presence events the hub must deliver: the union of the presence subscriptions'
     /// devices.
@@ -252,7 +252,7 @@ struct StreamSession {
 
     private func interestAction(for topic: StreamSubscription.Topic) -> Action {
         switch topic {
-        case .telemetry, .twin: .setInterest(interest)
+        case .telemetry, .twin, .alarm: .setInterest(interest)
         case .presence: .setPresenceInterest(presenceInterest)
         }
     }

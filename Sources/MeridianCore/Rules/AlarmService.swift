@@ -131,6 +131,7 @@ public final class AlarmService: Sendable {
     public func alarm(_ id: String, by caller: Caller) async throws -> Alarm {
         try Self.require(caller, .viewer)
         if let open = ledger.withLock({ $0.open(id: id, tenantID: caller.tenantID) }) { return open }
+        await flush()
         guard let stored = try await store.alarm(id: id, tenantID: caller.tenantID) else { throw RegistryError.notFound("alarm") }
         return stored
     }
@@ -193,6 +194,7 @@ public final class AlarmService: Sendable {
             return change.alarm
         case .failure(let error):
             if error.code == .notFound {
+                await flush()
                 guard try await store.alarm(id: id, tenantID: caller.tenantID) != nil else { throw RegistryError.notFound("alarm") }
                 throw RegistryError(.conflict, "alarm \(id) is cleared", field: "status")
             }

@@ -425,6 +425,70 @@ enum OpenAPIDocument {
             "A command and its state", tag: "commands",
             responses: ["200": json(ref("Command"), "The command")]
         ))
+        // Rules, firings, alarms
+        let ruleDoc = "A rule: `name` (unique in the tenant), `description`, `enabled`, `scope` (`{\"tenant\": true}`, `{\"device\": id}`, `{\"profile\": id or name}` or `{\"query\": fleet query}`), `condition` (exactly one of `threshold`, `expression`, `noData`, `presence`, `anomaly`), `alarm` (`severity`, `message` template) and `actions` (`webhook`, `republish`, `command`, `twin`, `telemetry`, each with `when`: raise, clear or both). See docs/rules.md. Errors are 422 problems whose `field` names the offending field (`condition.threshold.op`) and, for expressions, whose detail gives line:column."
+        add(.get, "/rules", op("List rules", tag: "rules", description: "By name. Webhook secrets are never shown (`secretSet`).", responses: ["200": json(list(ref("Rule")), "The tenant's rules")]))
+        add(.post, "/rules", op("Create a rule", tag: "rules", description: ruleDoc, body: ref("RuleDefinition"), responses: ["201": json(ref("Rule"), "Created (version 1)")]))
+        add(.post, "/rules/apply", op(
+            "Apply a set of rules", tag: "rules",
+            description: "`{\"rules\": [...], \"prune\": false}`: upserts by name (a rule equal to the stored one stays at its version); with prune, deletes the tenant's rules not in the set. Every rule is checked first: one mistake (field `rules[i]....`) changes nothing. What `meridian rule apply -f rules.yaml` sends.",
+            body: ["type": "object", "required": ["rules"], "properties": ["rules": ["type": "array", "items": ref("RuleDefinition")], "prune": ["type": "boolean", "default": false]]],
+            responses: ["200": json(ref("RuleApplyResult"), "What was created, updated, unchanged and deleted, by name")]
+        ))
+        add(.post, "/rules/dry-run", op(
+            "Evaluate a rule over stored history", tag: "rules",
+            description: "`{\"rule\": {...}}` or `{\"ruleId\": id or name}`, optional `devices` (ids; default the rule's scope, at most 1,000 devices), `from` and `to` (ISO 8601 or milliseconds; default the last 24 hours). Returns when the rule would have raised and cleared on each device. Nothing is raised, recorded or acted on.",
+            body: ["type": "object", "properties": ["rule": ref("RuleDefinition"), "ruleId": string, "devices": ["type": "array", "items": string], "from": anyJSON, "to": anyJSON]],
+            responses: ["200": json(ref("RuleDryRun"), "The would-have-fired events")]
+        ))
+        add(.get, "/rules/{id}", op("A rule", tag: "rules", description: "By id or name.", responses: ["200": json(ref("Rule"), "The rule")]))
+        add(.put, "/rules/{id}", op(
+            "Replace a rule", tag: "rules",
+            description: "A new version. `If-Match: <version>` refuses the write with 409 when the rule changed meanwhile. A webhook sent back with `secretSet: true` and no secret keeps its secret. A changed scope or condition restarts the rule's evaluation and clears its open alarms.",
+            body: ref("RuleDefinition"), responses: ["200": json(ref("Rule"), "The new version")]
+        ))
+        add(.patch, "/rules/{id}", op(
+            "Enable or disable a rule", tag: "rules", description: "`{\"enabled\": false}`. Disabling clears the rule's open alarms.",
+            body: ["type": "object", "required": ["enabled"], "properties": ["enabled": ["type": "boolean"]]],
+            responses: ["200": json(ref("Rule"), "The new version")]
+        ))
+        add(.delete, "/rules/{id}", op("Delete a rule", tag: "rules", description: "With its versions; its open alarms are cleared.", responses: ["204": noContent]))
+        add(.get, "/rules/{id}/versions", op("A rule's versions", tag: "rules", description: "Newest first.", responses: ["200": json(list(ref("Rule")), "Every version")]))
+        let firingParameters = [
+            queryParameter("device", string, "Only this device's firings."),
+            queryParameter("limit", ["type": "integer", "minimum": 1, "maximum": 1000, "default": 100], "Firings per page."),
+            queryParameter("cursor", string, "The nextCursor of the previous page."),
+        ]
+        add(.get, "/rules/{id}/firings", op("A rule's firings", tag: "rules", description: "Newest first.", parameters: firingParameters, responses: ["200": json(pageOf(ref("Firing")), "A page of firings")]))
+        add(.get, "/firings", op(
+            "Firings", tag: "rules", description: "Every raise and clear of every rule, newest first: the input values and what each action did.",
+            parameters: [queryParameter("rule", string, "Only this rule's (id or name).")] + firingParameters,
+            responses: ["200": json(pageOf(ref("Firing")), "A page of firings")]
+        ))
+        add(.get, "/firings/{id}", op("A firing: why it fired and what it did", tag: "rules", responses: ["200": json(ref("Firing"), "The firing")]))
+        add(.get, "/alarms", op(
+            "List alarms", tag: "alarms", description: "Newest raised first.",
+            parameters: [
+                queryParameter("status", string, "Comma-separated: open (active or acknowledged), active, acknowledged, cleared."),
+                queryParameter("severity", string, "Comma-separated: critical, major, minor, warning, info."),
+                queryParameter("device", string, "Only this device's."),
+                queryParameter("rule", string, "Only this rule's (id or name)."),
+                queryParameter("from", dateTime, "Raised at or after."),
+                queryParameter("to", dateTime, "Raised before."),
+                queryParameter("limit", ["type": "integer", "minimum": 1, "maximum": 1000, "default": 100], "Alarms per page."),
+                queryParameter("cursor", string, "The nextCursor of the previous page."),
+            ],
+            responses: ["200": json(pageOf(ref("Alarm")), "A page of alarms")]
+        ))
+        add(.get, "/alarms/{id}", op("An alarm", tag: "alarms", responses: ["200": json(ref("Alarm"), "The alarm")]))
+        add(.get, "/alarms/{id}/history", op("An alarm's history", tag: "alarms", description: "Oldest first: raised, repeated, acknowledged, commented, cleared, with who and when.", responses: ["200": json(list(ref("AlarmHistoryEntry")), "The changes")]))
+        add(.post, "/alarms/{id}/acknowledge", op("Acknowledge an alarm", tag: "alarms", description: "409 when it is already acknowledged or cleared.", responses: ["200": json(ref("Alarm"), "Acknowledged")]))
+        add(.post, "/alarms/{id}/clear", op("Clear an alarm", tag: "alarms", description: "By hand; 409 when it is already cleared.", responses: ["200": json(ref("Alarm"), "Cleared")]))
+        add(.post, "/alarms/{id}/comments", op(
+            "Comment on an alarm", tag: "alarms", description: "`{\"text\": \"...\"}`, at most 4,096 characters; open alarms only.",
+            body: ["type": "object", "required": ["text"], "properties": ["text": ["type": "string", "minLength": 1, "maxLength": 4096]]],
+            responses: ["201": json(ref("Alarm"), "The alarm with the comment")]
+        ))
         add(.get, "/openapi.json", op(
             "This document", tag: "meta",
             responses: ["200": ["description": "OpenAPI 3.1", "content": ["application/json": ["schema": ["type": "object"]]]]]
@@ -434,7 +498,56 @@ enum OpenAPIDocument {
 
     // MARK: Schemas
 
-    private static let schemas: [String: OpenAPIValue] = [
+    private static let schemas: [String: OpenAPIValue] = ruleSchemas.merging(baseSchemas) { rule, _ in rule }
+
+    private static let ruleSchemas: [String: OpenAPIValue] = [
+        "RuleDefinition": object(
+            required: ["name", "condition"],
+            [
+                "name": ["type": "string", "minLength": 1, "maxLength": 128], "description": string, "enabled": ["type": "boolean", "default": true],
+                "scope": ["type": "object", "description": "One of tenant (true), device, profile, query."],
+                "condition": ["type": "object", "description": "One of threshold, expression, noData, presence, anomaly."],
+                "alarm": ["type": "object", "properties": ["severity": ["type": "string", "enum": enumeration(AlarmSeverity.allCases)], "message": string]],
+                "actions": ["type": "array", "maxItems": 16, "items": ["type": "object", "required": ["type"], "properties": ["type": ["type": "string", "enum": ["webhook", "republish", "command", "twin", "telemetry"]], "when": ["type": "string", "enum": ["raise", "clear", "both"]]]]],
+            ]
+        ),
+        "Rule": ["allOf": [ref("RuleDefinition"), object(required: ["id", "version", "createdAt", "updatedAt"], ["id": string, "version": ["type": "integer", "minimum": 1], "createdAt": dateTime, "updatedAt": dateTime, "updatedBy": string])]],
+        "RuleApplyResult": object(
+            required: ["created", "updated", "unchanged", "deleted"],
+            ["created": ["type": "array", "items": string], "updated": ["type": "array", "items": string], "unchanged": ["type": "array", "items": string], "deleted": ["type": "array", "items": string]]
+        ),
+        "RuleDryRun": object(
+            required: ["from", "to", "devices", "samples", "truncated", "firings"],
+            [
+                "from": dateTime, "to": dateTime, "devices": ["type": "integer"], "samples": ["type": "integer"], "truncated": ["type": "boolean"],
+                "firings": ["type": "array", "items": object(required: ["device", "event", "at", "message"], ["device": string, "event": ["type": "string", "enum": ["raise", "clear"]], "at": ["type": "integer"], "time": dateTime, "message": string, "values": ["type": "object"]])],
+            ]
+        ),
+        "Firing": object(
+            required: ["id", "rule", "device", "event", "at", "message", "values", "actions"],
+            [
+                "id": string, "rule": ["type": "object", "properties": ["id": string, "name": string, "version": ["type": "integer"]]], "device": string,
+                "event": ["type": "string", "enum": ["raise", "clear"]], "at": dateTime, "recordedAt": dateTime, "message": string, "values": ["type": "object"],
+                "alarm": string,
+                "actions": ["type": "array", "items": object(required: ["index", "type", "status", "detail"], ["index": ["type": "integer"], "type": string, "status": ["type": "string", "enum": enumeration([RuleActionOutcome.Status.pending, .succeeded, .failed, .dropped, .deadLettered])], "detail": string, "attempts": ["type": "integer"], "at": dateTime])],
+            ]
+        ),
+        "Alarm": object(
+            required: ["id", "rule", "device", "severity", "status", "message", "count", "raisedAt"],
+            [
+                "id": string, "rule": string, "ruleVersion": ["type": "integer"], "device": string, "severity": ["type": "string", "enum": enumeration(AlarmSeverity.allCases)],
+                "status": ["type": "string", "enum": enumeration(AlarmStatus.allCases)], "message": string, "inputs": ["type": "object"], "lastInputs": ["type": "object"],
+                "count": ["type": "integer"], "raisedAt": dateTime, "lastRaisedAt": dateTime, "acknowledgedAt": dateTime, "acknowledgedBy": ["type": "object"],
+                "clearedAt": dateTime, "clearedBy": ["type": "object"], "comments": ["type": "array", "items": ["type": "object"]],
+            ]
+        ),
+        "AlarmHistoryEntry": object(
+            required: ["change", "at", "by", "status", "severity", "count"],
+            ["change": ["type": "string", "enum": ["raised", "repeated", "acknowledged", "cleared", "commented"]], "at": dateTime, "by": ["type": "object"], "status": string, "severity": string, "count": ["type": "integer"], "comment": string]
+        ),
+    ]
+
+    private static let baseSchemas: [String: OpenAPIValue] = [
         "SendCommandRequest": object(
             required: ["method"],
             [

@@ -104,6 +104,9 @@ public final class AlarmService: Sendable {
         ledger.withLock { $0.open(tenantID: tenantID, ruleID: ruleID, deviceID: deviceID) }
     }
 
+    /// Every open alarm (from memory).
+    public var allOpenAlarms: [Alarm] { ledger.withLock { $0.openAlarms } }
+
     /// Every open alarm of a tenant (from memory).
     public func openAlarms(tenantID: String) -> [Alarm] {
         ledger.withLock { $0.openAlarms.filter { $0.tenantID == tenantID } }

@@ -179,6 +179,19 @@ public final class RuleEngine: Service, Sendable {
         for tenantID in Set(core.allRules.filter(\.enabled).map(\.tenantID)) {
             await trackAll(tenantID: tenantID, core: &core, cache: &cache)
         }
+        // Alarms open when the server stopped: their rules start raised, so that the clear
+        // condition clears them (an alarm of a rule changed or gone meanwhile is cleared).
+        for tenantID in Set(alarms.allOpenAlarms.map(\.tenantID)) {
+            for alarm in alarms.openAlarms(tenantID: tenantID) {
+                let current = core.allRules.first { $0.id == alarm.ruleID && $0.tenantID == tenantID }
+                if let current, current.enabled,
+                    core.assumeRaised(ruleID: alarm.ruleID, tenantID: tenantID, deviceID: alarm.deviceID)
+                {
+                    continue
+                }
+                alarms.clear(ruleID: alarm.ruleID, tenantID: tenantID, deviceID: alarm.deviceID, at: now())
+            }
+        }
         for await work in stream {
             let events: [RuleEngineEvent]
             switch work {

@@ -170,6 +170,11 @@ struct AnomalyGate: Sendable, Hashable {
     var isRaised = false
     private var run = 0
 
+    mutating func assumeRaised() {
+        isRaised = true
+        run = 0
+    }
+
     mutating func observe(anomalous: Bool, raiseAfter: Int, clearAfter: Int) -> RuleDurationGate.Change? {
         // While not raised, count anomalous samples; while raised, count normal ones.
         guard anomalous != isRaised else {

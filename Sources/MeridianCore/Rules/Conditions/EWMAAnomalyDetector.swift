@@ -40,6 +40,10 @@ public struct EWMAAnomalyDetector: Sendable, Hashable {
 
     /// Whether the condition is raised now.
     public var isRaised: Bool { gate.isRaised }
+
+    /// Starts in the raised state (its alarm was open when the server stopped): the next clear
+    /// condition clears it, instead of the alarm staying open for ever.
+    public mutating func assumeRaised() { gate.assumeRaised() }
     /// Whether the warm-up is over.
     public var isWarm: Bool { baseline.count >= condition.warmup }
 

@@ -96,6 +96,10 @@ public struct ExpressionConditionEvaluator: Sendable, Hashable {
     /// Whether the condition is raised now.
     public var isRaised: Bool { gate.isRaised }
 
+    /// Starts in the raised state (its alarm was open when the server stopped): the next clear
+    /// condition clears it, instead of the alarm staying open for ever.
+    public mutating func assumeRaised() { gate.assumeRaised() }
+
     /// Evaluates at `timestamp` against the device's values in `context`.
     public mutating func observe(at timestamp: Int64, context: some RuleExpressionContext) -> RuleTransition? {
         let raise = condition.expression.evaluate(in: context)

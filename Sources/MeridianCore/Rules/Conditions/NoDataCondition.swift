@@ -61,6 +61,10 @@ public struct NoDataEvaluator: Sendable, Hashable {
     /// Whether the condition is raised now.
     public private(set) var isRaised = false
 
+    /// Starts in the raised state (its alarm was open when the server stopped): the next clear
+    /// condition clears it, instead of the alarm staying open for ever.
+    public mutating func assumeRaised() { isRaised = true }
+
     /// An evaluator started at `start` (milliseconds since 1970): the silence counts from there.
     public init(_ condition: NoDataCondition, startedAt start: Int64) {
         self.condition = condition

@@ -51,6 +51,10 @@ public struct PresenceEvaluator: Sendable, Hashable {
     public private(set) var offlineSince: Int64?
     /// Whether the condition is raised now.
     public private(set) var isRaised = false
+
+    /// Starts in the raised state (its alarm was open when the server stopped): the next clear
+    /// condition clears it, instead of the alarm staying open for ever.
+    public mutating func assumeRaised() { isRaised = true }
     private var lastEvent: Int64?
 
     /// An evaluator for a device that is online (or, with `offlineSince`, offline since then).

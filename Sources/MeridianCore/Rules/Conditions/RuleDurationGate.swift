@@ -43,6 +43,13 @@ public struct RuleDurationGate: Sendable, Hashable {
         self.maximumGap = maximumGap
     }
 
+    /// Starts in the raised state (its alarm was open when the server stopped): the next clear
+    /// condition clears it, instead of the alarm staying open for ever.
+    public mutating func assumeRaised() {
+        isRaised = true
+        spanStart = nil
+    }
+
     /// What a gate's step did.
     public enum Change: Sendable, Hashable {
         case raised

@@ -36,6 +36,10 @@ public struct SeasonalAnomalyDetector: Sendable, Hashable {
     /// Whether the condition is raised now.
     public var isRaised: Bool { gate.isRaised }
 
+    /// Starts in the raised state (its alarm was open when the server stopped): the next clear
+    /// condition clears it, instead of the alarm staying open for ever.
+    public mutating func assumeRaised() { gate.assumeRaised() }
+
     /// The hour of day (UTC) of `timestamp`, 0…23.
     public static func hourOfDay(_ timestamp: Int64) -> Int {
         let day: Int64 = 86_400_000

@@ -18,6 +18,10 @@ public struct ThresholdEvaluator: Sendable, Hashable {
     /// Whether the condition is raised now.
     public var isRaised: Bool { gate.isRaised }
 
+    /// Starts in the raised state (its alarm was open when the server stopped): the next clear
+    /// condition clears it, instead of the alarm staying open for ever.
+    public mutating func assumeRaised() { gate.assumeRaised() }
+
     /// Feeds the condition's key's value at `timestamp` (nil, or a value that is not a number,
     /// counts as unknown). Returns a transition when the state changes.
     public mutating func observe(at timestamp: Int64, value: TelemetryValue?) -> RuleTransition? {

@@ -36,6 +36,18 @@ public enum RuleConditionEvaluator: Sendable {
         }
     }
 
+    /// Starts raised (see ``RuleDurationGate/assumeRaised()``).
+    public mutating func assumeRaised() {
+        switch self {
+        case .threshold(var evaluator): evaluator.assumeRaised(); self = .threshold(evaluator)
+        case .expression(var evaluator): evaluator.assumeRaised(); self = .expression(evaluator)
+        case .noData(var evaluator): evaluator.assumeRaised(); self = .noData(evaluator)
+        case .presence(var evaluator): evaluator.assumeRaised(); self = .presence(evaluator)
+        case .ewma(var evaluator): evaluator.assumeRaised(); self = .ewma(evaluator)
+        case .seasonal(var evaluator): evaluator.assumeRaised(); self = .seasonal(evaluator)
+        }
+    }
+
     /// Feeds the samples of one timestamp of a message (already applied to `values`).
     public mutating func observe(_ samples: ArraySlice<TelemetrySample>, at timestamp: Int64, values: RuleDeviceValues) -> [RuleTransition] {
         var transitions: [RuleTransition] = []

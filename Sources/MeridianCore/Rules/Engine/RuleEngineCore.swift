@@ -274,6 +274,21 @@ public struct RuleEngineCore: Sendable {
         return events
     }
 
+    /// Marks a rule raised on a tracked device (its alarm was open at start), so that its clear
+    /// condition clears the alarm. Returns false when the device is not tracked or the rule is not
+    /// in its scope.
+    @discardableResult
+    public mutating func assumeRaised(ruleID: String, tenantID: String, deviceID: String) -> Bool {
+        let key = DeviceKey(tenantID: tenantID, deviceID: deviceID)
+        guard var state = devices[key] else { return false }
+        refresh(&state, now: 0)
+        guard var evaluator = state.evaluators[ruleID] else { return false }
+        evaluator.assumeRaised()
+        state.evaluators[ruleID] = evaluator
+        devices[key] = state
+        return true
+    }
+
     /// Whether the rule is raised on the device now.
     public func isRaised(ruleID: String, tenantID: String, deviceID: String) -> Bool {
         devices[DeviceKey(tenantID: tenantID, deviceID: deviceID)]?.evaluators[ruleID]?.isRaised ?? false

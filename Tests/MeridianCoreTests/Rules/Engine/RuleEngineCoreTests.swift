@@ -189,4 +189,16 @@ struct RuleEngineCoreTests {
         #expect(raise.transition.isRaise && raise.transition.reason.timestamp == 70_000)
         #expect(raise.transition.reason.values["z"] != nil)
     }
+
+    @Test("a rule marked raised at start (its alarm was open when the server stopped) clears at its clear condition instead of raising again")
+    func assumeRaisedAfterRestart() throws {
+        var core = RuleEngineCore()
+        core.load([try Self.rule("r", #"{"name": "hot", "condition": {"threshold": {"key": "temp", "op": ">", "value": 80, "clear": {"op": "<", "value": 75}}}, "alarm": {}}"#)])
+        core.track(Self.device("d1"), now: 0)
+        let marked = core.assumeRaised(ruleID: "r", tenantID: Self.tenant, deviceID: "d1")
+        let unknown = core.assumeRaised(ruleID: "r", tenantID: Self.tenant, deviceID: "unknown")
+        #expect(marked && !unknown)
+        #expect(core.observe(Self.message("d1", [("temp", 1, .number(90))]), now: 1).isEmpty)
+        #expect(core.observe(Self.message("d1", [("temp", 2, .number(70))]), now: 2).map(\.transition.isRaise) == [false])
+    }
 }

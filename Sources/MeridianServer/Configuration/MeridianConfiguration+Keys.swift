@@ -260,6 +260,26 @@ extension MeridianConfiguration {
             help: "Longest a persistent command may stay queued for an offline device, in milliseconds (also the default expiresInMs); longer ones are refused."
         ),
 
+        // [rules]
+        .integer(
+            "rules.max_per_tenant",
+            \.rules.maximumPerTenant,
+            range: 1...1_000_000,
+            help: "Most rules a tenant may have; creating more is refused (429)."
+        ),
+        .integer(
+            "rules.firing_retention_days",
+            \.rules.firingRetentionDays,
+            range: 1...36_500,
+            help: "Days each rule firing (its inputs and what its actions did) is kept."
+        ),
+        .integer(
+            "rules.action_queue",
+            \.rules.actionQueue,
+            range: 1...10_000_000,
+            help: "Actions of each kind (republish, command, twin, telemetry, webhook) waiting to run; beyond, a firing's action is recorded as dropped instead of slowing anything."
+        ),
+
         // [broker]
         .choice(
             "broker.durability",

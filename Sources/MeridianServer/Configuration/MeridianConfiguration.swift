@@ -139,6 +139,17 @@ public struct MeridianConfiguration: Sendable {
     }
 
     /// Commands (RPC) to devices.
+    public struct Rules: Sendable {
+        /// Most rules per tenant.
+        public var maximumPerTenant: Int = 10_000
+        /// Days firings are kept.
+        public var firingRetentionDays: Int = 30
+        /// Queued actions per kind beyond which actions are dropped.
+        public var actionQueue: Int = 10_000
+
+        public init() {}
+    }
+
     public struct Commands: Sendable {
         /// Commands per minute per device (also the burst); 0: unlimited.
         public var ratePerDevice: Int = 60
@@ -177,6 +188,8 @@ public struct MeridianConfiguration: Sendable {
     public var twin = Twin()
     /// Commands (RPC) to devices.
     public var commands = Commands()
+    /// Rules, alarms and actions.
+    public var rules = Rules()
     /// Directory holding the server's state (database, time series, broker sessions).
     public var dataDirectory: String = "./meridian-data"
     /// The registry's database: embedded SQLite (default) or PostgreSQL.

@@ -19,12 +19,16 @@ extension MeridianApplication {
         let alarms = try await AlarmService(store: stores.alarms, onWriteError: { change, error in
             logger.error("an alarm change could not be stored", metadata: ["alarm.id": "\(change.alarm.id)", "error": "\(error)"])
         })
-        let rules = RuleService(store: stores.rules)
+        let rules = RuleService(store: stores.rules, maximumRules: configuration.rules.maximumPerTenant)
+        var settings = RuleEngine.Settings()
+        settings.firingRetention = .seconds(configuration.rules.firingRetentionDays * 86_400)
         let engine = RuleEngine(
-            rules: rules, alarms: alarms, firings: stores.firings, registry: platform.registry, twins: twins, presence: presence, logger: logger
+            rules: rules, alarms: alarms, firings: stores.firings, registry: platform.registry, twins: twins, presence: presence,
+            settings: settings, logger: logger
         )
         let runner = RuleActionRunner(
             targets: .init(broker: broker, commands: commands, twins: twins, pipeline: telemetry.pipeline, webhook: nil),
+            capacity: configuration.rules.actionQueue,
             record: { [engine] outcome, firingID in engine.record(outcome, firingID: firingID) },
             logger: logger
         )

@@ -153,6 +153,8 @@ public struct MeridianApplication: Sendable {
         let commandBroker = BrokerReference()
         let gateway = commands.map { DeviceGateway(publisher: BrokerCommandPublisher(broker: commandBroker), service: $0, logger: self.logger) }
         if let commands, let gateway { commands.attach(gateway) }
+        // Webhook actions: a bounded queue and workers; dead letters next to the registry.
+        let webhooks: WebhookDispatcher? = platform == nil ? nil : try await openWebhooks(database: database)
         // The certificate comes first: a missing or bad one stops start-up before any port is
         // bound. SIGHUP is trapped before the `listening` line, so it never ends the process.
         var tls: TLSService?
@@ -235,7 +237,9 @@ public struct MeridianApplication: Sendable {
         // fed by the telemetry pipeline.
         let stream: StreamEndpoint?
         if let platform {
-            let apiServices = try await makeAPIServices(platform, telemetry: telemetry, presence: presence, twins: twins, commands: commands)
+            let apiServices = try await makeAPIServices(
+                platform, telemetry: telemetry, presence: presence, twins: twins, commands: commands, webhooks: webhooks
+            )
             APIRoutes.add(to: router, services: apiServices)
             stream = StreamEndpoint(
                 hub: StreamHub(
@@ -289,6 +293,8 @@ public struct MeridianApplication: Sendable {
             .init(service: app),
         ]
         if let presence { services.insert(.init(service: presence), at: 0) }
+        // Stopped last: what the pipeline's rules queued until then is sent or dead-lettered.
+        if let webhooks { services.insert(.init(service: webhooks), at: 0) }
         if let twins { services.append(.init(service: TwinMaintenance(twins: twins, interval: 3600, logger: logger))) }
         if let commands { services.append(.init(service: CommandSweeper(service: commands))) }
         if let tls {
@@ -511,7 +517,7 @@ extension MeridianApplication {
 
     func makeAPIServices(
         _ platform: Platform, telemetry: TelemetryService? = nil, presence: PresenceService? = nil, twins: TwinService? = nil,
-        commands: CommandService? = nil
+        commands: CommandService? = nil, webhooks: WebhookDispatcher? = nil
     ) async throws -> APIServices {
         let api = configuration.api
         return APIServices(
@@ -526,6 +532,7 @@ extension MeridianApplication {
             presence: presence,
             twins: twins,
             commands: commands,
+            webhooks: webhooks,
             logger: platform.logger
         )
     }

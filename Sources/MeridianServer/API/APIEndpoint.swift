@@ -128,6 +128,8 @@ public final class APIServices: Sendable {
     public let twins: TwinService?
     /// Commands to devices (nil: the command endpoints answer 503).
     public let commands: CommandService?
+    /// Webhook delivery and dead letters (nil: the webhook endpoints answer 503).
+    public let webhooks: WebhookDispatcher?
     let deviceTokens = DeviceTokenCache()
     let logger: Logger
 
@@ -136,8 +138,9 @@ public final class APIServices: Sendable {
         registry: Registry, signer: APITokenSigner, loginLimiter: LoginRateLimiter = LoginRateLimiter(),
         refreshTokenLifetime: TimeInterval = 30 * 24 * 3600, telemetry: TelemetryService? = nil,
         presence: PresenceService? = nil, twins: TwinService? = nil, fleetTwins: (any FleetTwinSource)? = nil,
-        commands: CommandService? = nil, logger: Logger
+        commands: CommandService? = nil, webhooks: WebhookDispatcher? = nil, logger: Logger
     ) {
+        self.webhooks = webhooks
         self.telemetry = telemetry
         self.presence = presence
         self.twins = twins

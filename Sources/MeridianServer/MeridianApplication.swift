@@ -153,6 +153,8 @@ public struct MeridianApplication: Sendable {
         let commandBroker = BrokerReference()
         let gateway = commands.map { DeviceGateway(publisher: BrokerCommandPublisher(broker: commandBroker), service: $0, logger: self.logger) }
         if let commands, let gateway { commands.attach(gateway) }
+        // Webhook actions: a bounded queue and workers; dead letters next to the registry.
+        let webhooks: WebhookDispatcher? = platform == nil ? nil : try await openWebhooks(database: database)
         // The certificate comes first: a missing or bad one stops start-up before any port is
         // bound. SIGHUP is trapped before the `listening` line, so it never ends the process.
         var tls: TLSService?
@@ -240,14 +242,14 @@ public struct MeridianApplication: Sendable {
             if let platform {
                 try await openRules(
                     database: database, platform: platform, telemetry: telemetry, presence: presence, twins: twins, commands: commands,
-                    broker: commandBroker
+                    broker: commandBroker, webhooks: webhooks
                 )
             } else {
                 nil
             }
         if let platform {
             let apiServices = try await makeAPIServices(
-                platform, telemetry: telemetry, presence: presence, twins: twins, commands: commands, rules: rules
+                platform, telemetry: telemetry, presence: presence, twins: twins, commands: commands, rules: rules, webhooks: webhooks
             )
             APIRoutes.add(to: router, services: apiServices)
             stream = StreamEndpoint(
@@ -304,6 +306,8 @@ public struct MeridianApplication: Sendable {
         if let presence { services.insert(.init(service: presence), at: 0) }
         // The engine stops after the pipeline has drained: it evaluates the last batches.
         if let rules { services.insert(.init(service: rules.engine), at: 0) }
+        // Stopped last: what the rules queued until then is sent or dead-lettered.
+        if let webhooks { services.insert(.init(service: webhooks), at: 0) }
         if let twins { services.append(.init(service: TwinMaintenance(twins: twins, interval: 3600, logger: logger))) }
         if let commands { services.append(.init(service: CommandSweeper(service: commands))) }
         if let tls {
@@ -526,7 +530,7 @@ extension MeridianApplication {
 
     func makeAPIServices(
         _ platform: Platform, telemetry: TelemetryService? = nil, presence: PresenceService? = nil, twins: TwinService? = nil,
-        commands: CommandService? = nil, rules: RuleServices? = nil
+        commands: CommandService? = nil, rules: RuleServices? = nil, webhooks: WebhookDispatcher? = nil
     ) async throws -> APIServices {
         let api = configuration.api
         return APIServices(
@@ -542,6 +546,7 @@ extension MeridianApplication {
             twins: twins,
             commands: commands,
             rules: rules,
+            webhooks: webhooks,
             logger: platform.logger
         )
     }

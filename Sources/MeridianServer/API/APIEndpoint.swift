@@ -130,6 +130,8 @@ public final class APIServices: Sendable {
     public let commands: CommandService?
     /// Rules, alarms and firings (nil: their endpoints answer 503).
     public let rules: RuleServices?
+    /// Webhook delivery and dead letters (nil: the webhook endpoints answer 503).
+    public let webhooks: WebhookDispatcher?
     let deviceTokens = DeviceTokenCache()
     let logger: Logger
 
@@ -138,9 +140,10 @@ public final class APIServices: Sendable {
         registry: Registry, signer: APITokenSigner, loginLimiter: LoginRateLimiter = LoginRateLimiter(),
         refreshTokenLifetime: TimeInterval = 30 * 24 * 3600, telemetry: TelemetryService? = nil,
         presence: PresenceService? = nil, twins: TwinService? = nil, fleetTwins: (any FleetTwinSource)? = nil,
-        commands: CommandService? = nil, rules: RuleServices? = nil, logger: Logger
+        commands: CommandService? = nil, rules: RuleServices? = nil, webhooks: WebhookDispatcher? = nil, logger: Logger
     ) {
         self.rules = rules
+        self.webhooks = webhooks
         self.telemetry = telemetry
         self.presence = presence
         self.twins = twins

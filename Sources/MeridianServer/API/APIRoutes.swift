@@ -84,7 +84,7 @@ enum APIRoutes {
         APIEndpoint(.get, "/audit/verify", .role(.admin), verifyAudit),
         // This document
         APIEndpoint(.get, "/openapi.json", .anyone, openAPIDocument),
-    ] + commandEndpoints + ruleEndpoints
+    ] + commandEndpoints + ruleEndpoints + webhookEndpoints
 
     /// Registers the API on `router`. Routes added to the router before this call keep their
     /// own error answers; under `/api` every error becomes problem+json, unknown routes too.

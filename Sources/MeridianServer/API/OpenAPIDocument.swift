@@ -489,6 +489,28 @@ enum OpenAPIDocument {
             body: ["type": "object", "required": ["text"], "properties": ["text": ["type": "string", "minLength": 1, "maxLength": 4096]]],
             responses: ["201": json(ref("Alarm"), "The alarm with the comment")]
         ))
+        // Webhook dead letters
+        add(.get, "/webhooks/dead-letters", op(
+            "List webhook dead letters", tag: "webhooks",
+            description: "Webhooks of the tenant's rules that could not be delivered (every attempt failed, or the endpoint refused the request with a 4xx), newest first. A dead letter never shows its secret: `secretSet` says whether the request is signed.",
+            parameters: [
+                queryParameter("rule", string, "Only this rule's dead letters (rule id)."),
+                queryParameter("limit", ["type": "integer", "minimum": 1, "maximum": 1000, "default": 100], "Dead letters per page."),
+                queryParameter("cursor", string, "The nextCursor of the previous page."),
+            ],
+            responses: ["200": json(pageOf(ref("WebhookDeadLetter")), "A page of dead letters")]
+        ))
+        add(.get, "/webhooks/dead-letters/{id}", op(
+            "A webhook dead letter", tag: "webhooks", responses: ["200": json(ref("WebhookDeadLetter"), "The dead letter")]
+        ))
+        add(.post, "/webhooks/dead-letters/{id}/replay", op(
+            "Replay a webhook dead letter", tag: "webhooks",
+            description: "Sends the request once more, signed with a new timestamp and the same `X-Meridian-Delivery` id. Delivered: the dead letter is deleted (`{\"status\": \"delivered\", \"attempts\": 1, \"httpStatus\": 200}`). Failed: it stays, with its attempts, last error and `replays` updated (`{\"status\": \"deadLettered\", ...}`). Either way the answer is 200.",
+            responses: ["200": json(ref("WebhookOutcome"), "What the replay came to")]
+        ))
+        add(.delete, "/webhooks/dead-letters/{id}", op(
+            "Delete a webhook dead letter", tag: "webhooks", responses: ["204": noContent]
+        ))
         add(.get, "/openapi.json", op(
             "This document", tag: "meta",
             responses: ["200": ["description": "OpenAPI 3.1", "content": ["application/json": ["schema": ["type": "object"]]]]]
@@ -569,6 +591,32 @@ enum OpenAPIDocument {
                 "createdAt": dateTime,
                 "convention": ["type": "string", "enum": enumeration(CommandConvention.allCases), "description": "How it was sent."],
                 "response": anyJSON, "error": string, "actor": string,
+            ]
+        ),
+        "WebhookDeadLetter": object(
+            required: [
+                "id", "deliveryId", "url", "body", "secretSet", "timeoutMs", "maxAttempts", "attempts", "lastError", "firstAttemptAt",
+                "lastAttemptAt", "createdAt", "replays",
+            ],
+            [
+                "id": string, "ruleId": string, "deviceId": string, "firingId": string,
+                "deliveryId": ["type": "string", "description": "Sent as X-Meridian-Delivery on every attempt and replay."],
+                "url": ["type": "string", "description": "Where it is sent (a password in the URL shows as ***)."],
+                "body": anyJSON, "secretSet": ["type": "boolean", "description": "Whether the request is signed (the secret is never shown)."],
+                "timeoutMs": ["type": "integer"], "maxAttempts": ["type": "integer"],
+                "attempts": ["type": "integer", "description": "Attempts in all, replays included (0: the server stopped before sending it)."],
+                "lastError": ["type": "string", "description": "HTTP 500, timed out after 5 s, connection refused, ..."],
+                "lastStatus": ["type": "integer", "description": "The HTTP status of the last attempt, when the endpoint answered."],
+                "firstAttemptAt": dateTime, "lastAttemptAt": dateTime, "createdAt": dateTime,
+                "replays": ["type": "integer", "description": "Replays that failed."],
+            ]
+        ),
+        "WebhookOutcome": object(
+            required: ["status"],
+            [
+                "status": ["type": "string", "enum": ["delivered", "deadLettered"]],
+                "attempts": ["type": "integer"], "httpStatus": ["type": "integer"], "error": string,
+                "deadLetter": ref("WebhookDeadLetter"),
             ]
         ),
         "TelemetryValue": ["description": "A number, boolean or string (NaN and infinities as the strings NaN, Infinity, -Infinity).", "type": ["number", "boolean", "string"]],

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MeridianCore
 import MeridianStorage
+import Synchronization
 
 extension MeridianApplication {
     /// The rule stores: in the registry's database (`meridian.sqlite` or PostgreSQL).
@@ -12,7 +13,7 @@ extension MeridianApplication {
     /// Rules, alarms and the engine that runs them on the pipeline, with their actions.
     func openRules(
         database: PostgresDatabase?, platform: Platform, telemetry: TelemetryService, presence: PresenceService?, twins: TwinService?,
-        commands: CommandService?, broker: BrokerReference
+        commands: CommandService?, broker: BrokerReference, webhooks: WebhookDispatcher?
     ) async throws -> RuleServices {
         let stores = try await openRuleStores(database: database)
         let logger = self.logger
@@ -26,8 +27,28 @@ extension MeridianApplication {
             rules: rules, alarms: alarms, firings: stores.firings, registry: platform.registry, twins: twins, presence: presence,
             settings: settings, logger: logger
         )
+        // Live deliveries: which action of its firing each webhook is.
+        let deliveries = WebhookDeliveries()
+        webhooks?.setOutcomeHandler { [engine] request, outcome in
+            engine.webhookOutcome(request, outcome, index: deliveries.take(request.deliveryID))
+        }
+        var send: RuleActionRunner.WebhookSend?
+        if let dispatcher = webhooks {
+            send = { url, body, secret, timeoutMs, maxAttempts, firing, index in
+                let request = WebhookRequest(
+                    url: url, body: body, secret: secret, timeoutMs: timeoutMs, maxAttempts: maxAttempts, tenantID: firing.tenantID,
+                    ruleID: firing.ruleID, deviceID: firing.deviceID, firingID: firing.id
+                )
+                deliveries.put(request.deliveryID, index)
+                guard dispatcher.enqueue(request) else {
+                    _ = deliveries.take(request.deliveryID)
+                    return nil
+                }
+                return request.deliveryID
+            }
+        }
         let runner = RuleActionRunner(
-            targets: .init(broker: broker, commands: commands, twins: twins, pipeline: telemetry.pipeline, webhook: nil),
+            targets: .init(broker: broker, commands: commands, twins: twins, pipeline: telemetry.pipeline, webhook: send),
             capacity: configuration.rules.actionQueue,
             record: { [engine] outcome, firingID in engine.record(outcome, firingID: firingID) },
             logger: logger
@@ -38,5 +59,18 @@ extension MeridianApplication {
             rules: rules, alarms: alarms, engine: engine,
             dryRun: RuleDryRun(registry: platform.registry, telemetry: telemetry, presence: presence, twins: twins)
         )
+    }
+}
+
+/// The action index of each webhook handed to the dispatcher and not finished yet.
+final class WebhookDeliveries: Sendable {
+    private let indexes = Mutex<[String: Int]>([:])
+
+    func put(_ deliveryID: String, _ index: Int) {
+        indexes.withLock { $0[deliveryID] = index }
+    }
+
+    func take(_ deliveryID: String) -> Int? {
+        indexes.withLock { $0.removeValue(forKey: deliveryID) }
     }
 }

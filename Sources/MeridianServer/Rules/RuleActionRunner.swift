@@ -23,15 +23,19 @@ final class RuleActionRunner: Sendable {
     /// Where the outcome of each action goes (the firing's record).
     typealias Record = @Sendable (RuleActionOutcome, _ firingID: String) -> Void
 
+    /// Hands a webhook (url, body, secret, timeout in ms, attempts, its firing, the action's index)
+    /// to the dispatcher.
+    typealias WebhookSend = @Sendable (String, String, String?, Int64, Int, RuleFiring, Int) -> String?
+
     /// What actions reach: each nil when that part of the platform is absent.
     struct Targets: Sendable {
         var broker: BrokerReference?
         var commands: CommandService?
         var twins: TwinService?
         var pipeline: TelemetryPipeline?
-        /// Hands a webhook to the dispatcher; returns false when its queue is full. The
-        /// dispatcher records the final outcome itself through `record`.
-        var webhook: (@Sendable (_ url: String, _ body: String, _ secret: String?, _ timeoutMs: Int64, _ maxAttempts: Int, _ firing: RuleFiring, _ index: Int) -> Bool)?
+        /// Hands a webhook to the dispatcher; returns its delivery id, nil when its queue is full.
+        /// The final outcome is recorded when the dispatcher reports it.
+        var webhook: WebhookSend?
     }
 
     private final class Queue: Sendable {
@@ -132,12 +136,12 @@ final class RuleActionRunner: Sendable {
                     return RuleActionOutcome(index: job.index, type: type, status: .failed, detail: "webhooks are not available on this server", at: now)
                 }
                 let body = (webhook.body.map(job.template.render) ?? RuleTemplate.firingDocument(job.firing, severity: job.severity)).jsonText
-                let accepted = send(webhook.url, body, webhook.secret, webhook.timeout.milliseconds, webhook.retries + 1, job.firing, job.index)
-                if !accepted { dropped.increment() }
-                return RuleActionOutcome(
-                    index: job.index, type: type, status: accepted ? .pending : .dropped,
-                    detail: accepted ? "queued for delivery" : "the webhook queue is full", at: now
-                )
+                guard let delivery = send(webhook.url, body, webhook.secret, webhook.timeout.milliseconds, webhook.retries + 1, job.firing, job.index)
+                else {
+                    dropped.increment()
+                    return RuleActionOutcome(index: job.index, type: type, status: .dropped, detail: "the webhook queue is full", at: now)
+                }
+                return RuleActionOutcome(index: job.index, type: type, status: .pending, detail: "queued for delivery \(delivery)", at: now)
             }
             guard let queue = queues[type], queue.push(job) else {
                 dropped.increment()

@@ -117,6 +117,32 @@ public final class RuleEngine: Service, Sendable {
         recorder.yield(.outcome(outcome, firingID))
     }
 
+    /// Records what the webhook dispatcher did with a rule's webhook: `index` is the action's
+    /// position when known (a live delivery); for a replay it is found on the stored firing by
+    /// the delivery id its pending outcome named.
+    func webhookOutcome(_ request: WebhookRequest, _ outcome: WebhookOutcome, index: Int?) {
+        guard let firingID = request.firingID else { return }
+        let result: (RuleActionOutcome.Status, String, Int)
+        switch outcome {
+        case .delivered(let status, let attempts):
+            result = (.succeeded, "HTTP \(status) after \(attempts) attempt\(attempts == 1 ? "" : "s") (delivery \(request.deliveryID))", attempts)
+        case .deadLettered(let letter):
+            result = (.deadLettered, "\(letter.lastError) after \(letter.attempts) attempt\(letter.attempts == 1 ? "" : "s"): dead letter \(letter.id) (delivery \(request.deliveryID))", letter.attempts)
+        case .dropped(let reason):
+            result = (.dropped, reason, 0)
+        }
+        if let index {
+            record(RuleActionOutcome(index: index, type: "webhook", status: result.0, detail: result.1, attempts: result.2, at: now()), firingID: firingID)
+            return
+        }
+        Task { [firings, now] in
+            guard let firing = try? await firings.firing(id: firingID, tenantID: request.tenantID),
+                let found = firing.actions.first(where: { $0.type == "webhook" && $0.detail.contains(request.deliveryID) })
+            else { return }
+            record(RuleActionOutcome(index: found.index, type: "webhook", status: result.0, detail: result.1, attempts: found.attempts + result.2, at: now()), firingID: firingID)
+        }
+    }
+
     /// Waits until everything queued so far has been evaluated and its firings stored (tests).
     public func settle() async {
         await withCheckedContinuation { continuation in input.yield(.barrier(continuation)) }

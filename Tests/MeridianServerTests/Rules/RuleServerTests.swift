@@ -196,4 +196,56 @@ struct RuleServerTests {
             #expect((list["items"] as? [[String: Any]])?.compactMap { $0["name"] as? String } == ["cold"])
         }
     }
+
+    @Test("a rule's webhook reaches a local endpoint with its template body and a valid signature; a failing one ends dead-lettered on the firing and replays from the API")
+    func webhookAction() async throws {
+        try await WebhookTestReceiver.with { receiver in
+            try await ServerFixture.withStream { _, api in
+                let device = try await api.device()
+                let created = try await api.expect(
+                    201, "POST", "/api/v1/rules",
+                    body: #"""
+                    {"name": "hook", "condition": {"threshold": {"key": "temp", "op": ">", "value": 80}},
+                     "actions": [{"type": "webhook", "url": "\#(receiver.url)", "secret": "s3cret", "retries": 1, "timeout": "2s",
+                                  "body": {"device": "{{device.id}}", "temp": "{{values.temp}}"}}]}
+                    """#
+                )
+                let ruleID = try #require(created["id"] as? String)
+                try await api.post(device, #"{"temp": 90}"#)
+                let delivered = try #require(try await Self.firings(api, rule: ruleID, count: 1).first)
+                let outcome = try #require((delivered["actions"] as? [[String: Any]])?.first)
+                #expect(outcome["status"] as? String == "succeeded", "\(outcome)")
+                let received = try #require(receiver.received.first)
+                let body = try #require(try JSONSerialization.jsonObject(with: Data(received.body.utf8)) as? [String: Any])
+                #expect(body["device"] as? String == device.id && body["temp"] as? Double == 90)
+                let signature = try #require(received.header("X-Meridian-Signature"))
+                #expect(WebhookSignature.verify(header: signature, body: received.body, secret: "s3cret", now: Date(), tolerance: 300))
+
+                // Failing twice (one retry): dead-lettered, recorded on the firing, replayable.
+                receiver.answer(500)
+                try await api.post(device, #"{"temp": 60}"#)
+                try await api.post(device, #"{"temp": 95}"#)
+                let failed = try #require(try await Self.firings(api, rule: ruleID, count: 3).first)
+                let deadOutcome = try #require((failed["actions"] as? [[String: Any]])?.first)
+                #expect(deadOutcome["status"] as? String == "dead_lettered" && deadOutcome["attempts"] as? Int == 2, "\(deadOutcome)")
+                let letters = try await api.expect(200, "GET", "/api/v1/webhooks/dead-letters")
+                let letter = try #require((letters["items"] as? [[String: Any]])?.first)
+                #expect(!(String(describing: letters)).contains("s3cret"))
+                receiver.answer(200)
+                let replayed = try await api.expect(200, "POST", "/api/v1/webhooks/dead-letters/\(try #require(letter["id"] as? String))/replay")
+                #expect(replayed["status"] as? String == "delivered")
+                // The firing's webhook now says delivered.
+                let firingID = try #require(failed["id"] as? String)
+                let deadline = ContinuousClock.now + .seconds(20)
+                var status: String?
+                repeat {
+                    let firing = try await api.expect(200, "GET", "/api/v1/firings/\(firingID)")
+                    status = (firing["actions"] as? [[String: Any]])?.first?["status"] as? String
+                    if status == "succeeded" { break }
+                    try await Task.sleep(for: .milliseconds(50))
+                } while ContinuousClock.now < deadline
+                #expect(status == "succeeded")
+            }
+        }
+    }
 }

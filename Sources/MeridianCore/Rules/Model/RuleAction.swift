@@ -55,7 +55,7 @@ public struct RuleAction: Sendable, Hashable {
         /// The body template (nil: the default firing document).
         public var body: JSONValue?
         public var timeout: ConditionDuration
-        /// Attempts after the first (0–20).
+        /// Attempts after the first (0–19).
         public var retries: Int
         /// Set when the spec said `"secretSet": true` without a secret (a rule read back from the
         /// API, which never shows secrets): the service keeps the previous version's secret.
@@ -138,22 +138,24 @@ extension RuleAction {
         case "webhook":
             try reader.refuseUnknown(allowed: common.union(["url", "secret", "secretSet", "body", "timeout", "retries"]))
             let url = try reader.requiredString("url")
-            guard let parsed = URL(string: url), let scheme = parsed.scheme?.lowercased(), scheme == "http" || scheme == "https",
-                let host = parsed.host, !host.isEmpty
-            else {
+            do {
+                try WebhookRequest.validateURL(url)
+            } catch let error as WebhookError {
+                throw ConditionSpecError(field: reader.field("url"), message: error.message)
+            } catch {
                 throw ConditionSpecError(field: reader.field("url"), message: "must be an http:// or https:// URL with a host")
             }
             let secret = try reader.string("secret")
-            if let secret, secret.isEmpty || secret.utf8.count > 256 {
-                throw ConditionSpecError(field: reader.field("secret"), message: "must be 1 to 256 bytes")
+            if let secret, secret.isEmpty || secret.utf8.count > WebhookRequest.maximumSecretBytes {
+                throw ConditionSpecError(field: reader.field("secret"), message: "must be 1 to \(WebhookRequest.maximumSecretBytes) bytes")
             }
             let timeout = try reader.duration("timeout") ?? .seconds(5)
-            guard timeout >= .milliseconds(100), timeout <= .seconds(120) else {
-                throw ConditionSpecError(field: reader.field("timeout"), message: "must be from 100ms to 2m")
+            guard timeout >= .milliseconds(100), timeout <= .seconds(60) else {
+                throw ConditionSpecError(field: reader.field("timeout"), message: "must be from 100ms to 60s")
             }
             var action = WebhookAction(
                 url: url, secret: secret, body: reader.object["body"].flatMap { $0 == .null ? nil : $0 }, timeout: timeout,
-                retries: try reader.integer("retries", in: 0...20) ?? 5
+                retries: try reader.integer("retries", in: 0...(WebhookRequest.attemptsRange.upperBound - 1)) ?? 5
             )
             action.keepsSecret = secret == nil && reader.object["secretSet"] == .bool(true)
             kind = .webhook(action)

@@ -38,7 +38,8 @@ public final class PostgresAlarmStore: AlarmStore, Sendable {
         let entry = try RuleRows.document(AlarmHistoryEntry(change))
         let at = RuleRows.milliseconds(change.at)
         let raisedAt = RuleRows.milliseconds(alarm.raisedAt)
-        _ = try await database.transaction(.write(lock: RuleRows.lockStripe(base: Self.writeLockBase, alarm.id))) { session in
+        _ = try await database.transaction(.write(lock: RuleRows.lockStripe(base: Self.writeLockBase, alarm.id))) {
+            session in
             try session.execute(
                 """
                 INSERT INTO alarms (id, tenant_id, rule_id, device_id, status, severity, raised_at, document)

@@ -38,7 +38,8 @@ public final class PostgresRuleFiringStore: RuleFiringStore, Sendable {
         try RuleRows.requireStorable(firing.id, firing.tenantID, firing.ruleID, firing.deviceID, what: "rule firing")
         let document = try RuleRows.document(firing)
         let recordedAt = RuleRows.milliseconds(firing.recordedAt)
-        _ = try await database.transaction(.write(lock: RuleRows.lockStripe(base: Self.writeLockBase, firing.id))) { session in
+        _ = try await database.transaction(.write(lock: RuleRows.lockStripe(base: Self.writeLockBase, firing.id))) {
+            session in
             try session.execute(
                 """
                 INSERT INTO rule_firings (id, tenant_id, rule_id, device_id, at, recorded_at, document)
@@ -52,8 +53,10 @@ public final class PostgresRuleFiringStore: RuleFiringStore, Sendable {
 
     public func record(_ outcome: RuleActionOutcome, firingID: String) async throws {
         guard RuleRows.storable(firingID) else { return }
-        _ = try await database.transaction(.write(lock: RuleRows.lockStripe(base: Self.writeLockBase, firingID))) { session in
-            guard let row = try session.row("SELECT document FROM rule_firings WHERE id = \(firingID) FOR UPDATE") else { return }
+        _ = try await database.transaction(.write(lock: RuleRows.lockStripe(base: Self.writeLockBase, firingID))) {
+            session in
+            guard let row = try session.row("SELECT document FROM rule_firings WHERE id = \(firingID) FOR UPDATE")
+            else { return }
             var firing = try Self.firing(row)
             firing.actions.setOutcome(outcome)
             let document = try RuleRows.document(firing)
@@ -64,11 +67,19 @@ public final class PostgresRuleFiringStore: RuleFiringStore, Sendable {
     public func firing(id: String, tenantID: String) async throws -> RuleFiring? {
         guard RuleRows.storable(id, tenantID) else { return nil }
         return try await database.transaction(.read) { session in
-            try session.row("SELECT document FROM rule_firings WHERE id = \(id) AND tenant_id = \(tenantID)").map(Self.firing)
+            try session.row("SELECT document FROM rule_firings WHERE id = \(id) AND tenant_id = \(tenantID)").map(
+                Self.firing
+            )
         }
     }
 
-    public func firings(tenantID: String, ruleID: String?, deviceID: String?, limit: Int, cursor: String?) async throws -> Page<RuleFiring> {
+    public func firings(
+        tenantID: String,
+        ruleID: String?,
+        deviceID: String?,
+        limit: Int,
+        cursor: String?
+    ) async throws -> Page<RuleFiring> {
         let empty = Page<RuleFiring>(items: [], nextCursor: nil)
         guard RuleRows.storable(tenantID, ruleID ?? "", deviceID ?? "") else { return empty }
         var statement = PostgresStatement("SELECT document FROM rule_firings WHERE tenant_id = ")

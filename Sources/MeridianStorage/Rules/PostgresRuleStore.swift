@@ -38,7 +38,9 @@ public final class PostgresRuleStore: RuleStore, Sendable {
             if try session.row("SELECT 1 AS found FROM rules WHERE id = \(rule.id)") != nil {
                 throw RuleStoreError.duplicateID(rule.id)
             }
-            if try session.row("SELECT 1 AS found FROM rules WHERE tenant_id = \(rule.tenantID) AND name = \(rule.name)") != nil {
+            if try session.row(
+                "SELECT 1 AS found FROM rules WHERE tenant_id = \(rule.tenantID) AND name = \(rule.name)"
+            ) != nil {
                 throw RuleStoreError.nameTaken(rule.name)
             }
             try session.execute(
@@ -63,8 +65,10 @@ public final class PostgresRuleStore: RuleStore, Sendable {
         let version = Int64(rule.version)
         let expected = Int64(expectedVersion)
         return try await database.transaction(.write(lock: Self.writeLock)) { session in
-            let stored = try session.row("SELECT version FROM rules WHERE id = \(rule.id) AND tenant_id = \(rule.tenantID)")
-                .map { try $0.value("version", as: Int64.self) }
+            let stored = try session.row(
+                "SELECT version FROM rules WHERE id = \(rule.id) AND tenant_id = \(rule.tenantID)"
+            )
+            .map { try $0.value("version", as: Int64.self) }
             guard stored == expected else { return false }
             if try session.row(
                 "SELECT 1 AS found FROM rules WHERE tenant_id = \(rule.tenantID) AND name = \(rule.name) AND id <> \(rule.id)"
@@ -91,7 +95,9 @@ public final class PostgresRuleStore: RuleStore, Sendable {
     public func delete(id: String, tenantID: String) async throws -> Bool {
         guard RuleRows.storable(id, tenantID) else { return false }
         return try await database.transaction(.write(lock: Self.writeLock)) { session in
-            guard try session.execute("DELETE FROM rules WHERE id = \(id) AND tenant_id = \(tenantID)") > 0 else { return false }
+            guard try session.execute("DELETE FROM rules WHERE id = \(id) AND tenant_id = \(tenantID)") > 0 else {
+                return false
+            }
             try session.execute("DELETE FROM rule_versions WHERE rule_id = \(id)")
             return true
         }
@@ -100,21 +106,25 @@ public final class PostgresRuleStore: RuleStore, Sendable {
     public func rule(id: String, tenantID: String) async throws -> Rule? {
         guard RuleRows.storable(id, tenantID) else { return nil }
         return try await database.transaction(.read) { session in
-            try session.row("SELECT tenant_id, definition FROM rules WHERE id = \(id) AND tenant_id = \(tenantID)").map(Self.rule)
+            try session.row("SELECT tenant_id, definition FROM rules WHERE id = \(id) AND tenant_id = \(tenantID)").map(
+                Self.rule
+            )
         }
     }
 
     public func rule(named name: String, tenantID: String) async throws -> Rule? {
         guard RuleRows.storable(name, tenantID) else { return nil }
         return try await database.transaction(.read) { session in
-            try session.row("SELECT tenant_id, definition FROM rules WHERE tenant_id = \(tenantID) AND name = \(name)").map(Self.rule)
+            try session.row("SELECT tenant_id, definition FROM rules WHERE tenant_id = \(tenantID) AND name = \(name)")
+                .map(Self.rule)
         }
     }
 
     public func rules(tenantID: String) async throws -> [Rule] {
         guard RuleRows.storable(tenantID) else { return [] }
         return try await database.transaction(.read) { session in
-            try session.rows("SELECT tenant_id, definition FROM rules WHERE tenant_id = \(tenantID) ORDER BY name, id").map(Self.rule)
+            try session.rows("SELECT tenant_id, definition FROM rules WHERE tenant_id = \(tenantID) ORDER BY name, id")
+                .map(Self.rule)
         }
     }
 
@@ -127,7 +137,8 @@ public final class PostgresRuleStore: RuleStore, Sendable {
     public func versions(id: String, tenantID: String) async throws -> [Rule] {
         guard RuleRows.storable(id, tenantID) else { return [] }
         return try await database.transaction(.read) { session in
-            guard try session.row("SELECT 1 AS found FROM rules WHERE id = \(id) AND tenant_id = \(tenantID)") != nil else { return [] }
+            guard try session.row("SELECT 1 AS found FROM rules WHERE id = \(id) AND tenant_id = \(tenantID)") != nil
+            else { return [] }
             return try session.rows(
                 "SELECT tenant_id, definition FROM rule_versions WHERE rule_id = \(id) ORDER BY version DESC"
             ).map(Self.rule)

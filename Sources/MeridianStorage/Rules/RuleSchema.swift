@@ -210,7 +210,8 @@ enum RuleRows {
     /// were more.
     static func page<Item: Sendable>(_ items: [Item], limit: Int, key: (Item) -> (Int64, String)) -> Page<Item> {
         let page = Array(items.prefix(max(limit, 0)))
-        let next = items.count > limit ? page.last.map { RuleListCursor.cursor(milliseconds: key($0).0, id: key($0).1) } : nil
+        let next =
+            items.count > limit ? page.last.map { RuleListCursor.cursor(milliseconds: key($0).0, id: key($0).1) } : nil
         return Page(items: page, nextCursor: next)
     }
 }

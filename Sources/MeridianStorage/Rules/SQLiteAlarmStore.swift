@@ -60,7 +60,8 @@ public final class SQLiteAlarmStore: AlarmStore, Sendable {
                     raised_at = excluded.raised_at, document = excluded.document
                     """,
                 arguments: [
-                    alarm.id, alarm.tenantID, alarm.ruleID, alarm.deviceID, alarm.status.rawValue, alarm.severity.rawValue,
+                    alarm.id, alarm.tenantID, alarm.ruleID, alarm.deviceID, alarm.status.rawValue,
+                    alarm.severity.rawValue,
                     RuleRows.milliseconds(alarm.raisedAt), document,
                 ]
             )
@@ -76,13 +77,19 @@ public final class SQLiteAlarmStore: AlarmStore, Sendable {
 
     public func alarm(id: String, tenantID: String) async throws -> Alarm? {
         try await database.read { db in
-            try Row.fetchOne(db, sql: "SELECT document FROM alarms WHERE id = ? AND tenant_id = ?", arguments: [id, tenantID])
-                .map(Self.alarm)
+            try Row.fetchOne(
+                db,
+                sql: "SELECT document FROM alarms WHERE id = ? AND tenant_id = ?",
+                arguments: [id, tenantID]
+            )
+            .map(Self.alarm)
         }
     }
 
     public func alarms(_ filter: AlarmFilter, limit: Int, cursor: String?) async throws -> Page<Alarm> {
-        if filter.statuses?.isEmpty == true || filter.severities?.isEmpty == true { return Page(items: [], nextCursor: nil) }
+        if filter.statuses?.isEmpty == true || filter.severities?.isEmpty == true {
+            return Page(items: [], nextCursor: nil)
+        }
         var sql = "SELECT document FROM alarms WHERE tenant_id = ?"
         var arguments: [(any DatabaseValueConvertible)?] = [filter.tenantID]
         if let statuses = filter.statuses?.map(\.rawValue).sorted() {
@@ -142,8 +149,11 @@ public final class SQLiteAlarmStore: AlarmStore, Sendable {
         // Through the open-alarms index: without statistics SQLite would rather scan every
         // alarm ever raised in id order than sort the few open ones.
         try await database.read { db in
-            try Row.fetchAll(db, sql: "SELECT document FROM alarms INDEXED BY alarms_open WHERE status <> 'cleared' ORDER BY id")
-                .map(Self.alarm)
+            try Row.fetchAll(
+                db,
+                sql: "SELECT document FROM alarms INDEXED BY alarms_open WHERE status <> 'cleared' ORDER BY id"
+            )
+            .map(Self.alarm)
         }
     }
 }

@@ -24,7 +24,11 @@ public final class SQLiteRuleFiringStore: RuleFiringStore, Sendable {
     ///   Meridian).
     public init(path: String) throws {
         do {
-            database = try RuleSchema.sqliteMigrations.open(path: path, label: "meridian.firings", synchronous: "NORMAL")
+            database = try RuleSchema.sqliteMigrations.open(
+                path: path,
+                label: "meridian.firings",
+                synchronous: "NORMAL"
+            )
         } catch let refusal as SQLiteFile.Refusal {
             throw OpenError(description: refusal.description)
         }
@@ -56,7 +60,8 @@ public final class SQLiteRuleFiringStore: RuleFiringStore, Sendable {
                     device_id = excluded.device_id, at = excluded.at, recorded_at = excluded.recorded_at, document = excluded.document
                     """,
                 arguments: [
-                    firing.id, firing.tenantID, firing.ruleID, firing.deviceID, firing.at, RuleRows.milliseconds(firing.recordedAt),
+                    firing.id, firing.tenantID, firing.ruleID, firing.deviceID, firing.at,
+                    RuleRows.milliseconds(firing.recordedAt),
                     document,
                 ]
             )
@@ -65,25 +70,42 @@ public final class SQLiteRuleFiringStore: RuleFiringStore, Sendable {
 
     public func record(_ outcome: RuleActionOutcome, firingID: String) async throws {
         try await database.write { db in
-            guard let text = try String.fetchOne(db, sql: "SELECT document FROM rule_firings WHERE id = ?", arguments: [firingID]) else {
+            guard
+                let text = try String.fetchOne(
+                    db,
+                    sql: "SELECT document FROM rule_firings WHERE id = ?",
+                    arguments: [firingID]
+                )
+            else {
                 return
             }
             var firing = try Self.firing(text)
             firing.actions.setOutcome(outcome)
             try db.execute(
-                sql: "UPDATE rule_firings SET document = ? WHERE id = ?", arguments: [try RuleRows.document(firing), firingID]
+                sql: "UPDATE rule_firings SET document = ? WHERE id = ?",
+                arguments: [try RuleRows.document(firing), firingID]
             )
         }
     }
 
     public func firing(id: String, tenantID: String) async throws -> RuleFiring? {
         try await database.read { db in
-            try String.fetchOne(db, sql: "SELECT document FROM rule_firings WHERE id = ? AND tenant_id = ?", arguments: [id, tenantID])
-                .map(Self.firing)
+            try String.fetchOne(
+                db,
+                sql: "SELECT document FROM rule_firings WHERE id = ? AND tenant_id = ?",
+                arguments: [id, tenantID]
+            )
+            .map(Self.firing)
         }
     }
 
-    public func firings(tenantID: String, ruleID: String?, deviceID: String?, limit: Int, cursor: String?) async throws -> Page<RuleFiring> {
+    public func firings(
+        tenantID: String,
+        ruleID: String?,
+        deviceID: String?,
+        limit: Int,
+        cursor: String?
+    ) async throws -> Page<RuleFiring> {
         var sql = "SELECT document FROM rule_firings WHERE tenant_id = ?"
         var arguments: [(any DatabaseValueConvertible)?] = [tenantID]
         if let ruleID {
@@ -110,7 +132,10 @@ public final class SQLiteRuleFiringStore: RuleFiringStore, Sendable {
 
     public func prune(recordedBefore date: Date) async throws -> Int {
         try await database.write { db in
-            try db.execute(sql: "DELETE FROM rule_firings WHERE recorded_at < ?", arguments: [RuleRows.milliseconds(date)])
+            try db.execute(
+                sql: "DELETE FROM rule_firings WHERE recorded_at < ?",
+                arguments: [RuleRows.milliseconds(date)]
+            )
             return db.changesCount
         }
     }

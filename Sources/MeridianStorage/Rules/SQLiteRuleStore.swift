@@ -49,7 +49,11 @@ public final class SQLiteRuleStore: RuleStore, Sendable {
             if try Bool.fetchOne(db, sql: "SELECT 1 FROM rules WHERE id = ?", arguments: [rule.id]) != nil {
                 throw RuleStoreError.duplicateID(rule.id)
             }
-            if try Bool.fetchOne(db, sql: "SELECT 1 FROM rules WHERE tenant_id = ? AND name = ?", arguments: [rule.tenantID, rule.name]) != nil {
+            if try Bool.fetchOne(
+                db,
+                sql: "SELECT 1 FROM rules WHERE tenant_id = ? AND name = ?",
+                arguments: [rule.tenantID, rule.name]
+            ) != nil {
                 throw RuleStoreError.nameTaken(rule.name)
             }
             try db.execute(
@@ -67,16 +71,21 @@ public final class SQLiteRuleStore: RuleStore, Sendable {
         let definition = try RuleRows.definition(rule)
         return try await database.write { db in
             let stored = try Int.fetchOne(
-                db, sql: "SELECT version FROM rules WHERE id = ? AND tenant_id = ?", arguments: [rule.id, rule.tenantID]
+                db,
+                sql: "SELECT version FROM rules WHERE id = ? AND tenant_id = ?",
+                arguments: [rule.id, rule.tenantID]
             )
             guard stored == expectedVersion else { return false }
             if try Bool.fetchOne(
-                db, sql: "SELECT 1 FROM rules WHERE tenant_id = ? AND name = ? AND id <> ?", arguments: [rule.tenantID, rule.name, rule.id]
+                db,
+                sql: "SELECT 1 FROM rules WHERE tenant_id = ? AND name = ? AND id <> ?",
+                arguments: [rule.tenantID, rule.name, rule.id]
             ) != nil {
                 throw RuleStoreError.nameTaken(rule.name)
             }
             try db.execute(
-                sql: "UPDATE rules SET name = ?, version = ?, definition = ? WHERE id = ? AND tenant_id = ? AND version = ?",
+                sql:
+                    "UPDATE rules SET name = ?, version = ?, definition = ? WHERE id = ? AND tenant_id = ? AND version = ?",
                 arguments: [rule.name, rule.version, definition, rule.id, rule.tenantID, expectedVersion]
             )
             guard db.changesCount == 1 else { return false }
@@ -99,15 +108,21 @@ public final class SQLiteRuleStore: RuleStore, Sendable {
 
     public func rule(id: String, tenantID: String) async throws -> Rule? {
         try await database.read { db in
-            try Row.fetchOne(db, sql: "SELECT tenant_id, definition FROM rules WHERE id = ? AND tenant_id = ?", arguments: [id, tenantID])
-                .map(Self.rule)
+            try Row.fetchOne(
+                db,
+                sql: "SELECT tenant_id, definition FROM rules WHERE id = ? AND tenant_id = ?",
+                arguments: [id, tenantID]
+            )
+            .map(Self.rule)
         }
     }
 
     public func rule(named name: String, tenantID: String) async throws -> Rule? {
         try await database.read { db in
             try Row.fetchOne(
-                db, sql: "SELECT tenant_id, definition FROM rules WHERE tenant_id = ? AND name = ?", arguments: [tenantID, name]
+                db,
+                sql: "SELECT tenant_id, definition FROM rules WHERE tenant_id = ? AND name = ?",
+                arguments: [tenantID, name]
             ).map(Self.rule)
         }
     }
@@ -115,24 +130,36 @@ public final class SQLiteRuleStore: RuleStore, Sendable {
     public func rules(tenantID: String) async throws -> [Rule] {
         try await database.read { db in
             try Row.fetchAll(
-                db, sql: "SELECT tenant_id, definition FROM rules WHERE tenant_id = ? ORDER BY name, id", arguments: [tenantID]
+                db,
+                sql: "SELECT tenant_id, definition FROM rules WHERE tenant_id = ? ORDER BY name, id",
+                arguments: [tenantID]
             ).map(Self.rule)
         }
     }
 
     public func allRules() async throws -> [Rule] {
         try await database.read { db in
-            try Row.fetchAll(db, sql: "SELECT tenant_id, definition FROM rules ORDER BY tenant_id, name, id").map(Self.rule)
+            try Row.fetchAll(db, sql: "SELECT tenant_id, definition FROM rules ORDER BY tenant_id, name, id").map(
+                Self.rule
+            )
         }
     }
 
     public func versions(id: String, tenantID: String) async throws -> [Rule] {
         try await database.read { db in
-            guard try Bool.fetchOne(db, sql: "SELECT 1 FROM rules WHERE id = ? AND tenant_id = ?", arguments: [id, tenantID]) != nil else {
+            guard
+                try Bool.fetchOne(
+                    db,
+                    sql: "SELECT 1 FROM rules WHERE id = ? AND tenant_id = ?",
+                    arguments: [id, tenantID]
+                ) != nil
+            else {
                 return []
             }
             return try Row.fetchAll(
-                db, sql: "SELECT tenant_id, definition FROM rule_versions WHERE rule_id = ? ORDER BY version DESC", arguments: [id]
+                db,
+                sql: "SELECT tenant_id, definition FROM rule_versions WHERE rule_id = ? ORDER BY version DESC",
+                arguments: [id]
             ).map(Self.rule)
         }
     }

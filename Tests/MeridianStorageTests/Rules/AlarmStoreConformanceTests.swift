@@ -38,13 +38,23 @@ enum AlarmStoreConformance {
 
     /// A new alarm, raised through the ledger as the engine raises it.
     static func raised(
-        _ id: String, tenant: String = "t1", rule: String = "r1", device: String = "d1", severity: AlarmSeverity = .major,
+        _ id: String,
+        tenant: String = "t1",
+        rule: String = "r1",
+        device: String = "d1",
+        severity: AlarmSeverity = .major,
         at offset: Double = 0
     ) -> AlarmChange {
         var ledger = AlarmLedger(makeID: { id })
         return ledger.raise(
-            tenantID: tenant, ruleID: rule, ruleVersion: 1, deviceID: device, severity: severity, message: "too hot",
-            inputs: ["temp": 81.5], at: base.addingTimeInterval(offset)
+            tenantID: tenant,
+            ruleID: rule,
+            ruleVersion: 1,
+            deviceID: device,
+            severity: severity,
+            message: "too hot",
+            inputs: ["temp": 81.5],
+            at: base.addingTimeInterval(offset)
         )
     }
 
@@ -52,13 +62,23 @@ enum AlarmStoreConformance {
     static func cleared(_ change: AlarmChange, at offset: Double) -> AlarmChange? {
         var ledger = AlarmLedger(openAlarms: [change.alarm])
         let alarm = change.alarm
-        return ledger.clear(tenantID: alarm.tenantID, ruleID: alarm.ruleID, deviceID: alarm.deviceID, at: base.addingTimeInterval(offset))
+        return ledger.clear(
+            tenantID: alarm.tenantID,
+            ruleID: alarm.ruleID,
+            deviceID: alarm.deviceID,
+            at: base.addingTimeInterval(offset)
+        )
     }
 
     /// The same alarm, acknowledged by an operator.
     static func acknowledged(_ change: AlarmChange, at offset: Double) throws -> AlarmChange {
         var ledger = AlarmLedger(openAlarms: [change.alarm])
-        return try ledger.acknowledge(id: change.alarm.id, tenantID: change.alarm.tenantID, by: operator_, at: base.addingTimeInterval(offset))
+        return try ledger.acknowledge(
+            id: change.alarm.id,
+            tenantID: change.alarm.tenantID,
+            by: operator_,
+            at: base.addingTimeInterval(offset)
+        )
     }
 
     /// 25 alarms over two tenants' worth of variety: rules r0-r2, devices d0-d4, every severity,
@@ -68,7 +88,11 @@ enum AlarmStoreConformance {
         for index in 0..<25 {
             let id = "alm_" + String(format: "%02d", (index * 7) % 25)
             var change = raised(
-                id, rule: "r\(index % 3)", device: "d\(index % 5)", severity: AlarmSeverity.allCases[index % 5], at: Double(index / 2)
+                id,
+                rule: "r\(index % 3)",
+                device: "d\(index % 5)",
+                severity: AlarmSeverity.allCases[index % 5],
+                at: Double(index / 2)
             )
             changes.append(change)
             if index % 4 == 1 {
@@ -91,7 +115,11 @@ enum AlarmStoreConformance {
     }
 
     /// Every page of a list, following cursors.
-    static func all(_ store: any AlarmStore, _ filter: AlarmFilter, limit: Int) async throws -> (items: [Alarm], pages: Int) {
+    static func all(
+        _ store: any AlarmStore,
+        _ filter: AlarmFilter,
+        limit: Int
+    ) async throws -> (items: [Alarm], pages: Int) {
         var items: [Alarm] = []
         var cursor: String?
         var pages = 0
@@ -105,7 +133,8 @@ enum AlarmStoreConformance {
     }
 
     static let cases: [Case] = [
-        Case("an alarm's life: raised, repeated, acknowledged, commented, cleared, with its history in order") { context in
+        Case("an alarm's life: raised, repeated, acknowledged, commented, cleared, with its history in order") {
+            context in
             let store = context.store
             var ledger = AlarmLedger(makeID: { "alm_1" })
             var changes: [AlarmChange] = []
@@ -116,20 +145,42 @@ enum AlarmStoreConformance {
             }
             try await save(
                 ledger.raise(
-                    tenantID: "t1", ruleID: "r1", ruleVersion: 1, deviceID: "d1", severity: .minor, message: "too hot",
-                    inputs: ["temp": 81.5], at: base
+                    tenantID: "t1",
+                    ruleID: "r1",
+                    ruleVersion: 1,
+                    deviceID: "d1",
+                    severity: .minor,
+                    message: "too hot",
+                    inputs: ["temp": 81.5],
+                    at: base
                 )
             )
             #expect(try await store.openAlarms().map(\.id) == ["alm_1"])
             try await save(
                 ledger.raise(
-                    tenantID: "t1", ruleID: "r1", ruleVersion: 1, deviceID: "d1", severity: .critical, message: "too hot",
-                    inputs: ["temp": 95], at: base.addingTimeInterval(60)
+                    tenantID: "t1",
+                    ruleID: "r1",
+                    ruleVersion: 1,
+                    deviceID: "d1",
+                    severity: .critical,
+                    message: "too hot",
+                    inputs: ["temp": 95],
+                    at: base.addingTimeInterval(60)
                 )
             )
-            try await save(try ledger.acknowledge(id: "alm_1", tenantID: "t1", by: operator_, at: base.addingTimeInterval(70)))
+            try await save(
+                try ledger.acknowledge(id: "alm_1", tenantID: "t1", by: operator_, at: base.addingTimeInterval(70))
+            )
             #expect(try await store.openAlarms().map(\.status) == [.acknowledged])
-            try await save(try ledger.comment(id: "alm_1", tenantID: "t1", text: "on my way", by: operator_, at: base.addingTimeInterval(80)))
+            try await save(
+                try ledger.comment(
+                    id: "alm_1",
+                    tenantID: "t1",
+                    text: "on my way",
+                    by: operator_,
+                    at: base.addingTimeInterval(80)
+                )
+            )
             let clearing = ledger.clear(tenantID: "t1", ruleID: "r1", deviceID: "d1", at: base.addingTimeInterval(90))
             let clear = try #require(clearing)
             try await save(clear)
@@ -184,9 +235,18 @@ enum AlarmStoreConformance {
                 AlarmFilter(tenantID: "t1", severities: [.minor, .warning]),
                 AlarmFilter(tenantID: "t1", deviceID: "d3"),
                 AlarmFilter(tenantID: "t1", ruleID: "r2"),
-                AlarmFilter(tenantID: "t1", raisedFrom: base.addingTimeInterval(3), raisedBefore: base.addingTimeInterval(7)),
+                AlarmFilter(
+                    tenantID: "t1",
+                    raisedFrom: base.addingTimeInterval(3),
+                    raisedBefore: base.addingTimeInterval(7)
+                ),
                 AlarmFilter(tenantID: "t1", raisedBefore: base.addingTimeInterval(1)),
-                AlarmFilter(tenantID: "t1", statuses: [.active, .acknowledged], severities: [.major, .critical], ruleID: "r0"),
+                AlarmFilter(
+                    tenantID: "t1",
+                    statuses: [.active, .acknowledged],
+                    severities: [.major, .critical],
+                    ruleID: "r0"
+                ),
                 AlarmFilter(tenantID: "t1", deviceID: "d9"),
                 AlarmFilter(tenantID: "t1", statuses: []),
                 AlarmFilter(tenantID: "t2"),
@@ -205,7 +265,11 @@ enum AlarmStoreConformance {
             #expect(try await context.store.alarms(filters[9], limit: 100, cursor: nil).items.count == 8)
             // index % 4 == 2 cleared: 2, 6, 10, 14, 18, 22.
             #expect(try await context.store.alarms(filters[4], limit: 100, cursor: nil).items.count == 6)
-            #expect(try await context.store.alarms(filters[7], limit: 100, cursor: nil).items.allSatisfy { $0.deviceID == "d3" })
+            #expect(
+                try await context.store.alarms(filters[7], limit: 100, cursor: nil).items.allSatisfy {
+                    $0.deviceID == "d3"
+                }
+            )
         },
         Case("paging through 25 alarms 10 at a time gives every alarm once, newest first") { context in
             let changes = try fleet()
@@ -223,7 +287,10 @@ enum AlarmStoreConformance {
             let (openItems, _) = try await all(context.store, open, limit: 4)
             #expect(openItems == expected(changes, open))
             // A cursor that does not parse starts from the top.
-            #expect(try await context.store.alarms(filter, limit: 3, cursor: "garbage").items == Array(expected(changes, filter).prefix(3)))
+            #expect(
+                try await context.store.alarms(filter, limit: 3, cursor: "garbage").items
+                    == Array(expected(changes, filter).prefix(3))
+            )
         },
         Case("alarms and their history survive reopening the database (a restart)") { context in
             let first = raised("alm_1")

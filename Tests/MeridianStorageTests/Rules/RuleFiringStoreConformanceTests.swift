@@ -37,32 +37,70 @@ enum RuleFiringStoreConformance {
     static let baseMilliseconds = RuleTime.milliseconds(RuleFixtures.base)
 
     static func firing(
-        _ id: String, tenant: String = "t1", rule: String = "r1", device: String = "d1", at offset: Int64 = 0,
-        recorded recordedOffset: Double = 0, event: RuleFiring.Event = .raise, actions: [RuleActionOutcome] = []
+        _ id: String,
+        tenant: String = "t1",
+        rule: String = "r1",
+        device: String = "d1",
+        at offset: Int64 = 0,
+        recorded recordedOffset: Double = 0,
+        event: RuleFiring.Event = .raise,
+        actions: [RuleActionOutcome] = []
     ) -> RuleFiring {
         RuleFiring(
-            id: id, tenantID: tenant, ruleID: rule, ruleName: "overheat", ruleVersion: 3, deviceID: device, event: event,
-            at: baseMilliseconds + offset, recordedAt: base.addingTimeInterval(recordedOffset),
-            message: "temp > 80 for 5m (temp = 81.5)", values: ["temp": 81.5, "door": "open", "reported.setpoint": 70],
-            alarmID: event == .raise ? "alm_\(id)" : nil, actions: actions
+            id: id,
+            tenantID: tenant,
+            ruleID: rule,
+            ruleName: "overheat",
+            ruleVersion: 3,
+            deviceID: device,
+            event: event,
+            at: baseMilliseconds + offset,
+            recordedAt: base.addingTimeInterval(recordedOffset),
+            message: "temp > 80 for 5m (temp = 81.5)",
+            values: ["temp": 81.5, "door": "open", "reported.setpoint": 70],
+            alarmID: event == .raise ? "alm_\(id)" : nil,
+            actions: actions
         )
     }
 
-    static func outcome(_ index: Int, _ type: String, _ status: RuleActionOutcome.Status, attempts: Int = 1, at offset: Double = 1)
+    static func outcome(
+        _ index: Int,
+        _ type: String,
+        _ status: RuleActionOutcome.Status,
+        attempts: Int = 1,
+        at offset: Double = 1
+    )
         -> RuleActionOutcome
     {
-        RuleActionOutcome(index: index, type: type, status: status, detail: "\(type) \(status.rawValue)", attempts: attempts, at: base.addingTimeInterval(offset))
+        RuleActionOutcome(
+            index: index,
+            type: type,
+            status: status,
+            detail: "\(type) \(status.rawValue)",
+            attempts: attempts,
+            at: base.addingTimeInterval(offset)
+        )
     }
 
     /// Every page of a list, following cursors.
     static func all(
-        _ store: any RuleFiringStore, tenant: String = "t1", rule: String?, device: String?, limit: Int
+        _ store: any RuleFiringStore,
+        tenant: String = "t1",
+        rule: String?,
+        device: String?,
+        limit: Int
     ) async throws -> (ids: [String], pages: Int) {
         var ids: [String] = []
         var cursor: String?
         var pages = 0
         repeat {
-            let page = try await store.firings(tenantID: tenant, ruleID: rule, deviceID: device, limit: limit, cursor: cursor)
+            let page = try await store.firings(
+                tenantID: tenant,
+                ruleID: rule,
+                deviceID: device,
+                limit: limit,
+                cursor: cursor
+            )
             ids += page.items.map(\.id)
             pages += 1
             cursor = page.nextCursor
@@ -80,7 +118,10 @@ enum RuleFiringStoreConformance {
             #expect(try await context.store.firing(id: "f2", tenantID: "t1") == clear)
             #expect(try await context.store.firing(id: "f1", tenantID: "t2") == nil)
             #expect(try await context.store.firing(id: "missing", tenantID: "t1") == nil)
-            #expect(try await context.store.firings(tenantID: "t2", ruleID: nil, deviceID: nil, limit: 10, cursor: nil).items.isEmpty)
+            #expect(
+                try await context.store.firings(tenantID: "t2", ruleID: nil, deviceID: nil, limit: 10, cursor: nil)
+                    .items.isEmpty
+            )
         },
         Case("an action's outcome replaces the one at its index, or is appended in index order") { context in
             try await context.store.insert(firing("f1", actions: [outcome(0, "webhook", .pending, attempts: 0)]))
@@ -123,8 +164,10 @@ enum RuleFiringStoreConformance {
             for item in all { try await context.store.insert(item) }
             try await context.store.insert(firing("x1", tenant: "t2", at: 99_000))
             func expected(rule: String?, device: String?) -> [String] {
-                all.filter { firing in (rule.map { firing.ruleID == $0 } ?? true) && (device.map { firing.deviceID == $0 } ?? true) }
-                    .sorted { ($0.at, $0.id) > ($1.at, $1.id) }.map(\.id)
+                all.filter { firing in
+                    (rule.map { firing.ruleID == $0 } ?? true) && (device.map { firing.deviceID == $0 } ?? true)
+                }
+                .sorted { ($0.at, $0.id) > ($1.at, $1.id) }.map(\.id)
             }
             let everything = try await Self.all(context.store, rule: nil, device: nil, limit: 10)
             #expect(everything.ids == expected(rule: nil, device: nil))
@@ -139,21 +182,43 @@ enum RuleFiringStoreConformance {
             #expect(byDevice.ids.count == 6)
             let both = try await Self.all(context.store, rule: "r0", device: "d0", limit: 1)
             #expect(both.ids == expected(rule: "r0", device: "d0"))
-            #expect(try await context.store.firings(tenantID: "t1", ruleID: "r9", deviceID: nil, limit: 5, cursor: nil).items.isEmpty)
+            #expect(
+                try await context.store.firings(tenantID: "t1", ruleID: "r9", deviceID: nil, limit: 5, cursor: nil)
+                    .items.isEmpty
+            )
             // The first page ends with a cursor made of the last item's time and id.
-            let first = try await context.store.firings(tenantID: "t1", ruleID: nil, deviceID: nil, limit: 2, cursor: nil)
+            let first = try await context.store.firings(
+                tenantID: "t1",
+                ruleID: nil,
+                deviceID: nil,
+                limit: 2,
+                cursor: nil
+            )
             let last = try #require(first.items.last)
             #expect(first.nextCursor == RuleListCursor.cursor(milliseconds: last.at, id: last.id))
         },
         Case("pruning deletes the firings recorded before the date and says how many") { context in
             for index in 0..<6 {
-                try await context.store.insert(firing("f\(index)", tenant: index % 2 == 0 ? "t1" : "t2", at: Int64(index), recorded: Double(index) * 60))
+                try await context.store.insert(
+                    firing(
+                        "f\(index)",
+                        tenant: index % 2 == 0 ? "t1" : "t2",
+                        at: Int64(index),
+                        recorded: Double(index) * 60
+                    )
+                )
             }
             #expect(try await context.store.prune(recordedBefore: base.addingTimeInterval(180)) == 3)
             #expect(try await context.store.firing(id: "f2", tenantID: "t1") == nil)
             #expect(try await context.store.firing(id: "f3", tenantID: "t2") != nil)
             #expect(try await context.store.prune(recordedBefore: base.addingTimeInterval(180)) == 0)
-            let left = try await context.store.firings(tenantID: "t1", ruleID: nil, deviceID: nil, limit: 10, cursor: nil)
+            let left = try await context.store.firings(
+                tenantID: "t1",
+                ruleID: nil,
+                deviceID: nil,
+                limit: 10,
+                cursor: nil
+            )
             #expect(left.items.map(\.id) == ["f4"])
         },
         Case("firings and their outcomes survive reopening the database (a restart)") { context in
@@ -161,7 +226,13 @@ enum RuleFiringStoreConformance {
             try await context.store.record(outcome(0, "webhook", .succeeded), firingID: "f1")
             try await context.reopen { again in
                 let stored = try await again.firing(id: "f1", tenantID: "t1")
-                let listed = try await again.firings(tenantID: "t1", ruleID: "r1", deviceID: "d1", limit: 5, cursor: nil)
+                let listed = try await again.firings(
+                    tenantID: "t1",
+                    ruleID: "r1",
+                    deviceID: "d1",
+                    limit: 5,
+                    cursor: nil
+                )
                 #expect(stored?.actions == [outcome(0, "webhook", .succeeded)])
                 #expect(listed.items.map(\.id) == ["f1"])
             }

@@ -42,7 +42,9 @@ struct RuleStoreContext<Store: Sendable>: Sendable {
 
     /// Runs `body` with a fresh, empty store of `backend`, removed afterwards.
     static func with(
-        _ backend: RuleStoreBackend, _ open: Openers, _ body: @escaping @Sendable (RuleStoreContext<Store>) async throws -> Void
+        _ backend: RuleStoreBackend,
+        _ open: Openers,
+        _ body: @escaping @Sendable (RuleStoreContext<Store>) async throws -> Void
     ) async throws {
         switch backend {
         case .reference:
@@ -52,14 +54,18 @@ struct RuleStoreContext<Store: Sendable>: Sendable {
             let store = try open.sqliteInMemory()
             try await body(RuleStoreContext(backend: backend, store: store) { again in try await again(store) })
         case .sqliteFile:
-            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("meridian-rules-\(UUID().uuidString)")
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+                "meridian-rules-\(UUID().uuidString)"
+            )
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: directory) }
             let path = directory.appendingPathComponent("meridian.sqlite").path
             // The registry opens the file first, as the server does; the rule stores share it.
             _ = try SQLiteRegistryStore(path: path)
             let store = try open.sqlitePath(path)
-            try await body(RuleStoreContext(backend: backend, store: store) { again in try await again(try open.sqlitePath(path)) })
+            try await body(
+                RuleStoreContext(backend: backend, store: store) { again in try await again(try open.sqlitePath(path)) }
+            )
         case .postgres:
             try await PostgresTestServer.withFreshDatabase { configuration in
                 let database = PostgresDatabase(configuration: configuration, logger: PostgresTestServer.logger())
@@ -68,7 +74,10 @@ struct RuleStoreContext<Store: Sendable>: Sendable {
                     let store = try await open.postgres(database)
                     try await body(
                         RuleStoreContext(backend: backend, store: store) { again in
-                            let pool = PostgresDatabase(configuration: configuration, logger: PostgresTestServer.logger())
+                            let pool = PostgresDatabase(
+                                configuration: configuration,
+                                logger: PostgresTestServer.logger()
+                            )
                             try await pool.withRunning { pool in try await again(try await open.postgres(pool)) }
                         }
                     )
@@ -112,11 +121,21 @@ enum RuleFixtures {
     }
 
     static func rule(
-        _ id: String, name: String, tenant: String = "t1", version: Int = 1, threshold: Double = 80, secret: String = "s3cret"
+        _ id: String,
+        name: String,
+        tenant: String = "t1",
+        version: Int = 1,
+        threshold: Double = 80,
+        secret: String = "s3cret"
     ) throws -> Rule {
         Rule(
-            id: id, tenantID: tenant, version: version, definition: try definition(name, threshold: threshold, secret: secret),
-            createdAt: base, updatedAt: base.addingTimeInterval(Double(version)), updatedBy: "user:u1"
+            id: id,
+            tenantID: tenant,
+            version: version,
+            definition: try definition(name, threshold: threshold, secret: secret),
+            createdAt: base,
+            updatedAt: base.addingTimeInterval(Double(version)),
+            updatedBy: "user:u1"
         )
     }
 }

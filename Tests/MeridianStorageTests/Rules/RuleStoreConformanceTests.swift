@@ -34,7 +34,14 @@ struct RuleStoreConformanceTests {
 enum RuleStoreConformance {
     typealias Case = RuleConformanceCase<any RuleStore>
 
-    static func rule(_ id: String, _ name: String, _ tenant: String, _ version: Int, _ threshold: Double, _ secret: String) throws -> Rule {
+    static func rule(
+        _ id: String,
+        _ name: String,
+        _ tenant: String,
+        _ version: Int,
+        _ threshold: Double,
+        _ secret: String
+    ) throws -> Rule {
         try RuleFixtures.rule(id, name: name, tenant: tenant, version: version, threshold: threshold, secret: secret)
     }
 
@@ -109,7 +116,9 @@ enum RuleStoreConformance {
             }
             #expect(threshold.raise.value == 80)
             // No such rule: nothing to update.
-            #expect(try await context.store.update(try rule("r9", "ghost", "t1", 2, 80, "s"), expectedVersion: 1) == false)
+            #expect(
+                try await context.store.update(try rule("r9", "ghost", "t1", 2, 80, "s"), expectedVersion: 1) == false
+            )
             #expect(try await context.store.rule(id: "r9", tenantID: "t1") == nil)
         },
         Case("deleting a rule deletes its versions") { context in
@@ -131,7 +140,9 @@ enum RuleStoreConformance {
             #expect(try await context.store.rule(id: "r1", tenantID: "t2") == nil)
             #expect(try await context.store.rule(named: "overheat", tenantID: "t2") == nil)
             #expect(try await context.store.versions(id: "r1", tenantID: "t2").isEmpty)
-            #expect(try await context.store.update(try rule("r1", "stolen", "t2", 2, 1, "s"), expectedVersion: 1) == false)
+            #expect(
+                try await context.store.update(try rule("r1", "stolen", "t2", 2, 1, "s"), expectedVersion: 1) == false
+            )
             #expect(try await context.store.delete(id: "r1", tenantID: "t2") == false)
             #expect(try await context.store.rule(id: "r1", tenantID: "t1") == mine)
             #expect(try await context.store.rules(tenantID: "t2").isEmpty)

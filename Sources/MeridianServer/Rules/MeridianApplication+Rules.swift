@@ -7,7 +7,30 @@ import Synchronization
 extension MeridianApplication {
     /// The rule stores: in the registry's database (`meridian.sqlite` or PostgreSQL).
     func openRuleStores(database: PostgresDatabase?) async throws -> (rules: any RuleStore, alarms: any AlarmStore, firings: any RuleFiringStore) {
-        (InMemoryRuleStore(), InMemoryAlarmStore(), InMemoryRuleFiringStore())
+        if let database {
+            do {
+                return (
+                    try await PostgresRuleStore(database: database), try await PostgresAlarmStore(database: database),
+                    try await PostgresRuleFiringStore(database: database)
+                )
+            } catch let error as PostgresRuleStore.OpenError {
+                throw MeridianStartupError("database.url: \(error.description)")
+            } catch let error as PostgresAlarmStore.OpenError {
+                throw MeridianStartupError("database.url: \(error.description)")
+            } catch let error as PostgresRuleFiringStore.OpenError {
+                throw MeridianStartupError("database.url: \(error.description)")
+            }
+        }
+        let path = (configuration.dataDirectory as NSString).appendingPathComponent("meridian.sqlite")
+        do {
+            return (try SQLiteRuleStore(path: path), try SQLiteAlarmStore(path: path), try SQLiteRuleFiringStore(path: path))
+        } catch let error as SQLiteRuleStore.OpenError {
+            throw MeridianStartupError(error.description)
+        } catch let error as SQLiteAlarmStore.OpenError {
+            throw MeridianStartupError(error.description)
+        } catch let error as SQLiteRuleFiringStore.OpenError {
+            throw MeridianStartupError(error.description)
+        }
     }
 
     /// Rules, alarms and the engine that runs them on the pipeline, with their actions.

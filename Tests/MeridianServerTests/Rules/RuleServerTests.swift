@@ -248,4 +248,45 @@ struct RuleServerTests {
             }
         }
     }
+
+    @Test("rules, open alarms and firings survive a restart; an alarm open before it clears at its rule's clear condition after it")
+    func restart() async throws {
+        var configuration = ServerFixture.testConfiguration()
+        configuration.api.bootstrapAPIKey = StreamTestAPI.adminKey
+        defer { try? FileManager.default.removeItem(atPath: configuration.dataDirectory) }
+        let (device, ruleID, alarmID) = try await ServerFixture.with(configuration, keepData: true) { server in
+            let api = StreamTestAPI(port: server.httpPort)
+            let device = try await api.device()
+            let created = try await api.expect(
+                201, "POST", "/api/v1/rules",
+                body: #"{"name": "hot", "condition": {"threshold": {"key": "temp", "op": ">", "value": 80, "clear": {"op": "<", "value": 75}}}, "alarm": {"severity": "critical"}}"#
+            )
+            try await api.post(device, #"{"temp": 90}"#)
+            let ruleID = try #require(created["id"] as? String)
+            _ = try await Self.firings(api, rule: ruleID, count: 1)
+            let open = try await api.expect(200, "GET", "/api/v1/alarms?status=open")
+            return (device, ruleID, try #require((open["items"] as? [[String: Any]])?.first?["id"] as? String))
+        }
+        try await ServerFixture.with(configuration, keepData: true) { server in
+            let api = StreamTestAPI(port: server.httpPort)
+            let rule = try await api.expect(200, "GET", "/api/v1/rules/hot")
+            #expect(rule["id"] as? String == ruleID && rule["version"] as? Int == 1)
+            #expect(try await Self.firings(api, rule: ruleID, count: 1).count == 1)
+            let alarm = try await api.expect(200, "GET", "/api/v1/alarms/\(alarmID)")
+            #expect(alarm["status"] as? String == "active")
+            // Still hot: counted on the open alarm; then cool: cleared by the rule.
+            try await api.post(device, #"{"temp": 92}"#)
+            try await api.post(device, #"{"temp": 70}"#)
+            let deadline = ContinuousClock.now + .seconds(20)
+            var status: String?
+            repeat {
+                status = try await api.expect(200, "GET", "/api/v1/alarms/\(alarmID)")["status"] as? String
+                if status == "cleared" { break }
+                try await Task.sleep(for: .milliseconds(50))
+            } while ContinuousClock.now < deadline
+            #expect(status == "cleared")
+            let history = try await api.expect(200, "GET", "/api/v1/alarms/\(alarmID)/history")
+            #expect((history["items"] as? [[String: Any]])?.compactMap { $0["change"] as? String } == ["raised", "cleared"])
+        }
+    }
 }

@@ -35,6 +35,8 @@ public struct MeridianApplication: Sendable {
         public var registry: Registry?
         /// The tenant created by this start, on the first start of an empty database.
         public var firstStartTenantID: String?
+        /// Rules (nil when the server runs without a registry).
+        public var rules: RuleService?
     }
 
     /// The addresses the server ended up listening on.
@@ -279,7 +281,7 @@ public struct MeridianApplication: Sendable {
             if let port = endpoints.httpsPort { metadata["https.port"] = "\(port)" }
             logger.info("meridian started", metadata: metadata)
             await onListening(endpoints)
-            await onReady?(ReadyPlatform(endpoints: endpoints, registry: platform?.registry, firstStartTenantID: firstStart?.tenant.id))
+            await onReady?(ReadyPlatform(endpoints: endpoints, registry: platform?.registry, firstStartTenantID: firstStart?.tenant.id, rules: rules?.rules))
             if printsFirstStartNotice, let firstStart, let notice = Self.firstStartNotice(firstStart, bind: network.bind, httpPort: endpoints.httpPort) {
                 FileHandle.standardOutput.write(Data(notice.utf8))
             }

@@ -88,7 +88,43 @@ struct DemoFleet {
         }
         let data = try JSONEncoder().encode(state)
         FileManager.default.createFile(atPath: statePath, contents: data, attributes: [.posixPermissions: 0o600])
+        if let rules = platform.rules { await addRules(rules, caller: caller) }
         return tokens
+    }
+
+    /// A few rules over the demo fleet, so that alarms appear too: created when missing, never
+    /// overwritten (a user's edits stay).
+    static let rules = [
+        #"""
+        {"name": "demo: cold-chain excursion", "description": "Cargo warmer than 6 °C for a minute (doors open at deliveries).",
+         "scope": {"query": "labels.profile = \"cold-chain-truck\""},
+         "condition": {"threshold": {"key": "temperature", "op": ">", "value": 6, "for": "1m", "clear": {"op": "<", "value": 5, "for": "1m"}}},
+         "alarm": {"severity": "major", "message": "{{device.id}}: cargo at {{values.temperature}} °C"}}
+        """#,
+        #"""
+        {"name": "demo: motor vibration", "description": "Vibration above ISO 10816 zone C for 5 minutes (bearing wear).",
+         "scope": {"query": "labels.profile = \"factory-motor\""},
+         "condition": {"threshold": {"key": "vibrationRms", "op": ">", "value": 7.1, "for": "5m", "clear": {"op": "<", "value": 4.5, "for": "5m"}}},
+         "alarm": {"severity": "critical", "message": "{{device.id}}: vibration {{values.vibrationRms}} mm/s"}}
+        """#,
+        #"""
+        {"name": "demo: offline", "description": "A demo device offline for 2 minutes.",
+         "scope": {"query": "labels.demo = \"true\""},
+         "condition": {"presence": {"for": "2m"}},
+         "alarm": {"severity": "warning", "message": "{{device.id}} is offline"}}
+        """#,
+    ]
+
+    private func addRules(_ rules: RuleService, caller: Caller) async {
+        for text in Self.rules {
+            do {
+                guard let json = JSONValue.parse(Data(text.utf8)) else { throw DemoError("a demo rule is not JSON") }
+                let definition = try RuleService.definition(json)
+                if (try? await rules.rule(definition.name, by: caller)) == nil { _ = try await rules.create(definition, by: caller) }
+            } catch {
+                logger.warning("demo: a rule could not be added", metadata: ["error": "\(error)"])
+            }
+        }
     }
 }
 

@@ -212,7 +212,7 @@ extension APIRoutes {
             tenantID: caller.tenantID, ruleID: ruleID, deviceID: api.query("device"), limit: limit, cursor: cursor
         )
         var object: [String: JSONValue] = ["items": .array(page.items.map(AlarmJSON.firing))]
-        if let next = page.nextCursor { object["nextCursor"] = .string(next) }
+        object["nextCursor"] = page.nextCursor.map(JSONValue.string) ?? .null
         return json(.object(object))
     }
 
@@ -269,7 +269,7 @@ extension APIRoutes {
         if let cursor, RuleListCursor.parse(cursor) == nil { throw APIProblem.badRequest("is not a cursor this API returned", field: "cursor") }
         let page = try await services.alarms.alarms(filter, limit: limit, cursor: cursor, by: caller)
         var object: [String: JSONValue] = ["items": .array(page.items.map(AlarmJSON.alarm))]
-        if let next = page.nextCursor { object["nextCursor"] = .string(next) }
+        object["nextCursor"] = page.nextCursor.map(JSONValue.string) ?? .null
         return json(.object(object))
     }
 

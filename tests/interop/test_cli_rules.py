@@ -127,6 +127,10 @@ rules:
     dry = cli(platform, "rule", "apply", "-f", str(path), "--dry-run", check=False)
     assert dry.returncode != 0 and where in dry.stderr, dry.stderr
 
+    # Testing a rule of the file: the server's error, worded the same way.
+    tested = cli(platform, "rule", "test", "-f", str(path), "--rule", bad, check=False)
+    assert tested.returncode != 0 and where in tested.stderr, tested.stderr
+
     # A missing required field is reported at the line of the object that lacks it.
     missing = write(tmp_path, "missing.yaml", text.replace('        op: "=>"\n', ""))
     result = cli(platform, "rule", "apply", "-f", str(missing), check=False)

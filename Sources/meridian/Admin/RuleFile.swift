@@ -9,7 +9,8 @@ import Yams
 /// Scalars are read with YAML 1.2's core schema, not YAML 1.1's: only `true`/`false` are
 /// booleans (`yes`, `no`, `on`, `off` stay strings, also as keys), only decimal numbers are
 /// numbers (`5m`, `1:30`, `0x1F` and dates stay strings), and `null`, `~` or nothing is null.
-/// Keys must be strings; `<<` merges a mapping (or a list of them) as in YAML 1.1.
+/// Keys must be strings; `<<` merges a mapping (or a list of them) as in YAML 1.1; next to
+/// `rules:`, `x-...` keys are ignored (a place for anchors).
 ///
 /// Every node's line is kept, so that an error the server reports for
 /// `rules[2].condition.threshold.op` is shown at its line: ``describe(field:message:)``.
@@ -170,8 +171,9 @@ private struct Converter {
             return try sequence.map(entry)
         case .mapping(let mapping):
             if let list = mapping.first(where: { $0.key.scalar?.string == "rules" })?.value {
-                if let extra = mapping.keys.first(where: { $0.scalar?.string != "rules" }) {
-                    throw failure(extra, "unexpected key '\(extra.scalar?.string ?? "?")' next to rules:")
+                // Other keys are refused, except `x-...` ones: places for anchors (`x-defaults: &d`).
+                if let extra = mapping.keys.first(where: { $0.scalar?.string != "rules" && $0.scalar?.string.hasPrefix("x-") != true }) {
+                    throw failure(extra, "unexpected key '\(extra.scalar?.string ?? "?")' next to rules: (only x-... keys, for anchors)")
                 }
                 switch list {
                 case .sequence(let sequence): return try sequence.map(entry)

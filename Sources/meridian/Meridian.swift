@@ -8,7 +8,7 @@ struct Meridian: AsyncParsableCommand {
         abstract: "Meridian IoT platform: MQTT broker, device registry, telemetry and dashboard in one binary.",
         subcommands: [
             ServeCommand.self, ConfigCommand.self, DeviceCommand.self, CredentialsCommand.self, CertCommand.self,
-            APIKeyCommand.self, AuditCommand.self, SimulateCommand.self, BenchCommand.self,
+            APIKeyCommand.self, AuditCommand.self, RuleCommand.self, AlarmCommand.self, SimulateCommand.self, BenchCommand.self,
         ]
     )
 

@@ -12,6 +12,11 @@ struct APIClient {
     /// A failed call, with the server's problem+json turned into one readable message.
     struct Failure: Error, CustomStringConvertible {
         var description: String
+        /// The HTTP status (0 when the server was not reached).
+        var status = 0
+        /// The problem's `field` and `detail` (or `title`), for a caller that words them itself.
+        var field: String?
+        var detail: String?
     }
 
     /// Sends a request; returns the decoded JSON body (nil for 204). Non-2xx answers throw a
@@ -52,7 +57,11 @@ struct APIClient {
         let status = (response as? HTTPURLResponse)?.statusCode ?? 0
         let decoded: Any? = data.isEmpty ? nil : try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
         guard (200..<300).contains(status) else {
-            throw Failure(description: Self.describeProblem(status: status, body: decoded, raw: data))
+            let problem = decoded as? [String: Any]
+            throw Failure(
+                description: Self.describeProblem(status: status, body: decoded, raw: data), status: status,
+                field: problem?["field"] as? String, detail: (problem?["detail"] as? String) ?? (problem?["title"] as? String)
+            )
         }
         return decoded
     }

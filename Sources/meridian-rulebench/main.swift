@@ -44,6 +44,8 @@ struct Options: Sendable {
     var window = 16
     var probeConcurrency = 16
     var phases = ["baseline", "rules"]
+    /// Total samples/s the submitters offer (0: as fast as the pipeline takes them).
+    var rate = 0.0
 }
 
 func fail(_ text: String) -> Never {
@@ -75,6 +77,7 @@ func parseOptions() -> Options {
         case "window": options.window = Int(number(value, "window"))
         case "probe-concurrency": options.probeConcurrency = Int(number(value, "probe-concurrency"))
         case "phases": options.phases = value.split(separator: ",").map(String.init)
+        case "rate": options.rate = number(value, "rate")
         default: fail("unknown option \(name)")
         }
         position += 2
@@ -398,8 +401,16 @@ final class Submitter: @unchecked Sendable {
     var random: SplitMix
     var inflight = 0
     let finished: EventLoopPromise<Void>
+    /// Messages per 10 ms tick when paced (0: not paced), and the messages allowed now.
+    let perTick: Double
+    var credits = 0.0
+    var window = 0
 
-    init(loop: any EventLoop, pipeline: TelemetryPipeline, tenantID: String, devices: [String], counters: LoadCounters, seed: UInt64) {
+    init(
+        loop: any EventLoop, pipeline: TelemetryPipeline, tenantID: String, devices: [String], counters: LoadCounters, seed: UInt64,
+        messagesPerSecond: Double
+    ) {
+        perTick = messagesPerSecond / 100
         self.loop = loop
         self.pipeline = pipeline
         self.tenantID = tenantID
@@ -418,9 +429,39 @@ final class Submitter: @unchecked Sendable {
 
     func start(window: Int) {
         loop.execute {
-            self.inflight = window
-            for _ in 0..<window { self.fire() }
+            self.window = window
+            guard self.perTick > 0 else {
+                self.inflight = window
+                for _ in 0..<window { self.fire() }
+                return
+            }
+            // Paced: credits every 10 ms (at most a tick's worth banked), at most `window` out.
+            self.inflight = 1
+            _ = self.loop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(10)) { task in
+                if self.counters.stopping.load(ordering: .relaxed) {
+                    task.cancel()
+                    self.settle()
+                    return
+                }
+                self.credits = min(self.credits + self.perTick, 2 * max(1, self.perTick))
+                self.pump()
+            }
         }
+    }
+
+    /// Paced: sends while there are credits and room in the window.
+    private func pump() {
+        while credits >= 1, inflight < window + 1, !counters.stopping.load(ordering: .relaxed) {
+            credits -= 1
+            inflight += 1
+            send()
+        }
+    }
+
+    /// One reference is the timer's; the last completion after the stop finishes.
+    private func settle() {
+        inflight -= 1
+        if inflight == 0 { finished.succeed() }
     }
 
     private func walk(_ value: Double, mean: Double, spread: Double) -> Double {
@@ -434,6 +475,10 @@ final class Submitter: @unchecked Sendable {
             if inflight == 0 { finished.succeed() }
             return
         }
+        send()
+    }
+
+    private func send() {
         let index = next
         next = next + 1 == devices.count ? 0 : next + 1
         temp[index] = walk(temp[index], mean: 22, spread: 3)
@@ -453,7 +498,12 @@ final class Submitter: @unchecked Sendable {
             case .success: self.counters.acceptedSamples.add(3, ordering: .relaxed)
             case .failure: self.counters.failedMessages.add(1, ordering: .relaxed)
             }
-            self.fire()
+            if self.perTick > 0 {
+                self.settle()
+                self.pump()
+            } else {
+                self.fire()
+            }
         }
     }
 }
@@ -652,7 +702,7 @@ func runPhase(_ kind: String, round: Int, fleet: Fleet, mix: RuleMix, options: O
         submitters.append(
             Submitter(
                 loop: loops[index % loops.count], pipeline: pipeline, tenantID: fleet.tenantID, devices: devices, counters: counters,
-                seed: UInt64(index + 1) * 7919 + UInt64(round)
+                seed: UInt64(index + 1) * 7919 + UInt64(round), messagesPerSecond: options.rate / 3 / Double(options.submitters)
             )
         )
     }
@@ -685,6 +735,7 @@ func runPhase(_ kind: String, round: Int, fleet: Fleet, mix: RuleMix, options: O
     try await Task.sleep(for: .milliseconds(Int(options.warmup * 1000)))
     // Measured window.
     let probeStop = LoadCounters()
+    let watchdogStop = LoadCounters()
     var probeTasks: [Task<Latencies, Never>] = []
     var watchdog: Task<Void, Never>?
     if let book {
@@ -697,7 +748,8 @@ func runPhase(_ kind: String, round: Int, fleet: Fleet, mix: RuleMix, options: O
             )
         }
         watchdog = Task {
-            while !probeStop.stopping.load(ordering: .relaxed) {
+            // Until every probe loop is done (a probe waiting after the stop is expired too).
+            while !watchdogStop.stopping.load(ordering: .relaxed) {
                 try? await Task.sleep(for: .milliseconds(200))
                 book.expire(olderThan: 10_000_000_000)
             }
@@ -720,6 +772,7 @@ func runPhase(_ kind: String, round: Int, fleet: Fleet, mix: RuleMix, options: O
     probeStop.stopping.store(true, ordering: .relaxed)
     var latencies = Latencies()
     for task in probeTasks { latencies.add(await task.value) }
+    watchdogStop.stopping.store(true, ordering: .relaxed)
     await watchdog?.value
     counters.stopping.store(true, ordering: .relaxed)
     for submitter in submitters { try await submitter.finished.futureResult.get() }
@@ -802,7 +855,7 @@ func run() async throws {
         "setup_s": rounded(Double(monotonic() - setupStart) / 1e9, 1), "submitters": options.submitters, "window": options.window,
         "outstanding_messages": options.submitters * options.window, "probe_concurrency": options.probeConcurrency,
         "warmup_s": options.warmup, "duration_s": options.duration, "repeats": options.repeats,
-        "samples_per_message": 3, "cpus_available": ProcessInfo.processInfo.activeProcessorCount,
+        "samples_per_message": 3, "cpus_available": ProcessInfo.processInfo.activeProcessorCount, "offered_samples_per_s": options.rate,
     ])
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
     var combined = Latencies()

@@ -196,6 +196,20 @@ let package = Package(
             dependencies: ["MeridianStorage", "MeridianCore", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
+        // Benchmarks only, run by scripts/bench-rules: ingest with and without 1,000 rules, and
+        // rule-to-alarm latency (one file; not a product, never installed).
+        .executableTarget(
+            name: "meridian-rulebench",
+            dependencies: [
+                "MeridianServer", "MeridianStorage", "MeridianCore",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "MQTTCoreTests",
             dependencies: [

@@ -43,19 +43,26 @@ public struct RuleEngineCore: Sendable {
     private struct DeviceState {
         var info: RuleDeviceInfo
         var values = RuleDeviceValues()
-        /// The rules in scope (enabled), computed for ``generation``.
+        /// The rules in scope (enabled), computed for ``generation``, in id order.
         var ruleIDs: [String] = []
-        /// Rules by the key they read; rules reading any key under "".
-        var byKey: [String: [String]] = [:]
+        /// Positions in ``ruleIDs`` of the rules reading each key (ascending); of the rules
+        /// reading any key under "".
+        var byKey: [String: [Int]] = [:]
+        /// Positions in ``ruleIDs`` of the rules time alone can raise (no data, presence).
+        var ticking: [Int] = []
         var generation = -1
         var evaluators: [String: RuleConditionEvaluator] = [:]
         var online: Bool?
     }
 
     private var rules: [String: [String: Rule]] = [:]
+    /// Tenants with at least one enabled rule.
+    private var activeTenants: Set<String> = []
     private var devices: [DeviceKey: DeviceState] = [:]
     /// Bumped on every rule change: devices recompute their rules lazily.
     private var generation = 0
+    /// Reused by ``observe(_:info:now:)``: positions of the rules a group of samples reaches.
+    private var affected: [Int] = []
 
     public init() {}
 
@@ -69,8 +76,17 @@ public struct RuleEngineCore: Sendable {
     public mutating func load(_ all: [Rule]) {
         rules = [:]
         for rule in all { rules[rule.tenantID, default: [:]][rule.id] = rule }
+        activeTenants = Set(all.filter(\.enabled).map(\.tenantID))
         for key in devices.keys { devices[key]?.evaluators = [:] }
         generation += 1
+    }
+
+    private mutating func recount(tenantID: String) {
+        if rules[tenantID]?.values.contains(where: \.enabled) ?? false {
+            activeTenants.insert(tenantID)
+        } else {
+            activeTenants.remove(tenantID)
+        }
     }
 
     /// Adds or replaces a rule. When its scope or condition changed, its state on every device
@@ -86,6 +102,7 @@ public struct RuleEngineCore: Sendable {
         if reset {
             for key in devices.keys where key.tenantID == rule.tenantID { devices[key]?.evaluators[rule.id] = nil }
         }
+        recount(tenantID: rule.tenantID)
         generation += 1
         return reset
     }
@@ -94,6 +111,7 @@ public struct RuleEngineCore: Sendable {
     public mutating func remove(ruleID: String, tenantID: String) {
         rules[tenantID]?[ruleID] = nil
         for key in devices.keys where key.tenantID == tenantID { devices[key]?.evaluators[ruleID] = nil }
+        recount(tenantID: tenantID)
         generation += 1
     }
 
@@ -104,7 +122,7 @@ public struct RuleEngineCore: Sendable {
 
     /// Whether any enabled rule of the tenant exists (a tenant without rules costs nothing).
     public func hasRules(tenantID: String) -> Bool {
-        rules[tenantID]?.values.contains(where: \.enabled) ?? false
+        activeTenants.contains(tenantID)
     }
 
     /// Tracks a device or updates its registry facts; its rules are recomputed. `now` starts the
@@ -117,7 +135,7 @@ public struct RuleEngineCore: Sendable {
             state.generation = -1
         }
         if let online { state.online = online }
-        refresh(&state, now: now)
+        Self.refresh(&state, rules: rules, generation: generation, now: now)
         devices[key] = state
     }
 
@@ -128,7 +146,7 @@ public struct RuleEngineCore: Sendable {
 
     /// The rules of a device's scope, recomputed when the rules or the device changed; creates
     /// the evaluators of new rules and the windows their expressions read.
-    private func refresh(_ state: inout DeviceState, now: Int64) {
+    private static func refresh(_ state: inout DeviceState, rules: [String: [String: Rule]], generation: Int, now: Int64) {
         guard state.generation != generation else { return }
         state.generation = generation
         let tenantRules = rules[state.info.device.tenantID] ?? [:]
@@ -137,14 +155,16 @@ public struct RuleEngineCore: Sendable {
             .sorted { $0.id < $1.id }
         state.ruleIDs = inScope.map(\.id)
         state.byKey = [:]
+        state.ticking = []
         let ids = Set(state.ruleIDs)
         state.evaluators = state.evaluators.filter { ids.contains($0.key) }
-        for rule in inScope {
+        for (position, rule) in inScope.enumerated() {
             if let keys = rule.definition.condition.keys {
-                for key in keys { state.byKey[key, default: []].append(rule.id) }
+                for key in keys { state.byKey[key, default: []].append(position) }
             } else {
-                state.byKey["", default: []].append(rule.id)
+                state.byKey["", default: []].append(position)
             }
+            if rule.definition.condition.needsTicks { state.ticking.append(position) }
             if case .expression(let condition) = rule.definition.condition {
                 for window in condition.windows { state.values.keepWindow(key: window.key, spanning: window.durationMilliseconds) }
             }
@@ -158,18 +178,22 @@ public struct RuleEngineCore: Sendable {
     /// message is skipped when the device is unknown). Returns the transitions, oldest first.
     public mutating func observe(_ message: DeviceMessage, info: RuleDeviceInfo? = nil, now: Int64) -> [RuleEngineEvent] {
         let key = DeviceKey(tenantID: message.tenantID, deviceID: message.deviceID)
-        if devices[key] == nil {
+        // The state leaves the dictionary while it changes, so that its values, windows and
+        // evaluators are changed in place instead of copied (copy on write) on every message.
+        var state: DeviceState
+        if let existing = devices.removeValue(forKey: key) {
+            state = existing
+        } else {
             guard let info else { return [] }
-            devices[key] = DeviceState(info: info)
+            state = DeviceState(info: info)
         }
-        guard var state = devices[key] else { return [] }
-        refresh(&state, now: now)
+        defer { devices[key] = state }
+        Self.refresh(&state, rules: rules, generation: generation, now: now)
         var events: [RuleEngineEvent] = []
         var samples = message.samples
         if samples.count > 1, zip(samples, samples.dropFirst()).contains(where: { $0.timestamp > $1.timestamp }) {
             samples.sort { $0.timestamp < $1.timestamp }
         }
-        let tenantRules = rules[message.tenantID] ?? [:]
         var start = samples.startIndex
         while start < samples.endIndex {
             let timestamp = samples[start].timestamp
@@ -178,38 +202,47 @@ public struct RuleEngineCore: Sendable {
             let group = samples[start..<end]
             for sample in group { state.values.apply(sample) }
             if !state.ruleIDs.isEmpty {
-                var affected: [String] = state.byKey[""] ?? []
-                for sample in group { if let ids = state.byKey[sample.key] { affected.append(contentsOf: ids) } }
-                if affected.count > 1 { affected = Array(Set(affected)).sorted() }
-                for ruleID in affected {
-                    guard let rule = tenantRules[ruleID], var evaluator = state.evaluators[ruleID] else { continue }
-                    for transition in evaluator.observe(group, at: timestamp, values: state.values) {
+                // The rules reading one of the group's keys (or any key), each once, in id order
+                // (positions in ruleIDs, which is sorted by id).
+                affected.removeAll(keepingCapacity: true)
+                if let any = state.byKey[""] { affected.append(contentsOf: any) }
+                for sample in group { if let positions = state.byKey[sample.key] { affected.append(contentsOf: positions) } }
+                if affected.count > 1 {
+                    affected.sort()
+                    var kept = 1
+                    for index in 1..<affected.count where affected[index] != affected[kept - 1] {
+                        affected[kept] = affected[index]
+                        kept += 1
+                    }
+                    affected.removeLast(affected.count - kept)
+                }
+                for position in affected {
+                    let ruleID = state.ruleIDs[position]
+                    guard let transitions = state.evaluators[ruleID]?.observe(group, at: timestamp, values: state.values), !transitions.isEmpty,
+                        let rule = rules[message.tenantID]?[ruleID]
+                    else { continue }
+                    for transition in transitions {
                         events.append(RuleEngineEvent(rule: rule, deviceID: message.deviceID, transition: transition))
                     }
-                    state.evaluators[ruleID] = evaluator
                 }
             }
             start = end
         }
-        devices[key] = state
         return events
     }
 
     /// A device connected or disconnected.
     public mutating func observePresence(tenantID: String, deviceID: String, online: Bool, at timestamp: Int64) -> [RuleEngineEvent] {
         let key = DeviceKey(tenantID: tenantID, deviceID: deviceID)
-        guard var state = devices[key] else { return [] }
+        guard var state = devices.removeValue(forKey: key) else { return [] }
+        defer { devices[key] = state }
         state.online = online
-        refresh(&state, now: timestamp)
+        Self.refresh(&state, rules: rules, generation: generation, now: timestamp)
         var events: [RuleEngineEvent] = []
         for ruleID in state.ruleIDs {
-            guard let rule = rules[tenantID]?[ruleID], var evaluator = state.evaluators[ruleID] else { continue }
-            if let transition = evaluator.observe(online: online, at: timestamp) {
-                events.append(RuleEngineEvent(rule: rule, deviceID: deviceID, transition: transition))
-            }
-            state.evaluators[ruleID] = evaluator
+            guard let rule = rules[tenantID]?[ruleID], let transition = state.evaluators[ruleID]?.observe(online: online, at: timestamp) else { continue }
+            events.append(RuleEngineEvent(rule: rule, deviceID: deviceID, transition: transition))
         }
-        devices[key] = state
         return events
     }
 
@@ -219,19 +252,17 @@ public struct RuleEngineCore: Sendable {
         tenantID: String, deviceID: String, reported: JSONValue, desired: JSONValue, at timestamp: Int64
     ) -> [RuleEngineEvent] {
         let key = DeviceKey(tenantID: tenantID, deviceID: deviceID)
-        guard var state = devices[key] else { return [] }
+        guard var state = devices.removeValue(forKey: key) else { return [] }
+        defer { devices[key] = state }
         state.values.reported = reported
         state.values.desired = desired
-        refresh(&state, now: timestamp)
+        Self.refresh(&state, rules: rules, generation: generation, now: timestamp)
         var events: [RuleEngineEvent] = []
         for ruleID in state.ruleIDs {
-            guard let rule = rules[tenantID]?[ruleID], var evaluator = state.evaluators[ruleID] else { continue }
-            if let transition = evaluator.twinChanged(at: timestamp, values: state.values) {
-                events.append(RuleEngineEvent(rule: rule, deviceID: deviceID, transition: transition))
-            }
-            state.evaluators[ruleID] = evaluator
+            guard let rule = rules[tenantID]?[ruleID], let transition = state.evaluators[ruleID]?.twinChanged(at: timestamp, values: state.values)
+            else { continue }
+            events.append(RuleEngineEvent(rule: rule, deviceID: deviceID, transition: transition))
         }
-        devices[key] = state
         return events
     }
 
@@ -255,21 +286,14 @@ public struct RuleEngineCore: Sendable {
     /// Time passed: no-data and presence conditions may raise.
     public mutating func tick(now: Int64) -> [RuleEngineEvent] {
         var events: [RuleEngineEvent] = []
-        for key in devices.keys {
-            guard var state = devices[key] else { continue }
-            var changed = state.generation != generation
-            refresh(&state, now: now)
-            for ruleID in state.ruleIDs {
-                guard let rule = rules[key.tenantID]?[ruleID], rule.definition.condition.needsTicks,
-                    var evaluator = state.evaluators[ruleID]
-                else { continue }
-                if let transition = evaluator.tick(now: now) {
-                    events.append(RuleEngineEvent(rule: rule, deviceID: key.deviceID, transition: transition))
-                }
-                state.evaluators[ruleID] = evaluator
-                changed = true
-            }
-            if changed { devices[key] = state }
+        let rules = rules
+        let generation = generation
+        // In place (no copy of each device's state), visiting only the rules that tick.
+        var index = devices.startIndex
+        while index != devices.endIndex {
+            let key = devices.keys[index]
+            Self.tick(&devices.values[index], key: key, rules: rules, generation: generation, now: now, into: &events)
+            devices.formIndex(after: &index)
         }
         return events
     }
@@ -281,12 +305,23 @@ public struct RuleEngineCore: Sendable {
     public mutating func assumeRaised(ruleID: String, tenantID: String, deviceID: String) -> Bool {
         let key = DeviceKey(tenantID: tenantID, deviceID: deviceID)
         guard var state = devices[key] else { return false }
-        refresh(&state, now: 0)
+        Self.refresh(&state, rules: rules, generation: generation, now: 0)
         guard var evaluator = state.evaluators[ruleID] else { return false }
         evaluator.assumeRaised()
         state.evaluators[ruleID] = evaluator
         devices[key] = state
         return true
+    }
+
+    private static func tick(
+        _ state: inout DeviceState, key: DeviceKey, rules: [String: [String: Rule]], generation: Int, now: Int64, into events: inout [RuleEngineEvent]
+    ) {
+        refresh(&state, rules: rules, generation: generation, now: now)
+        for position in state.ticking {
+            let ruleID = state.ruleIDs[position]
+            guard let transition = state.evaluators[ruleID]?.tick(now: now), let rule = rules[key.tenantID]?[ruleID] else { continue }
+            events.append(RuleEngineEvent(rule: rule, deviceID: key.deviceID, transition: transition))
+        }
     }
 
     /// Whether the rule is raised on the device now.
